@@ -1,0 +1,209 @@
+"""Coded ResNeXt (Avranas & Kountouris, "Towards Disentangling Information Paths with Coded ResNeXt",
+arXiv 2202.05343).
+
+A ResNeXt whose deeper blocks assign branches to classes by binary codewords: energy normalization
+(Eq. 3) in every coded block, a coding loss (Eq. 5) that pushes each class's energy onto its
+codeword's branches, and DropSubNNs. ``control=True`` builds the plain ResNeXt with the same shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from coded_resnext.coding import CodingScheme
+from coded_resnext.coding.defaults import scheme_for_stage
+from coded_resnext.layers.coded_block import CodedBlock
+from coded_resnext.layers.drop_subnns import drop_subnns_mask
+from coded_resnext.layers.energy import coding_loss
+from coded_resnext.models.config import CodedResNeXtConfig, StageConfig
+
+
+class CodedOutput(NamedTuple):
+    logits: Tensor  # (B, K)
+    energies: tuple[Tensor, ...]  # one (B, N_l) per coded block in network order, rows sum to N_l
+
+
+class LossParts(NamedTuple):
+    total: Tensor
+    classification: Tensor
+    coding: Tensor  # sum over coded blocks of L_code (before multiplying by mu)
+
+
+class CodedBlockInfo(NamedTuple):
+    """Where a coded block sits and which scheme drives it."""
+
+    block_index: int  # index into model.blocks
+    stage: str
+    scheme: CodingScheme
+    drop_prob: float
+    drop_group: int  # consecutive blocks with the same scheme share one DropSubNNs mask
+
+
+def make_stem(kind: str, in_chans: int, channels: int) -> nn.Sequential:
+    if kind == "cifar":
+        return nn.Sequential(
+            nn.Conv2d(in_chans, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(True)
+        )
+    return nn.Sequential(
+        nn.Conv2d(in_chans, channels, 7, stride=2, padding=3, bias=False),
+        nn.BatchNorm2d(channels),
+        nn.ReLU(True),
+        nn.MaxPool2d(3, stride=2, padding=1),
+    )
+
+
+def _scaled(channels: int, multiplier: float) -> int:
+    return max(1, round(channels * multiplier))
+
+
+class CodedResNeXt(nn.Module):
+    def __init__(self, config: CodedResNeXtConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.num_classes = config.num_classes
+        m = config.width_multiplier
+        channels = _scaled(config.stem_channels, m)
+        self.stem = make_stem(config.stem, config.in_chans, channels)
+
+        self.blocks = nn.ModuleList()
+        self.coded_blocks: list[CodedBlockInfo] = []
+        self.schemes: dict[str, CodingScheme] = {}  # per coded stage
+        previous_scheme: CodingScheme | None = None
+        drop_group = -1
+        for stage in config.stages:
+            scheme = None if config.control or not stage.coded else self._stage_scheme(stage)
+            if scheme is not None:
+                self.schemes[stage.name] = scheme
+            for i in range(stage.depth):
+                block = CodedBlock(
+                    channels,
+                    _scaled(stage.out_channels, m),
+                    _scaled(stage.branch_width, m),
+                    stage.num_branches,
+                    stride=stage.stride if i == 0 else 1,
+                    normalize_energy=scheme is not None,
+                    materialize=config.energy_impl == "materialized",
+                    zero_init_last=config.zero_init_last_bn,
+                )
+                if scheme is None:
+                    previous_scheme = None
+                else:
+                    if scheme != previous_scheme:
+                        drop_group += 1
+                    previous_scheme = scheme
+                    p = config.drop_prob if stage.drop_prob is None else stage.drop_prob
+                    self.coded_blocks.append(CodedBlockInfo(len(self.blocks), stage.name, scheme, p, drop_group))
+                    # (K, N) codewords as a non-persistent buffer: moves with the model, stays out of
+                    # the state dict (the scheme is recorded with the config).
+                    block.register_buffer(
+                        "codewords", torch.tensor(scheme.codewords, dtype=torch.float32), persistent=False
+                    )
+                self.blocks.append(block)
+                channels = _scaled(stage.out_channels, m)
+        self.num_features = channels
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, config.num_classes, bias=False)  # no bias, as released
+        self._init_weights()
+
+    def _stage_scheme(self, stage: StageConfig) -> CodingScheme:
+        scheme = scheme_for_stage(
+            self.config.schemes.get(stage.name), self.config.num_classes, stage.num_branches, stage.num_active
+        )
+        scheme.check_compatible(self.config.num_classes, stage.num_branches, where=f"stage {stage.name}")
+        return scheme
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        if self.config.zero_init_last_bn:
+            for block in self.blocks:
+                nn.init.zeros_(block.bn_sum.weight)
+
+    # ---- forward ------------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits (B, K)."""
+        return self.forward_with_aux(x).logits
+
+    def forward_with_aux(self, x: Tensor, keep_paths_of: int | Tensor | None = None) -> CodedOutput:
+        """Logits and the normalized energies of every coded block.
+
+        ``keep_paths_of=k`` (or a (B,) tensor of classes) zeroes, in every coded block, each branch
+        whose codeword bit for that class is 0, before energy normalization (PAPER.md section 7).
+        """
+        keep = None if keep_paths_of is None else self.path_masks(keep_paths_of, x.shape[0])
+        return self.forward_with_branch_masks(x, keep)
+
+    def path_masks(self, classes: int | Tensor, batch: int) -> list[Tensor]:
+        """Per coded block, the (B, N) 0/1 mask of the branches on the paths of ``classes``."""
+        masks = []
+        for info in self.coded_blocks:
+            codewords = self.blocks[info.block_index].codewords
+            if isinstance(classes, Tensor) and classes.dim() > 0:
+                masks.append(codewords[classes.to(codewords.device)])
+            else:
+                masks.append(codewords[int(classes)].expand(batch, -1))
+        return masks
+
+    def forward_with_branch_masks(self, x: Tensor, keep: Sequence[Tensor | None] | None = None) -> CodedOutput:
+        """Like ``forward_with_aux`` with an explicit (B, N_l) keep mask (or None) per coded block."""
+        if keep is not None and len(keep) != len(self.coded_blocks):
+            raise ValueError(f"expected {len(self.coded_blocks)} keep masks (one per coded block), got {len(keep)}")
+        x = self.stem(x)
+        energies: list[Tensor] = []
+        coded = iter(self.coded_blocks)
+        info = None
+        drop: Tensor | None = None
+        drop_group = -1
+        for block in self.blocks:
+            if not block.normalize_energy:
+                x = block(x).out
+                continue
+            info = next(coded)
+            if info.drop_group != drop_group:
+                drop_group = info.drop_group
+                drop = None
+                if self.training and info.drop_prob > 0:
+                    drop = drop_subnns_mask(x.shape[0], block.num_branches, info.drop_prob, x.device)
+            block_keep = None if keep is None else keep[len(energies)]
+            out = block(x, block_keep, drop)
+            x = out.out
+            energies.append(out.energies)
+        return CodedOutput(self.head(x), tuple(energies))
+
+    def head(self, features: Tensor) -> Tensor:
+        return self.fc(torch.flatten(self.pool(features), 1))
+
+    # ---- loss ----------------------------------------------------------------------------------
+    def loss_parts(self, output: CodedOutput, targets: Tensor) -> LossParts:
+        """Eq. 6: cross-entropy + mu * sum over coded blocks of L_code (Eq. 5)."""
+        ce = F.cross_entropy(output.logits, targets)
+        code = ce.new_zeros(())
+        cfg = self.config
+        for info, energies in zip(self.coded_blocks, output.energies, strict=True):
+            target_words = self.blocks[info.block_index].codewords[targets]
+            code = code + coding_loss(
+                energies, target_words, info.scheme.ratio, cfg.coding_loss_power, cfg.coding_loss_threshold
+            )
+        return LossParts(ce + cfg.coding_loss_weight * code, ce, code)
+
+    def loss(self, output: CodedOutput, targets: Tensor) -> Tensor:
+        return self.loss_parts(output, targets).total
+
+    # ---- introspection -------------------------------------------------------------------------
+    @property
+    def coded_block_modules(self) -> list[CodedBlock]:
+        return [self.blocks[i.block_index] for i in self.coded_blocks]
+
+    def scheme_hashes(self) -> dict[str, str]:
+        return {stage: scheme.content_hash for stage, scheme in self.schemes.items()}
+
+    def extra_repr(self) -> str:
+        kind = "control (plain ResNeXt)" if self.config.control else f"coded stages {list(self.schemes)}"
+        params = sum(p.numel() for p in self.parameters())
+        return f"num_classes={self.num_classes}, {kind}, params={params / 1e6:.2f}M"

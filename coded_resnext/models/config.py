@@ -1,0 +1,99 @@
+"""Typed configuration of a Coded ResNeXt (PAPER.md Table 1): stages as data, not strings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+from coded_resnext.coding import CodingScheme
+from coded_resnext.coding.defaults import GeneratedScheme
+
+# A stage's coding scheme: a published name ("paper:cifar10/5/10"), a JSON file path, a scheme value,
+# or generator parameters. None: the published scheme for (classes, branches, active) if there is
+# one, else a generated one.
+SchemeSpec = str | CodingScheme | GeneratedScheme | None
+
+
+class ModelConfigError(ValueError):
+    """A model configuration is invalid; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """``depth`` blocks of [out_channels, branch_width, num_active / num_branches] (Table 1)."""
+
+    name: str  # paper's stage name, "c2".."c5"; keys of per-stage settings
+    depth: int  # number of blocks
+    out_channels: int  # C_out of every block
+    branch_width: int  # d, width of one branch (subNN)
+    num_branches: int  # N, the cardinality
+    num_active: int  # N_act; == num_branches makes an uncoded (plain ResNeXt) stage
+    stride: int = 1  # stride of the stage's first block
+    drop_prob: float | None = None  # DropSubNNs p for this stage; None: the model's drop_prob
+
+    def __post_init__(self) -> None:
+        for key in ("depth", "out_channels", "branch_width", "num_branches", "num_active", "stride"):
+            if getattr(self, key) < 1:
+                raise ModelConfigError(f"stage {self.name}: {key} must be >= 1, got {getattr(self, key)}")
+        if self.num_active > self.num_branches:
+            raise ModelConfigError(
+                f"stage {self.name}: num_active ({self.num_active}) must be <= num_branches ({self.num_branches})"
+            )
+        if self.drop_prob is not None and not 0.0 <= self.drop_prob < 1.0:
+            raise ModelConfigError(f"stage {self.name}: drop_prob must be in [0, 1), got {self.drop_prob}")
+
+    @property
+    def coded(self) -> bool:
+        return self.num_active < self.num_branches
+
+
+@dataclass(frozen=True)
+class CodedResNeXtConfig:
+    """Everything needed to build a Coded ResNeXt; presets are instances of this."""
+
+    num_classes: int
+    stages: tuple[StageConfig, ...]
+    stem: Literal["cifar", "imagenet"] = "cifar"  # 3x3 conv; or 7x7/2 conv + 3x3/2 max pool
+    stem_channels: int = 64
+    in_chans: int = 3  # 1 for grayscale inputs
+    width_multiplier: float = 1.0  # scales stem, branch widths d and block outputs C_out
+    coding_loss_weight: float = 6.0  # mu in Eq. 6 (paper: 6 on CIFAR, 1 on ImageNet)
+    coding_loss_power: float = 4.0  # exponent in Eq. 5 (ablation: 4 > 2 > 1)
+    coding_loss_threshold: float = 0.0  # deviations up to this are not penalised
+    drop_prob: float = 0.1  # DropSubNNs p of coded stages
+    control: bool = False  # every block N/N: the plain ResNeXt baseline with the same shape
+    energy_impl: Literal["gram", "materialized"] = "gram"  # "materialized": slow reference path
+    zero_init_last_bn: bool = True  # gamma of the BN after the branch sum starts at 0
+    schemes: dict[str, SchemeSpec] = field(default_factory=dict)  # per coded stage name
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 2:
+            raise ModelConfigError(f"num_classes must be >= 2, got {self.num_classes}")
+        if not self.stages:
+            raise ModelConfigError("a model needs at least one stage")
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ModelConfigError(f"stage names must be unique, got {names}")
+        if self.stem not in ("cifar", "imagenet"):
+            raise ModelConfigError(f"stem must be 'cifar' or 'imagenet', got {self.stem!r}")
+        if self.energy_impl not in ("gram", "materialized"):
+            raise ModelConfigError(f"energy_impl must be 'gram' or 'materialized', got {self.energy_impl!r}")
+        if self.in_chans < 1 or self.stem_channels < 1:
+            raise ModelConfigError("in_chans and stem_channels must be >= 1")
+        if not self.width_multiplier > 0:
+            raise ModelConfigError(f"width_multiplier must be > 0, got {self.width_multiplier}")
+        if self.coding_loss_weight < 0:
+            raise ModelConfigError(f"coding_loss_weight (mu) must be >= 0, got {self.coding_loss_weight}")
+        if not self.coding_loss_power > 0:
+            raise ModelConfigError(f"coding_loss_power must be > 0, got {self.coding_loss_power}")
+        if self.coding_loss_threshold < 0:
+            raise ModelConfigError(f"coding_loss_threshold must be >= 0, got {self.coding_loss_threshold}")
+        if not 0.0 <= self.drop_prob < 1.0:
+            raise ModelConfigError(f"drop_prob must be in [0, 1), got {self.drop_prob}")
+        unknown = set(self.schemes) - set(names)
+        if unknown:
+            raise ModelConfigError(f"schemes given for unknown stages {sorted(unknown)}; the stages are {names}")
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
