@@ -23,7 +23,7 @@ def _inputs(v):
 
 
 def _block(v, materialize: bool) -> CodedBlock:
-    h, w, n = _inputs(v)
+    _, w, n = _inputs(v)
     block = CodedBlock(1, w.shape[0], v["d"], n, normalize_energy=True, materialize=materialize).double()
     with torch.no_grad():
         block.conv_expand.weight.copy_(w)
