@@ -53,9 +53,7 @@ def test_normalized_energies_and_sum_output(block_vectors, materialize):
     block = _block(block_vectors, materialize)
     fn = block._normalized_sum_materialized if materialize else block._normalized_sum
     summed, energies = fn(h, None, None)
-    torch.testing.assert_close(
-        energies.double(), _t(block_vectors["energies_normalized"]), rtol=1e-5, atol=1e-7
-    )
+    torch.testing.assert_close(energies.double(), _t(block_vectors["energies_normalized"]), rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(summed, _t(block_vectors["normalized_sum_output"]), rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(energies.sum(1).double(), torch.full((2,), 4.0, dtype=torch.float64))
 

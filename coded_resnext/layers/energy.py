@@ -23,14 +23,20 @@ from torch import Tensor
 ENERGY_EPS = 1e-12
 
 
+def _energy_dtype(x: Tensor) -> torch.dtype:
+    """Energies are sums of many squares: never in bf16/fp16 (autocast), full precision in float64."""
+    return torch.promote_types(x.dtype, torch.float32)
+
+
 def branch_energies_gram(h: Tensor, expand_weight: Tensor, num_branches: int) -> Tensor:
-    """E(t_n) per sample and branch, (B, N), in float32, without materializing t_n."""
+    """E(t_n) per sample and branch, (B, N), in at least float32, without materializing t_n."""
     b, nd, height, width = h.shape
     d = nd // num_branches
     c_out = expand_weight.shape[0]
+    dtype = _energy_dtype(h)
     with torch.autocast(device_type=h.device.type, enabled=False):
-        hb = h.float().reshape(b, num_branches, d, height * width)  # (B, N*d, H, W) -> (B, N, d, P)
-        w = expand_weight.float().reshape(c_out, num_branches, d)  # (C_out, N*d, 1, 1) -> (C_out, N, d)
+        hb = h.to(dtype).reshape(b, num_branches, d, height * width)  # (B, N*d, H, W) -> (B, N, d, P)
+        w = expand_weight.to(dtype).reshape(c_out, num_branches, d)  # (C_out, N*d, 1, 1) -> (C_out, N, d)
         gram = torch.einsum("cnd,cne->nde", w, w)  # (N, d, d) = W_n^T W_n
         moments = hb @ hb.transpose(-1, -2)  # (B, N, d, d) = sum_p h_n(p) h_n(p)^T
         energy = (moments * gram).sum(dim=(-1, -2))  # (B, N)
@@ -49,7 +55,7 @@ def branch_outputs(h: Tensor, expand_weight: Tensor, num_branches: int) -> Tenso
 
 def branch_energies_materialized(branch_out: Tensor) -> Tensor:
     """Eq. 2 on materialized branch outputs (B, N, C_out, H, W) -> (B, N)."""
-    return branch_out.float().pow(2).mean(dim=(2, 3, 4))
+    return branch_out.to(_energy_dtype(branch_out)).pow(2).mean(dim=(2, 3, 4))
 
 
 def normalizer_scale(raw_energies: Tensor, normalizer_branches: int, eps: float = ENERGY_EPS) -> Tensor:

@@ -1,0 +1,83 @@
+"""Binary classifiers and class-subset submodels: pruned weights that compute the masked full net."""
+
+import pytest
+import torch
+
+import coded_resnext as cr
+from coded_resnext.extraction import kept_branches
+from tests.conftest import randomize_batchnorm
+
+
+@pytest.fixture(scope="module")
+def mini():
+    model = cr.create_model("coded_resnext_mini", in_chans=1)
+    randomize_batchnorm(model)
+    return model.eval()
+
+
+def test_binary_classifier_equals_masked_full_model_for_every_class(mini):
+    x = torch.randn(4, 1, 28, 28)
+    for k in range(mini.num_classes):
+        binary = cr.extract_binary_classifier(mini, k)
+        expected = mini.forward_with_aux(x, keep_paths_of=k).logits[:, k]
+        out = binary(x)
+        assert out.shape == (4,)
+        torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_binary_classifier_is_physically_pruned(mini):
+    binary = cr.extract_binary_classifier(mini, 2)
+    kept = kept_branches(mini, [2])
+    pruned_blocks = [b for b in binary.blocks if b.num_branches < b.normalizer_branches]
+    assert [b.num_branches for b in pruned_blocks] == [len(k) for k in kept]
+    assert [len(k) for k in kept] == [info.scheme.num_active for info in mini.coded_blocks]
+    assert binary.fc.weight.shape == (1, mini.fc.in_features)
+    assert cr.parameter_count(binary) < cr.parameter_count(mini)
+
+
+def test_submodel_for_a_set_of_classes_uses_the_union_of_paths(mini):
+    classes = [1, 8, 9]
+    sub = cr.extract_submodel(mini, classes)
+    x = torch.randn(3, 1, 28, 28)
+    keep = []
+    for info in mini.coded_blocks:
+        union = torch.from_numpy(info.scheme.codewords[classes].any(axis=0).copy()).float()
+        keep.append(union.expand(3, -1))
+    expected = mini.forward_with_branch_masks(x, keep).logits[:, classes]
+    torch.testing.assert_close(sub(x), expected, rtol=1e-4, atol=1e-5)
+    assert cr.parameter_count(cr.extract_binary_classifier(mini, 1)) < cr.parameter_count(sub)
+
+
+def test_binary_classifier_of_paper_cifar10_net_has_stated_size():
+    """10x11d: about 46% of all parameters (<= 47% goal), 37-38% in the paper's accounting."""
+    model = cr.create_model("coded_resnext29_10x11d").eval()
+    fractions = [cr.parameter_count(cr.extract_binary_classifier(model, k)) / cr.parameter_count(model) for k in (0, 7)]
+    paper = cr.parameter_count(cr.extract_binary_classifier(model, 0), paper_accounting=True) / cr.parameter_count(
+        model, paper_accounting=True
+    )
+    assert fractions[0] == fractions[1]  # rule A: every class keeps the same number of branches
+    assert 0.45 <= fractions[0] <= 0.47
+    assert 0.36 <= paper <= 0.39
+
+
+def test_binary_classifier_exports_with_torch_export(mini):
+    binary = cr.extract_binary_classifier(mini, 5)
+    x = torch.randn(2, 1, 28, 28)
+    exported = torch.export.export(binary, (x,))
+    other = torch.randn(2, 1, 28, 28)
+    torch.testing.assert_close(exported.module()(other), binary(other))
+
+
+def test_extract_rejects_bad_classes(mini):
+    with pytest.raises(ValueError, match="out of range"):
+        cr.extract_binary_classifier(mini, 10)
+    with pytest.raises(ValueError, match="distinct"):
+        cr.extract_submodel(mini, [1, 1])
+
+
+def test_control_model_binary_classifier_keeps_everything_but_one_row():
+    control = cr.create_model("coded_resnext_mini", in_chans=1, control=True).eval()
+    binary = cr.extract_binary_classifier(control, 3)
+    x = torch.randn(2, 1, 28, 28)
+    torch.testing.assert_close(binary(x), control(x)[:, 3])
+    assert cr.parameter_count(control) - cr.parameter_count(binary) == 9 * control.fc.in_features
