@@ -1,0 +1,143 @@
+"""Side-by-side speed of the coded model, its plain control, the materialized reference and the
+extracted binary classifier, measured interleaved in one process (DESIGN.md, performance stance).
+
+Each round times one step of every variant in turn, so drift in machine load hits all of them
+alike; the report gives medians and ratios, with parameter and FLOP fractions beside the time ratio
+of the binary classifier. Nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from coded_resnext.accounting import flop_count, parameter_count
+from coded_resnext.extraction import extract_binary_classifier
+from coded_resnext.models import CodedResNeXt, create_model
+
+
+@dataclass
+class BenchResult:
+    preset: str
+    batch_size: int
+    image_size: int
+    threads: int
+    rounds: int
+    median_ms: dict[str, float] = field(default_factory=dict)
+    ratios: dict[str, float] = field(default_factory=dict)
+    binary: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def table(self) -> str:
+        lines = [
+            f"preset {self.preset}, batch {self.batch_size}, {self.image_size}x{self.image_size}, "
+            f"{self.threads} threads, {self.rounds} interleaved rounds (medians)",
+            "",
+            f"{'step':<34}{'median ms':>12}",
+        ]
+        lines += [f"{name:<34}{ms:>12.2f}" for name, ms in self.median_ms.items()]
+        lines += ["", f"{'ratio':<34}{'value':>12}"]
+        lines += [f"{name:<34}{value:>12.3f}" for name, value in self.ratios.items()]
+        lines += ["", f"{'binary classifier (class 0)':<34}{'fraction':>12}"]
+        lines += [f"{name:<34}{value:>12.3f}" for name, value in self.binary.items()]
+        return "\n".join(lines)
+
+
+def default_image_size(model: CodedResNeXt) -> int:
+    return 32 if model.config.stem == "cifar" else 160  # the paper trains ImageNet at 160x160
+
+
+def _train_step(model: CodedResNeXt, x: Tensor, y: Tensor) -> Callable[[], None]:
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
+
+    def step() -> None:
+        out = model.forward_with_aux(x)
+        loss = model.loss(out, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def _inference(module: nn.Module, x: Tensor) -> Callable[[], None]:
+    @torch.inference_mode()
+    def step() -> None:
+        module(x)
+
+    return step
+
+
+def run_benchmark(
+    preset: str,
+    batch_size: int,
+    rounds: int = 10,
+    warmup: int = 2,
+    image_size: int | None = None,
+    num_classes: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> BenchResult:
+    """Time train steps (coded, control, materialized) and inference (those plus the binary
+    classifier of class 0), interleaved for ``rounds`` rounds after ``warmup`` rounds."""
+    torch.manual_seed(0)
+    coded = create_model(preset, num_classes)
+    control = create_model(preset, num_classes, control=True)
+    materialized = create_model(preset, num_classes, energy_impl="materialized")
+    materialized.load_state_dict(coded.state_dict())
+    size = image_size or default_image_size(coded)
+    x = torch.randn(batch_size, coded.config.in_chans, size, size)
+    y = torch.randint(0, coded.num_classes, (batch_size,))
+
+    # Training steps change the weights; inference uses separate eval-mode copies so the binary
+    # classifier is extracted from exactly the weights the full model runs with.
+    infer_coded = create_model(preset, num_classes).eval()
+    infer_control = create_model(preset, num_classes, control=True).eval()
+    infer_materialized = create_model(preset, num_classes, energy_impl="materialized").eval()
+    infer_materialized.load_state_dict(infer_coded.state_dict())
+    binary = extract_binary_classifier(infer_coded, 0)
+
+    steps: dict[str, Callable[[], None]] = {
+        "train/coded": _train_step(coded.train(), x, y),
+        "train/control": _train_step(control.train(), x, y),
+        "train/materialized": _train_step(materialized.train(), x, y),
+        "infer/coded": _inference(infer_coded, x),
+        "infer/control": _inference(infer_control, x),
+        "infer/materialized": _inference(infer_materialized, x),
+        "infer/binary": _inference(binary, x),
+    }
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for r in range(warmup + rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            if r >= warmup:
+                times[name].append(time.perf_counter() - start)
+        if progress is not None:
+            phase = "warm-up" if r < warmup else "round"
+            progress(f"{phase} {r + 1 - (0 if r < warmup else warmup)}/{warmup if r < warmup else rounds}")
+
+    med = {name: statistics.median(t) * 1e3 for name, t in times.items()}
+    result = BenchResult(preset, batch_size, size, torch.get_num_threads(), rounds, median_ms=med)
+    result.ratios = {
+        "train coded / control": med["train/coded"] / med["train/control"],
+        "train materialized / coded": med["train/materialized"] / med["train/coded"],
+        "infer coded / control": med["infer/coded"] / med["infer/control"],
+        "infer materialized / coded": med["infer/materialized"] / med["infer/coded"],
+        "infer binary / full (time)": med["infer/binary"] / med["infer/coded"],
+    }
+    one = x[:1]
+    result.binary = {
+        "time (binary / full inference)": result.ratios["infer binary / full (time)"],
+        "FLOPs": flop_count(binary, one) / flop_count(infer_coded, one),
+        "parameters (all)": parameter_count(binary) / parameter_count(infer_coded),
+        "parameters (paper's accounting)": parameter_count(binary, paper_accounting=True)
+        / parameter_count(infer_coded, paper_accounting=True),
+    }
+    return result

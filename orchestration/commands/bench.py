@@ -1,0 +1,65 @@
+"""``coded-resnext bench model``: coded vs control vs materialized, and binary vs full, side by side."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from coded_resnext import list_models
+from orchestration.errors import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="TARGET")
+    model = bench_sub.add_parser(
+        "model",
+        help="train-step and inference times of coded, control, materialized and binary models",
+        description=(
+            "Times one train step (forward, coding loss, backward, SGD step) of the coded model, its plain "
+            "control and the materialized reference, and inference of those and of class 0's binary "
+            "classifier, interleaved round by round in one process on random data. Prints medians and "
+            "ratios, with the binary classifier's parameter and FLOP fractions beside its time ratio."
+        ),
+    )
+    model.add_argument("--preset", required=True, help=f"model preset, one of: {', '.join(list_models())}")
+    model.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
+    model.add_argument("--rounds", type=int, default=10, help="timed interleaved rounds (default 10)")
+    model.add_argument("--warmup", type=int, default=2, help="untimed rounds first (default 2)")
+    model.add_argument("--image-size", type=int, default=None, help="input size (default 32 CIFAR, 160 ImageNet)")
+    model.add_argument("--num-classes", type=int, default=None, help="classes (default: the preset's)")
+    model.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    model.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    model.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from coded_resnext.benchmark import run_benchmark
+
+    if args.preset not in list_models():
+        raise UserError(f"unknown preset {args.preset!r}; choose one of: {', '.join(list_models())}")
+    for key in ("batch_size", "rounds"):
+        if getattr(args, key) < 1:
+            raise UserError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(args, key)}")
+    if args.json is not None and not args.json.parent.exists():
+        raise UserError(f"directory {args.json.parent} for --json does not exist; create it first")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = run_benchmark(
+        args.preset,
+        args.batch_size,
+        rounds=args.rounds,
+        warmup=args.warmup,
+        image_size=args.image_size,
+        num_classes=args.num_classes,
+        progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True),
+    )
+    print(result.table())
+    if args.json is not None:
+        args.json.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
