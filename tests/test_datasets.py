@@ -1,0 +1,399 @@
+"""Datasets: every registered loader on small files written in the real on-disk formats, the split and
+subset rules, augmentation settings, out-of-distribution sets, and one-line errors for missing or bad data."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision.datasets.cifar as tv_cifar
+from PIL import Image
+from torchvision import transforms as T
+
+from coded_resnext.datasets import DataError, DataSpec, build_dataset, build_ood_dataset, list_datasets
+from coded_resnext.datasets import fashion_mnist as fm
+from coded_resnext.datasets.base import ArrayImages
+
+SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
+# published training-set statistics, pinned here so a wrong constant in the package fails the pixel checks
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
+
+
+# ---------------------------------------------------------------------------------------------- writers
+
+
+def _pickle(path: Path, obj: dict) -> None:
+    with open(path, "wb") as f:
+        pickle.dump(obj, f)
+
+
+def write_cifar10(root: Path, per_batch: int = 4, n_test: int = 6, seed: int = 0) -> dict[str, np.ndarray]:
+    """cifar-10-batches-py/ as the official archive extracts: five train batches, test_batch, batches.meta."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    train_x = rng.integers(0, 256, (5 * per_batch, 3072), dtype=np.uint8)
+    train_y = rng.integers(0, 10, 5 * per_batch)
+    for b in range(5):
+        rows = slice(b * per_batch, (b + 1) * per_batch)
+        _pickle(folder / f"data_batch_{b + 1}", {"data": train_x[rows], "labels": train_y[rows].tolist()})
+    test_x = rng.integers(0, 256, (n_test, 3072), dtype=np.uint8)
+    test_y = rng.integers(0, 10, n_test)
+    _pickle(folder / "test_batch", {"data": test_x, "labels": test_y.tolist()})
+    _pickle(folder / "batches.meta", {"label_names": [f"c10_{k}" for k in range(10)]})
+    return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
+
+
+def write_cifar100(root: Path, n_train: int = 8, n_test: int = 5, seed: int = 1) -> dict[str, np.ndarray]:
+    """cifar-100-python/ with train, test and meta (fine and coarse labels, as the archive has)."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    out = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        x = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        y = rng.integers(0, 100, n)
+        _pickle(folder / split, {"data": x, "fine_labels": y.tolist(), "coarse_labels": (y // 5).tolist()})
+        out[f"{split}_x"], out[f"{split}_y"] = x, y
+    _pickle(
+        folder / "meta",
+        {"fine_label_names": [f"c100_{k}" for k in range(100)], "coarse_label_names": [str(k) for k in range(20)]},
+    )
+    return out
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool) -> None:
+    header = b"\x00\x00\x08" + bytes([array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if gz:
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(data)
+
+
+def write_fashion(directory: Path, n_train: int = 20, n_test: int = 10, gz: bool = False) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(2)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train).astype(np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test).astype(np.uint8),
+    }
+    for name, array in arrays.items():
+        write_idx(directory / name, array, gz)
+    return arrays
+
+
+def write_image_tree(root: Path, classes: tuple[str, ...], per_class: int, size: tuple[int, int] = (24, 20)) -> None:
+    rng = np.random.default_rng(3)
+    for k, cls in enumerate(classes):
+        (root / cls).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / cls / f"{k}_{i}.png")
+
+
+def normalized(chw_uint8: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    x = torch.from_numpy(chw_uint8.astype(np.float32) / 255.0)
+    return (x - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+
+
+@pytest.fixture
+def no_md5(monkeypatch):
+    """The fake CIFAR files cannot match the official md5s: keep torchvision's existence check, drop the hash."""
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda fpath, md5=None: os.path.isfile(fpath))
+
+
+@pytest.fixture
+def no_system_fashion(monkeypatch, tmp_path):
+    """Hide Debian's Fashion-MNIST so a test sees only the files it wrote."""
+    monkeypatch.setattr(fm, "SYSTEM_DIRS", (str(tmp_path / "no-system-dir"),))
+
+
+def _assert_one_line_error(exc: pytest.ExceptionInfo, *needles: str) -> None:
+    message = str(exc.value)
+    assert "\n" not in message
+    for needle in needles:
+        assert needle in message, (needle, message)
+
+
+# ---------------------------------------------------------------------------------------------- registry
+
+
+def test_registry_lists_every_dataset_and_rejects_unknown_names():
+    assert list_datasets() == sorted(["cifar10", "cifar100", "fashion-mnist", "imagefolder", "digits", "synthetic"])
+    with pytest.raises(DataError) as exc:
+        build_dataset(DataSpec("mnist-ish"))
+    _assert_one_line_error(exc, "mnist-ish", "cifar10", "synthetic")
+
+
+def test_dataspec_validates_and_normalizes_randaugment():
+    assert DataSpec("synthetic", randaugment=[3, 4]).randaugment == (3, 4)  # YAML lists become tuples
+    for bad in ({"randaugment": (3,)}, {"randaugment": (1.5, 2)}, {"val_fraction": 1.0}, {"limit_train": 0}):
+        with pytest.raises(DataError):
+            DataSpec("synthetic", **bad)
+
+
+# ---------------------------------------------------------------------------------------------- CIFAR
+
+
+def test_cifar10_reads_the_pickled_batches(tmp_path, no_md5):
+    files = write_cifar10(tmp_path)
+    bundle = build_dataset(DataSpec("cifar10", root=str(tmp_path)))
+    assert (len(bundle.train), len(bundle.train_eval), len(bundle.val)) == (20, 20, 6)
+    assert (bundle.num_classes, bundle.in_chans, bundle.image_size) == (10, 3, 32)
+    assert bundle.class_names == [f"c10_{k}" for k in range(10)]
+    assert (bundle.mean, bundle.std) == (CIFAR10_MEAN, CIFAR10_STD)
+    assert bundle.targets("train").tolist() == files["train_y"].tolist()
+    assert bundle.targets("val").tolist() == files["test_y"].tolist()
+    image, label = bundle.val[3]  # the official test split, eval transform: exact pixels, normalized
+    assert label == files["test_y"][3]
+    torch.testing.assert_close(image, normalized(files["test_x"][3].reshape(3, 32, 32), CIFAR10_MEAN, CIFAR10_STD))
+    train_image, _ = bundle.train[0]
+    assert train_image.shape == (3, 32, 32) and train_image.dtype == torch.float32
+
+
+def test_cifar100_reads_fine_labels_and_meta(tmp_path, no_md5):
+    files = write_cifar100(tmp_path)
+    bundle = build_dataset(DataSpec("cifar100", root=str(tmp_path), augment=False))
+    assert (len(bundle.train), len(bundle.val), bundle.num_classes) == (8, 5, 100)
+    assert bundle.class_names[:2] == ["c100_0", "c100_1"]
+    assert bundle.targets("train").tolist() == files["train_y"].tolist()
+    assert bundle.train[1][1] == files["train_y"][1]
+    assert bundle.mean != CIFAR10_MEAN  # its own statistics
+
+
+def test_cifar_missing_dir_is_a_one_line_error_naming_it(tmp_path):
+    missing = tmp_path / "nothing-here"
+    with pytest.raises(DataError) as exc:
+        build_dataset(DataSpec("cifar10", root=str(missing)))
+    _assert_one_line_error(exc, "CIFAR-10", str(missing), "cifar-10-batches-py", "data.download=true")
+
+
+def test_cifar_md5_mismatch_is_a_data_error(tmp_path):
+    write_cifar10(tmp_path)  # random bytes: torchvision's md5 check fails
+    with pytest.raises(DataError) as exc:
+        build_dataset(DataSpec("cifar10", root=str(tmp_path)))
+    _assert_one_line_error(exc, "corrupt", str(tmp_path / "cifar-10-batches-py"))
+
+
+def test_cifar_unreadable_batch_is_a_data_error(tmp_path, no_md5):
+    write_cifar10(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(batch.read_bytes()[:50])  # truncated pickle
+    with pytest.raises(DataError) as exc:
+        build_dataset(DataSpec("cifar10", root=str(tmp_path)))
+    _assert_one_line_error(exc, "unreadable", "CIFAR-10")
+
+
+def _transform_types(dataset) -> list[type]:
+    return [type(t) for t in dataset.transform.transforms]
+
+
+def test_cifar_train_transform_follows_the_paper(tmp_path, no_md5):
+    write_cifar10(tmp_path)
+    with_ra = build_dataset(DataSpec("cifar10", root=str(tmp_path), randaugment=(3, 4)))
+    ops = with_ra.train.transform.transforms
+    crop = next(t for t in ops if isinstance(t, T.RandomCrop))
+    assert crop.size == (32, 32) and crop.padding == 4
+    assert any(isinstance(t, T.RandomHorizontalFlip) for t in ops)
+    (ra,) = [t for t in ops if isinstance(t, T.RandAugment)]
+    assert (ra.num_ops, ra.magnitude) == (3, 4)
+    assert _transform_types(with_ra.train)[-2:] == [T.ToTensor, T.Normalize]
+    assert _transform_types(with_ra.val) == [T.ToTensor, T.Normalize]  # eval: no randomness
+    assert _transform_types(with_ra.train_eval) == [T.ToTensor, T.Normalize]
+
+    without = build_dataset(DataSpec("cifar10", root=str(tmp_path)))
+    assert T.RandAugment not in _transform_types(without.train)
+    assert T.RandomCrop in _transform_types(without.train)
+    no_aug = build_dataset(DataSpec("cifar10", root=str(tmp_path), augment=False))
+    assert _transform_types(no_aug.train) == [T.ToTensor, T.Normalize]
+
+
+def test_datasets_and_transforms_pickle_for_workers(tmp_path, no_md5):
+    write_cifar10(tmp_path)
+    bundle = build_dataset(DataSpec("cifar10", root=str(tmp_path), randaugment=(1, 2)))
+    clone = pickle.loads(pickle.dumps(bundle.train))
+    assert clone[0][0].shape == (3, 32, 32)
+    assert clone.targets.tolist() == bundle.targets("train").tolist()
+
+
+# ---------------------------------------------------------------------------------------------- Fashion-MNIST
+
+
+@pytest.mark.parametrize(("gz", "subdir"), [(False, ""), (True, "FashionMNIST/raw")])
+def test_fashion_mnist_from_idx_files(tmp_path, no_system_fashion, gz, subdir):
+    arrays = write_fashion(tmp_path / subdir if subdir else tmp_path, gz=gz)
+    bundle = build_dataset(DataSpec("fashion-mnist", root=str(tmp_path)))
+    assert (len(bundle.train), len(bundle.val)) == (20, 10)
+    assert (bundle.num_classes, bundle.in_chans, bundle.image_size) == (10, 1, 28)
+    assert bundle.class_names[0] == "T-shirt/top"
+    assert bundle.targets("train").tolist() == arrays["train-labels-idx1-ubyte"].tolist()
+    image, label = bundle.val[4]
+    assert label == arrays["t10k-labels-idx1-ubyte"][4]
+    expected = normalized(arrays["t10k-images-idx3-ubyte"][4][None], FASHION_MNIST_MEAN, FASHION_MNIST_STD)
+    torch.testing.assert_close(image, expected)
+    crop = next(t for t in bundle.train.transform.transforms if isinstance(t, T.RandomCrop))
+    assert crop.padding == 2 and T.RandomHorizontalFlip in _transform_types(bundle.train)
+
+
+@pytest.mark.skipif(not SYSTEM_FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_fashion_mnist_from_the_debian_package(tmp_path):
+    bundle = build_dataset(DataSpec("fashion-mnist", root=str(tmp_path / "empty")))
+    assert (len(bundle.train), len(bundle.val)) == (60000, 10000)
+    assert bundle.targets("val").bincount().tolist() == [1000] * 10
+    image, label = bundle.train[0]
+    assert image.shape == (1, 28, 28) and 0 <= label < 10
+
+
+def test_fashion_mnist_missing_names_where_it_looked(tmp_path, no_system_fashion):
+    with pytest.raises(DataError) as exc:
+        build_dataset(DataSpec("fashion-mnist", root=str(tmp_path / "data")))
+    _assert_one_line_error(
+        exc, str(tmp_path / "data"), "no-system-dir", "apt-get install dataset-fashion-mnist", "data.download=true"
+    )
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_truncated_idx_file_is_a_data_error(tmp_path, no_system_fashion, gz):
+    write_fashion(tmp_path, gz=gz)
+    path = tmp_path / ("train-images-idx3-ubyte" + (".gz" if gz else ""))
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DataError) as exc:
+        build_dataset(DataSpec("fashion-mnist", root=str(tmp_path)))
+    _assert_one_line_error(exc, str(path))
+
+
+# ---------------------------------------------------------------------------------------------- imagefolder
+
+
+def test_imagefolder_with_val_dir(tmp_path):
+    write_image_tree(tmp_path / "train", ("cat", "dog", "eel"), per_class=3)
+    write_image_tree(tmp_path / "val", ("cat", "dog", "eel"), per_class=2)
+    bundle = build_dataset(DataSpec("imagefolder", root=str(tmp_path), image_size=16, randaugment=(2, 10)))
+    assert (len(bundle.train), len(bundle.val), bundle.num_classes) == (9, 6, 3)
+    assert bundle.class_names == ["cat", "dog", "eel"]
+    assert bundle.targets("val").tolist() == [0, 0, 1, 1, 2, 2]
+    assert bundle.train[0][0].shape == (3, 16, 16) and bundle.val[0][0].shape == (3, 16, 16)
+    assert T.RandomResizedCrop in _transform_types(bundle.train) and T.RandAugment in _transform_types(bundle.train)
+    assert _transform_types(bundle.val)[:2] == [T.Resize, T.CenterCrop]
+
+
+def test_imagefolder_without_val_splits_train_and_defaults_to_160(tmp_path):
+    write_image_tree(tmp_path / "train", ("a", "b"), per_class=5)
+    bundle = build_dataset(DataSpec("imagefolder", root=str(tmp_path), val_fraction=0.2, split_seed=4))
+    assert bundle.image_size == 160 and bundle.val[0][0].shape == (3, 160, 160)
+    train_idx, val_idx = set(bundle.train.indices.tolist()), set(bundle.val.indices.tolist())
+    assert len(val_idx) == 2 and not train_idx & val_idx and train_idx | val_idx == set(range(10))
+
+
+def test_imagefolder_without_train_dir_names_it(tmp_path):
+    with pytest.raises(DataError) as exc:
+        build_dataset(DataSpec("imagefolder", root=str(tmp_path)))
+    _assert_one_line_error(exc, str(tmp_path / "train"))
+
+
+# ---------------------------------------------------------------------------------------------- digits, synthetic
+
+
+def test_digits_shapes_and_seeded_disjoint_split():
+    bundle = build_dataset(DataSpec("digits", split_seed=1))
+    assert (bundle.num_classes, bundle.in_chans, bundle.image_size) == (10, 1, 28)
+    assert len(bundle.train) + len(bundle.val) == 1797 and len(bundle.val) == 180
+    image, label = bundle.val[0]
+    assert image.shape == (1, 28, 28) and 0 <= label < 10
+    train_idx, val_idx = bundle.train.indices, bundle.val.indices
+    assert not set(train_idx.tolist()) & set(val_idx.tolist())
+    again = build_dataset(DataSpec("digits", split_seed=1))
+    assert torch.equal(again.val.indices, val_idx)
+    assert not torch.equal(build_dataset(DataSpec("digits", split_seed=2)).val.indices, val_idx)
+    assert T.RandomHorizontalFlip not in _transform_types(bundle.train)  # digits are not mirror-symmetric
+    assert build_dataset(DataSpec("digits", image_size=16)).val[0][0].shape == (1, 16, 16)
+
+
+def test_limit_train_is_a_seeded_subset_shared_with_train_eval():
+    full = build_dataset(DataSpec("digits"))
+    small = build_dataset(DataSpec("digits", limit_train=50, limit_val=20))
+    assert (len(small.train), len(small.train_eval), len(small.val)) == (50, 50, 20)
+    assert torch.equal(small.train.indices, small.train_eval.indices)
+    assert set(small.train.indices.tolist()) <= set(full.train.indices.tolist())
+    assert set(small.val.indices.tolist()) <= set(full.val.indices.tolist())
+    assert torch.equal(build_dataset(DataSpec("digits", limit_train=50)).train.indices, small.train.indices)
+    assert torch.equal(
+        small.targets("train"), full.targets("train")[torch.isin(full.train.indices, small.train.indices)]
+    )
+
+
+def test_synthetic_is_deterministic_and_learnable():
+    bundle = build_dataset(DataSpec("synthetic", augment=False))
+    assert (len(bundle.train), len(bundle.val), bundle.num_classes, bundle.in_chans) == (2000, 500, 10, 1)
+    assert bundle.targets("train").bincount().tolist() == [200] * 10
+    assert bundle.train[0][0].shape == (1, 28, 28)
+    again = build_dataset(DataSpec("synthetic", augment=False))
+    assert torch.equal(again.val[7][0], bundle.val[7][0])
+    assert not torch.equal(build_dataset(DataSpec("synthetic", split_seed=1)).val[7][0], bundle.val[7][0])
+    # class-dependent: nearest class mean of the training images classifies the validation images
+    x = torch.stack([bundle.train[i][0] for i in range(len(bundle.train))]).flatten(1)
+    y = bundle.targets("train")
+    centroids = torch.stack([x[y == k].mean(0) for k in range(10)])
+    v = torch.stack([bundle.val[i][0] for i in range(len(bundle.val))]).flatten(1)
+    accuracy = (torch.cdist(v, centroids).argmin(1) == bundle.targets("val")).float().mean()
+    assert accuracy > 0.9
+    assert build_dataset(DataSpec("synthetic", image_size=12, limit_train=30)).train[0][0].shape == (1, 12, 12)
+
+
+def test_targets_do_not_load_images(monkeypatch):
+    bundle = build_dataset(DataSpec("synthetic", limit_train=40))
+    expected = torch.tensor([bundle.train[i][1] for i in range(len(bundle.train))])
+
+    def refuse(self, index):
+        raise AssertionError("targets() decoded an image")
+
+    monkeypatch.setattr(ArrayImages, "__getitem__", refuse)
+    assert torch.equal(bundle.targets("train"), expected)
+    assert bundle.targets("val").dtype == torch.long and len(bundle.targets("val")) == 500
+    with pytest.raises(DataError):
+        bundle.targets("test")
+
+
+# ---------------------------------------------------------------------------------------------- OOD
+
+
+def test_ood_digits_match_a_fashion_mnist_bundle(tmp_path, no_system_fashion):
+    write_fashion(tmp_path)
+    like = build_dataset(DataSpec("fashion-mnist", root=str(tmp_path)))
+    ood = build_ood_dataset("digits", like)
+    assert len(ood) == 1797  # no test split of its own: every digit is unseen by the model
+    image, label = ood[0]
+    assert image.shape == (1, 28, 28) and label == -1
+    # normalized with the Fashion-MNIST statistics: the black digit background maps to (0 - mean) / std
+    background = (0.0 - FASHION_MNIST_MEAN[0]) / FASHION_MNIST_STD[0]
+    assert image.min().item() == pytest.approx(background, abs=1e-5)
+    limited = build_ood_dataset("digits", like, limit=100)
+    assert len(limited) == 100 and torch.equal(limited[5][0], build_ood_dataset("digits", like, limit=100)[5][0])
+
+
+def test_ood_cifar100_for_cifar10_uses_its_test_split_and_cifar10_stats(tmp_path, no_md5):
+    write_cifar10(tmp_path)
+    c100 = write_cifar100(tmp_path)
+    like = build_dataset(DataSpec("cifar10", root=str(tmp_path)))
+    ood = build_ood_dataset("cifar100", like, root=str(tmp_path))
+    assert len(ood) == 5
+    image, label = ood[2]
+    assert label == -1
+    torch.testing.assert_close(image, normalized(c100["test_x"][2].reshape(3, 32, 32), CIFAR10_MEAN, CIFAR10_STD))
+
+
+def test_ood_converts_channels_and_size_to_match(tmp_path, no_md5):
+    write_cifar10(tmp_path)
+    like = build_dataset(DataSpec("synthetic", image_size=20))
+    image, _ = build_ood_dataset("cifar10", like, root=str(tmp_path))[0]
+    assert image.shape == (1, 20, 20)
