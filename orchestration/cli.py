@@ -7,10 +7,11 @@ Users' mistakes (bad files, impossible requests, unknown names) end in a one-lin
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from orchestration.commands import bench, codes, models
+from orchestration.commands import bench, codes, extract, models, train
 from orchestration.errors import USER_ERRORS
 
 
@@ -23,12 +24,14 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (codes, models, bench):
+    for module in (train, extract, codes, models, bench):
         module.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # MLflow 3 reports usage over the network by default; a research tool should not phone home.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

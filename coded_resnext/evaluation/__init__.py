@@ -1,0 +1,7 @@
+"""The evaluation suite (what the paper measures), returning plain values and tables."""
+
+from coded_resnext.evaluation.collect import Collected, collect
+from coded_resnext.evaluation.settings import EvalSettings
+from coded_resnext.evaluation.suite import SuiteResult, evaluate, run_suite
+
+__all__ = ["Collected", "EvalSettings", "SuiteResult", "collect", "evaluate", "run_suite"]

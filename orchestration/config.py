@@ -1,0 +1,354 @@
+"""The run configuration: typed sections loaded from YAML, with ``--set section.key=value`` overrides.
+
+Every key is a dataclass field; unknown keys, wrong types and out-of-range values are one-line
+``ConfigError``s naming the key and the valid choices. The resolved config is saved with every run,
+and its hash (``experiment_hash``) names the run's checkpoint directory, so ``--resume`` with the same
+config finds its own checkpoints.
+
+Why not pydantic or OmegaConf: their validation errors are multi-line reports; ours must be one line
+naming the key, and the schema is a few flat dataclasses, which a short typed walker checks fully.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from coded_resnext.evaluation.settings import EvalSettings
+from coded_resnext.models import list_models
+from orchestration.errors import UserError
+
+
+class ConfigError(UserError):
+    """An invalid configuration; the message names the key."""
+
+
+def _check(cond: bool, key: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {message}")
+
+
+@dataclass
+class ModelSection:
+    name: str = "coded_resnext_mini"  # a preset from `coded-resnext models`
+    width_multiplier: float = 1.0  # scales stem, branch widths and block outputs
+    control: bool = False  # plain ResNeXt with the same shape (every block N/N)
+    energy_impl: Literal["gram", "materialized"] = "gram"
+
+    def __post_init__(self) -> None:
+        _check(self.name in list_models(), "model.name", f"unknown preset {self.name!r}; choose one of {list_models()}")
+        _check(self.width_multiplier > 0, "model.width_multiplier", f"must be > 0, got {self.width_multiplier}")
+
+
+@dataclass
+class SchemeGenerator:
+    """Generator parameters for a stage's scheme (classes and branches come from the model)."""
+
+    active: int
+    min_distance: int | None = None
+    seed: int = 0
+
+
+@dataclass
+class CodingSection:
+    """Per coded stage: a published name (``paper:cifar10/5/10``), a scheme JSON path, generator
+    parameters, or null for the default (the published scheme matching the stage, else generated)."""
+
+    c2: str | SchemeGenerator | None = None
+    c3: str | SchemeGenerator | None = None
+    c4: str | SchemeGenerator | None = None
+    c5: str | SchemeGenerator | None = None
+
+
+@dataclass
+class LossSection:
+    mu: float = 6.0  # weight of the coding loss (Eq. 6); paper: 6 on CIFAR, 1 on ImageNet
+    p_drop: float = 0.1  # DropSubNNs probability
+    power: float = 4.0  # exponent of the coding loss (Eq. 5)
+    threshold: float = 0.0  # coding-loss deviations up to this are free
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(self.mu >= 0, "loss.mu", f"must be >= 0, got {self.mu}")
+        _check(0 <= self.p_drop < 1, "loss.p_drop", f"must be in [0, 1), got {self.p_drop}")
+        _check(self.power > 0, "loss.power", f"must be > 0, got {self.power}")
+        _check(self.threshold >= 0, "loss.threshold", f"must be >= 0, got {self.threshold}")
+        _check(0 <= self.label_smoothing < 1, "loss.label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
+
+
+@dataclass
+class OptimSection:
+    """SGD with Nesterov momentum and a cosine schedule with optional linear warm-up (PAPER.md 5)."""
+
+    lr: float = 0.1
+    lr_min: float = 1e-4  # cosine end value
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 0.0
+    batch_size: int = 128  # global batch (split across Ray workers)
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, "optim.lr", f"must be > 0, got {self.lr}")
+        _check(0 <= self.lr_min <= self.lr, "optim.lr_min", f"must be in [0, optim.lr], got {self.lr_min}")
+        _check(0 <= self.momentum < 1, "optim.momentum", f"must be in [0, 1), got {self.momentum}")
+        _check(self.weight_decay >= 0, "optim.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _check(self.warmup_epochs >= 0, "optim.warmup_epochs", f"must be >= 0, got {self.warmup_epochs}")
+        _check(self.batch_size >= 1, "optim.batch_size", f"must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class DataSection:
+    name: str = "fashion-mnist"  # cifar10 | cifar100 | fashion-mnist | imagefolder | digits | synthetic
+    root: str | None = None  # data directory (downloads go here; default ./data)
+    download: bool = False  # let torchvision download CIFAR / Fashion-MNIST when online
+    val_fraction: float = 0.1  # held-out share when the dataset has no test split
+    augment: bool = True
+    randaugment: list[int] | None = None  # [N, M] for RandAugment; paper: [3, 4] CIFAR-10, [1, 2] CIFAR-100
+    image_size: int | None = None  # imagefolder / synthetic input size
+    limit_train: int | None = None  # seeded subset of the training set (quick runs)
+    limit_val: int | None = None
+    ood: str | None = None  # out-of-distribution negatives for binary classifiers (cifar100 for cifar10, ...)
+
+    def __post_init__(self) -> None:
+        from coded_resnext.datasets import list_datasets
+
+        names = list_datasets()
+        _check(self.name in names, "data.name", f"unknown dataset {self.name!r}; choose one of {names}")
+        _check(
+            self.ood is None or self.ood in names, "data.ood", f"unknown dataset {self.ood!r}; choose one of {names}"
+        )
+        _check(0 < self.val_fraction < 1, "data.val_fraction", f"must be in (0, 1), got {self.val_fraction}")
+        if self.randaugment is not None:
+            _check(
+                len(self.randaugment) == 2 and all(v >= 0 for v in self.randaugment),
+                "data.randaugment",
+                f"must be [N, M] with N, M >= 0 (or null), got {self.randaugment}",
+            )
+        for key in ("limit_train", "limit_val", "image_size"):
+            value = getattr(self, key)
+            _check(value is None or value >= 1, f"data.{key}", f"must be >= 1 or null, got {value}")
+
+
+@dataclass
+class TrainSection:
+    epochs: int = 10
+    num_workers: int = 1  # Ray Train data-parallel workers (1: in-process)
+    loader_workers: int = 0  # DataLoader worker processes per training worker
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: a GPU when there is one
+    checkpoint_every: int = 1  # epochs between checkpoints (and always at the end)
+    progress: Literal["auto", "bar", "line", "none"] = "auto"  # auto: a bar on a terminal, else a line per epoch
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "train.epochs", f"must be >= 1, got {self.epochs}")
+        _check(self.num_workers >= 1, "train.num_workers", f"must be >= 1, got {self.num_workers}")
+        _check(self.loader_workers >= 0, "train.loader_workers", f"must be >= 0, got {self.loader_workers}")
+        _check(self.checkpoint_every >= 1, "train.checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
+
+
+@dataclass
+class TrackingSection:
+    uri: str | None = None  # MLflow tracking URI; default: sqlite:///<cwd>/runs/mlflow.db
+    experiment: str = "coded-resnext"
+    run_name: str | None = None
+    log_model: bool = True  # log the final model with mlflow.pytorch
+
+
+@dataclass
+class RunConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    coding: CodingSection = field(default_factory=CodingSection)
+    loss: LossSection = field(default_factory=LossSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    data: DataSection = field(default_factory=DataSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    tracking: TrackingSection = field(default_factory=TrackingSection)
+    seed: int = 0
+
+    # ---- derived ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def flat(self) -> dict[str, Any]:
+        """``section.key -> value`` (MLflow params); generator specs become compact strings."""
+        out: dict[str, Any] = {}
+        for key, value in self.to_dict().items():
+            if isinstance(value, dict):
+                for sub, v in value.items():
+                    if isinstance(v, dict):  # a scheme generator spec
+                        v = "generate:" + ",".join(f"{k}={x}" for k, x in v.items())
+                    out[f"{key}.{sub}"] = v
+            else:
+                out[key] = value
+        return out
+
+    @property
+    def experiment_hash(self) -> str:
+        """Stable hash of everything that changes results (tracking settings and progress display
+        excluded)."""
+        data = self.to_dict()
+        data.pop("tracking")
+        data["train"].pop("progress")
+        data["train"].pop("loader_workers")
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+# ---- loading ------------------------------------------------------------------------------------
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if isinstance(tp, type):
+        return {"str": "a string", "int": "an integer", "float": "a number", "bool": "true/false"}.get(
+            tp.__name__, f"a mapping ({tp.__name__})" if dataclasses.is_dataclass(tp) else tp.__name__
+        )
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (list,):
+        return f"a list of {_type_name(args[0])}"
+    return " or ".join(_type_name(a) for a in args) + (" or null" if type(None) in typing.get_args(tp) else "")
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    """``value`` as type ``tp`` or a ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        _check(value in choices, key, f"must be one of {list(choices)}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None:
+            _check(type(None) in args, key, f"must be {_type_name(tp)}, got null")
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, key)
+            except ConfigError as err:
+                errors.append(err)
+        raise errors[-1] if len(errors) == 1 else ConfigError(f"{key}: must be {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        _check(isinstance(value, list | tuple), key, f"must be {_type_name(tp)}, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        _check(isinstance(value, dict), key, f"must be {_type_name(tp)}, got {value!r}")
+        return _build(tp, value, key)
+    if tp is bool:
+        _check(isinstance(value, bool), key, f"must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), key, f"must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        _check(isinstance(value, int | float) and not isinstance(value, bool), key, f"must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        _check(isinstance(value, str), key, f"must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {key}")  # a bug in this file, not user input
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            where = f"{prefix}.{key}" if prefix else key
+            raise ConfigError(
+                f"{where}: unknown key; valid keys{' in ' + prefix if prefix else ''}: {', '.join(names)}"
+            )
+    kwargs = {}
+    for name in names:
+        if name in data:
+            kwargs[name] = _coerce(hints[name], data[name], f"{prefix}.{name}" if prefix else name)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as err:  # a library dataclass's own check, "key: problem"
+        raise ConfigError(f"{prefix}.{err}" if prefix else str(err)) from None
+    except TypeError as err:  # a required field is missing
+        raise ConfigError(f"{prefix or 'config'}: {err}") from None
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: expected a mapping of sections, got {type(data).__name__}")
+    return _build(RunConfig, data)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``section.key=value`` -> (["section", "key"], value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. --set loss.mu=3")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {key}: cannot parse value {raw!r}") from None
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    data = json.loads(json.dumps(data))  # deep copy of plain data
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {'.'.join(path)}: {part} is not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config (or defaults when ``path`` is None), apply overrides, validate."""
+    data: Any = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a directory, expected a YAML file") from None
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"{path}: malformed YAML{where}: {getattr(err, 'problem', err)}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections (model:, data:, ...), got {type(data).__name__}")
+    return config_from_dict(apply_overrides(data, overrides or []))
+
+
+def smoke_test_config(cfg: RunConfig) -> RunConfig:
+    """Shrink data, epochs and evaluation so the whole path runs in about a minute."""
+    cfg = dataclasses.replace(cfg)
+    cfg.data = dataclasses.replace(cfg.data, limit_train=min(cfg.data.limit_train or 512, 512), limit_val=256)
+    cfg.train = dataclasses.replace(cfg.train, epochs=min(cfg.train.epochs, 2))
+    cfg.optim = dataclasses.replace(cfg.optim, batch_size=min(cfg.optim.batch_size, 64), warmup_epochs=0.0)
+    cfg.eval = dataclasses.replace(
+        cfg.eval,
+        binary_classes=min(cfg.eval.binary_classes, 3),
+        binary_fit_samples=min(cfg.eval.binary_fit_samples, 256),
+        invariance_samples=min(cfg.eval.invariance_samples, 64),
+        removal_samples=min(cfg.eval.removal_samples, 256),
+        early_exit_thresholds=min(cfg.eval.early_exit_thresholds, 11),
+        limit_val=min(cfg.eval.limit_val or 256, 256),
+    )
+    return cfg

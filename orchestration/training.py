@@ -1,0 +1,420 @@
+"""Training one Coded ResNeXt from a ``RunConfig``: data -> model -> loop -> evaluation -> tracking.
+
+Plain functions (``build_model``, ``train_epoch``, ``fit``) in the style of Ray's Train examples; the
+MLflow calls go through ``RunTracker`` and the checkpoint calls through ``checkpoint.py``, so the loop
+reads top to bottom. Checkpoints hold model, optimizer, scheduler, epoch, RNG states and the MLflow run
+id; ``resume`` continues from the last one into the same MLflow run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from coded_resnext import CodedResNeXt, create_model, model_config
+from coded_resnext.coding.defaults import GeneratedScheme
+from coded_resnext.datasets import DatasetBundle, DataSpec, build_dataset, build_ood_dataset
+from coded_resnext.evaluation import evaluate, run_suite
+from coded_resnext.evaluation.suite import SuiteResult
+from coded_resnext.models.config import SCHEME_OFF
+from orchestration.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from orchestration.config import RunConfig, SchemeGenerator
+from orchestration.errors import UserError
+from orchestration.tracking import RunTracker
+
+Say = Callable[[str], None]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(preference: str) -> torch.device:
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise UserError("train.device=cuda but no GPU is visible; use train.device=auto or cpu")
+    if preference == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(preference)
+
+
+# ---- building ---------------------------------------------------------------------------------------
+def data_spec(cfg: RunConfig) -> DataSpec:
+    d = cfg.data
+    return DataSpec(
+        name=d.name,
+        root=d.root,
+        download=d.download,
+        val_fraction=d.val_fraction,
+        split_seed=cfg.seed,
+        randaugment=tuple(d.randaugment) if d.randaugment else None,
+        augment=d.augment,
+        image_size=d.image_size,
+        limit_train=d.limit_train,
+        limit_val=d.limit_val,
+    )
+
+
+def _scheme_spec(value: str | SchemeGenerator | None) -> str | GeneratedScheme | None:
+    if isinstance(value, SchemeGenerator):
+        return GeneratedScheme(value.active, value.min_distance, value.seed)
+    return value
+
+
+def build_model(cfg: RunConfig, num_classes: int, in_chans: int, schemes: dict[str, Any] | None = None) -> CodedResNeXt:
+    """The configured model; ``schemes`` (per stage) replaces the config's coding section."""
+    if schemes is None:
+        stage_names = [stage.name for stage in model_config(cfg.model.name).stages]
+        schemes = {}
+        for item in dataclasses.fields(cfg.coding):
+            value = getattr(cfg.coding, item.name)
+            if value is None:
+                continue
+            if item.name not in stage_names:
+                raise UserError(
+                    f"coding.{item.name}: model {cfg.model.name} has no stage {item.name}; its stages are {stage_names}"
+                )
+            schemes[item.name] = _scheme_spec(value)
+    return create_model(
+        cfg.model.name,
+        num_classes,
+        in_chans=in_chans,
+        width_multiplier=cfg.model.width_multiplier,
+        control=cfg.model.control,
+        energy_impl=cfg.model.energy_impl,
+        coding_loss_weight=cfg.loss.mu,
+        coding_loss_power=cfg.loss.power,
+        coding_loss_threshold=cfg.loss.threshold,
+        drop_prob=cfg.loss.p_drop,
+        schemes=schemes,
+    )
+
+
+def make_optimizer(model: nn.Module, cfg: RunConfig, steps_per_epoch: int):
+    """SGD + Nesterov; per-step linear warm-up then cosine decay to ``lr_min`` (PAPER.md section 5)."""
+    o = cfg.optim
+    opt = torch.optim.SGD(
+        model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay
+    )
+    total = max(1, cfg.train.epochs * steps_per_epoch)
+    warmup = min(round(o.warmup_epochs * steps_per_epoch), total - 1)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total - warmup, eta_min=o.lr_min)
+    if warmup == 0:
+        return opt, cosine
+    ramp = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1.0 / warmup, total_iters=warmup)
+    return opt, torch.optim.lr_scheduler.SequentialLR(opt, [ramp, cosine], milestones=[warmup])
+
+
+def train_loader(bundle: DatasetBundle, cfg: RunConfig, epoch: int) -> DataLoader:
+    """The epoch's shuffled loader; its order depends only on (seed, epoch), so resume replays it."""
+    generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    return DataLoader(
+        bundle.train,
+        batch_size=cfg.optim.batch_size,
+        shuffle=True,
+        drop_last=len(bundle.train) > cfg.optim.batch_size,
+        num_workers=cfg.train.loader_workers,
+        generator=generator,
+        persistent_workers=False,
+    )
+
+
+def eval_loader(dataset, cfg: RunConfig) -> DataLoader:
+    return DataLoader(
+        dataset, batch_size=max(cfg.optim.batch_size, 256), shuffle=False, num_workers=cfg.train.loader_workers
+    )
+
+
+# ---- the loop -----------------------------------------------------------------------------------
+class Progress:
+    """A tqdm bar per epoch on a terminal; one summary line per epoch otherwise."""
+
+    def __init__(self, mode: str, epochs: int) -> None:
+        self.bar_mode = mode == "bar" or (mode == "auto" and sys.stderr.isatty())
+        self.quiet = mode == "none"
+        self.epochs = epochs
+
+    def wrap(self, loader, epoch: int):
+        if not self.bar_mode:
+            return loader
+        from tqdm import tqdm
+
+        return tqdm(loader, desc=f"epoch {epoch + 1}/{self.epochs}", leave=False, file=sys.stderr, dynamic_ncols=True)
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+
+def train_epoch(
+    model: CodedResNeXt, loader, opt, scheduler, device: torch.device, progress_wrap=None
+) -> dict[str, float]:
+    """One pass over ``loader``; returns the epoch's mean losses (classification and coding apart)."""
+    model.train()
+    sums = {"loss": 0.0, "classification_loss": 0.0, "coding_loss": 0.0, "correct": 0.0}
+    seen = 0
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _null()
+    for x, y in progress_wrap(loader) if progress_wrap else loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            out = model.forward_with_aux(x)
+            parts = model.loss_parts(out, y)
+        opt.zero_grad(set_to_none=True)
+        parts.total.backward()
+        opt.step()
+        scheduler.step()
+        n = len(y)
+        seen += n
+        sums["loss"] += parts.total.item() * n
+        sums["classification_loss"] += parts.classification.item() * n
+        sums["coding_loss"] += parts.coding.item() * n
+        sums["correct"] += (out.logits.argmax(1) == y).sum().item()
+    metrics = {f"train/{k}": v / max(seen, 1) for k, v in sums.items() if k != "correct"}
+    metrics["train/accuracy"] = sums["correct"] / max(seen, 1)
+    metrics["train/lr"] = opt.param_groups[0]["lr"]
+    return metrics
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "python": json.dumps(random.getstate()),
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    version, internal, gauss = json.loads(state["python"])
+    random.setstate((version, tuple(internal), gauss))
+
+
+@dataclass
+class FitResult:
+    run_id: str
+    metrics: dict[str, float]
+    checkpoint_dir: Path
+    suite: SuiteResult | None
+
+
+def checkpoint_dir_for(cfg: RunConfig, root: Path = Path("runs") / "checkpoints") -> Path:
+    return root / cfg.experiment_hash
+
+
+def fit(
+    cfg: RunConfig,
+    *,
+    resume: bool = False,
+    checkpoint_root: Path = Path("runs") / "checkpoints",
+    tracking_uri: str | None = None,
+    tags: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
+) -> FitResult:
+    """Train, evaluate and track one run; returns the final metrics."""
+    progress = Progress(cfg.train.progress, cfg.train.epochs)
+    device = resolve_device(cfg.train.device)
+    ckpt_dir = checkpoint_dir_for(cfg, checkpoint_root)
+    state = None
+    if resume:
+        last = latest_checkpoint(ckpt_dir)
+        if last is None:
+            raise UserError(
+                f"--resume: no checkpoint in {ckpt_dir} for this config (hash {cfg.experiment_hash}); run without --resume"
+            )
+        state = load_checkpoint(last)
+        progress.say(f"resuming from {last} (epoch {state['epoch'] + 1} of {cfg.train.epochs} done)")
+    elif latest_checkpoint(ckpt_dir) is not None:
+        raise UserError(
+            f"checkpoints for this config already exist in {ckpt_dir}; pass --resume to continue, or delete the directory to start over"
+        )
+
+    seed_everything(cfg.seed)
+    bundle = build_dataset(data_spec(cfg))
+    model = build_model(cfg, bundle.num_classes, bundle.in_chans).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    steps = len(train_loader(bundle, cfg, 0))
+    opt, scheduler = make_optimizer(model, cfg, steps)
+    start_epoch = 0
+    run_id = None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch = state["epoch"] + 1
+        run_id = state["run_id"]
+        _set_rng_state(state["rng"])
+
+    all_tags = {"role": "trial", "experiment_hash": cfg.experiment_hash, **(tags or {})}
+    tracker = RunTracker(
+        tracking_uri or cfg.tracking.uri,
+        cfg.tracking.experiment,
+        run_id=run_id,
+        run_name=cfg.tracking.run_name,
+        tags=all_tags,
+        parent_run_id=parent_run_id,
+    )
+    progress.say(f"MLflow run {tracker.run_id} in experiment {cfg.tracking.experiment!r} at {tracker.uri}")
+    params = cfg.flat()
+    params.update({f"scheme.{stage}": h for stage, h in model.scheme_hashes().items()})
+    params.update({"model.params": sum(p.numel() for p in model.parameters()), "data.num_classes": bundle.num_classes})
+    tracker.log_params(params)
+    _log_config_artifacts(tracker, cfg, model)
+
+    val = eval_loader(bundle.val, cfg)
+    try:
+        metrics: dict[str, float] = {}
+        for epoch in range(start_epoch, cfg.train.epochs):
+            started = time.perf_counter()
+            metrics = train_epoch(
+                model,
+                train_loader(bundle, cfg, epoch),
+                opt,
+                scheduler,
+                device,
+                lambda loader, e=epoch: progress.wrap(loader, e),
+            )
+            metrics.update(evaluate(model, val, device, cfg.eval.limit_val))
+            metrics["time/epoch_seconds"] = time.perf_counter() - started
+            last_epoch = epoch == cfg.train.epochs - 1
+            if cfg.eval.every and (epoch + 1) % cfg.eval.every == 0 and not last_epoch:
+                suite = _suite(model, bundle, cfg, device, progress)
+                metrics.update(suite.metrics)
+            if (epoch + 1) % cfg.train.checkpoint_every == 0 or last_epoch:
+                save_checkpoint(
+                    ckpt_dir, epoch, _state(model, opt, scheduler, epoch, tracker.run_id, cfg, bundle.image_size)
+                )
+            tracker.log_metrics(metrics, step=epoch)
+            progress.say(_epoch_line(epoch, cfg.train.epochs, metrics))
+
+        suite = _suite(model, bundle, cfg, device, progress)
+        final = {**metrics, **suite.metrics}
+        tracker.log_metrics(suite.metrics, step=cfg.train.epochs - 1)
+        _log_suite_artifacts(tracker, suite, bundle, progress)
+        tracker.log_artifact(latest_checkpoint(ckpt_dir), "checkpoint")
+        if cfg.tracking.log_model:
+            progress.say("logging the model to MLflow")
+            example, _ = next(iter(val))
+            tracker.log_model(model.cpu().eval(), example[:2].cpu())
+        tracker.finish("FINISHED")
+    except KeyboardInterrupt:
+        tracker.finish("KILLED")
+        raise
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    return FitResult(tracker.run_id, final, ckpt_dir, suite)
+
+
+def _state(model, opt, scheduler, epoch: int, run_id: str, cfg: RunConfig, image_size: int) -> dict[str, Any]:
+    return {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": epoch,
+        "run_id": run_id,
+        "rng": _rng_state(),
+        "config": cfg.to_yaml(),
+        "experiment_hash": cfg.experiment_hash,
+        "num_classes": model.num_classes,
+        "in_chans": model.config.in_chans,
+        "image_size": image_size,
+        "schemes": json.dumps({stage: s.to_dict() for stage, s in model.schemes.items()}),
+    }
+
+
+def model_from_checkpoint(state: dict[str, Any]) -> CodedResNeXt:
+    """Rebuild the trained model from a checkpoint alone: its config, its schemes (as codewords, so a
+    moved scheme file or a regenerated scheme cannot change it) and its weights."""
+    import yaml
+
+    from coded_resnext.coding import CodingScheme
+    from orchestration.config import config_from_dict
+
+    cfg = config_from_dict(yaml.safe_load(state["config"]))
+    saved = {stage: CodingScheme.from_dict(entry) for stage, entry in json.loads(state["schemes"]).items()}
+    stages = [stage.name for stage in model_config(cfg.model.name).stages]
+    model = build_model(cfg, state["num_classes"], state["in_chans"], {s: saved.get(s, SCHEME_OFF) for s in stages})
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def _epoch_line(epoch: int, epochs: int, m: dict[str, float]) -> str:
+    decode = [v for k, v in m.items() if k.startswith("val/decode_accuracy/")]
+    last = f" decode(last) {decode[-1]:.4f}" if decode else ""
+    return (
+        f"epoch {epoch + 1}/{epochs}: loss {m['train/loss']:.4f} (coding {m['train/coding_loss']:.4f}) "
+        f"val acc {m['val/accuracy']:.4f} loss {m['val/loss']:.4f}{last} [{m['time/epoch_seconds']:.0f}s]"
+    )
+
+
+def _suite(model, bundle: DatasetBundle, cfg: RunConfig, device, progress: Progress) -> SuiteResult:
+    ood = None
+    if cfg.data.ood:
+        ood_data = build_ood_dataset(cfg.data.ood, bundle, root=cfg.data.root, download=cfg.data.download)
+        ood = eval_loader(ood_data, cfg)
+    return run_suite(
+        model,
+        val_loader=eval_loader(bundle.val, cfg),
+        fit_loader=eval_loader(bundle.train_eval, cfg),
+        device=device,
+        settings=cfg.eval,
+        ood_loader=ood,
+        seed=cfg.seed,
+        progress=progress.say,
+    )
+
+
+def _log_config_artifacts(tracker: RunTracker, cfg: RunConfig, model: CodedResNeXt) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        (tmp_path / "config.yaml").write_text(cfg.to_yaml())
+        schemes = {stage: s.to_dict() for stage, s in model.schemes.items()}
+        (tmp_path / "coding_schemes.json").write_text(json.dumps(schemes, indent=1))
+        tracker.log_artifacts(tmp_path)
+
+
+def _log_suite_artifacts(tracker: RunTracker, suite: SuiteResult, bundle: DatasetBundle, progress: Progress) -> None:
+    import pandas as pd
+
+    from results.run_plots import write_run_plots
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        tables = tmp_path / "tables"
+        tables.mkdir()
+        for name, rows in suite.tables.items():
+            if rows:
+                pd.DataFrame(rows).to_csv(tables / f"{name}.csv", index=False)
+        plots = tmp_path / "plots"
+        written = write_run_plots(suite, plots, class_names=bundle.class_names)
+        progress.say(f"evaluation: {len(suite.tables)} tables, {len(written)} plots logged")
+        tracker.log_artifacts(tables, "tables")
+        tracker.log_artifacts(plots, "plots")

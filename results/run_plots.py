@@ -1,0 +1,122 @@
+"""PNG plots of one run's evaluation suite: information paths, early exit, binary classifiers, removal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt
+
+from coded_resnext.evaluation.suite import SuiteResult
+
+MAX_HEATMAP_CLASSES = 100  # more rows than this are unreadable; show the first ones
+
+
+def energy_heatmaps(suite: SuiteResult, out_dir: Path, class_names: list[str] | None = None) -> list[Path]:
+    """Per coded block: class x branch mean normalized energy beside the class codewords."""
+    paths = []
+    for i, (table, scheme) in enumerate(zip(suite.energy_by_class, suite.schemes, strict=True)):
+        k = min(table.shape[0], MAX_HEATMAP_CLASSES)
+        fig, axes = plt.subplots(1, 2, figsize=(10, 2.5 + 0.22 * k), sharey=True)
+        im = axes[0].imshow(table[:k].numpy(), aspect="auto", cmap="viridis")
+        axes[0].set_title(f"coded block {i}: mean normalized energy")
+        axes[1].imshow(scheme.codewords[:k], aspect="auto", cmap="Greys", vmin=0, vmax=1)
+        axes[1].set_title(f"codewords ({scheme.num_active}/{scheme.num_branches}, d_min={scheme.min_distance})")
+        for ax in axes:
+            ax.set_xlabel("branch")
+        axes[0].set_ylabel("class")
+        if class_names and k <= 20:
+            axes[0].set_yticks(range(k), class_names[:k], fontsize=8)
+        fig.colorbar(im, ax=axes[0], fraction=0.046, label="energy (row sums to N)")
+        fig.tight_layout()
+        path = out_dir / f"energy_heatmap_block_{i}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def early_exit_plot(suite: SuiteResult, out_dir: Path) -> list[Path]:
+    rows = suite.tables.get("early_exit_curve")
+    if not rows:
+        return []
+    rows = sorted(rows, key=lambda r: r["compute_fraction"])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([r["compute_fraction"] * 100 for r in rows], [r["accuracy"] * 100 for r in rows], marker=".")
+    full = suite.metrics["val/accuracy"] * 100
+    ax.axhline(full, color="grey", ls="--", lw=1, label=f"full network {full:.2f}%")
+    ax.axhline(0.99 * full, color="grey", ls=":", lw=1, label="99% of full accuracy")
+    for p in suite.tables.get("exit_points", []):
+        ax.axvline(p["compute_fraction"] * 100, color="tab:orange", lw=0.8, alpha=0.6)
+    ax.set_xlabel("mean compute (% of the full network's FLOPs)")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title("early exit at the first confident coded block (exit points in orange)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out_dir / "early_exit_curve.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+def binary_scatter(suite: SuiteResult, out_dir: Path) -> list[Path]:
+    rows = suite.tables.get("binary_classifiers")
+    if not rows:
+        return []
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter([r["recall"] for r in rows], [r["precision"] for r in rows], label="in-distribution negatives")
+    if "ood_precision" in rows[0]:
+        ax.scatter([r["recall"] for r in rows], [r["ood_precision"] for r in rows], marker="x", label="OOD negatives")
+    ax.scatter(
+        [r["full_recall"] for r in rows],
+        [r["full_precision"] for r in rows],
+        marker="+",
+        c="grey",
+        label="full network, one-vs-rest",
+    )
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    frac = rows[0]["param_fraction"] * 100
+    ax.set_title(f"binary classifiers ({frac:.0f}% of the parameters each)")
+    ax.legend(loc="lower left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out_dir / "binary_precision_recall.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+def removal_plot(suite: SuiteResult, out_dir: Path) -> list[Path]:
+    rows = suite.tables.get("removal_curve")
+    if not rows:
+        return []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for which, style in (("active", "o-"), ("inactive", "s--")):
+        mine = sorted((r for r in rows if r["which"] == which), key=lambda r: r["k"])
+        ax.plot([r["k"] for r in mine], [r["accuracy"] * 100 for r in mine], style, label=f"remove k {which} branches")
+    ax.set_xlabel("branches removed for the true class, k")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(f"specialization: branch removal in coded block {rows[0]['block']}")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out_dir / "removal_curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+def write_run_plots(suite: SuiteResult, out_dir: Path, class_names: list[str] | None = None) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        *energy_heatmaps(suite, out_dir, class_names),
+        *early_exit_plot(suite, out_dir),
+        *binary_scatter(suite, out_dir),
+        *removal_plot(suite, out_dir),
+    ]
