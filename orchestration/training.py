@@ -250,7 +250,13 @@ def fit(
             )
         state = load_checkpoint(last)
         progress.say(f"resuming from {last} (epoch {state['epoch'] + 1} of {cfg.train.epochs} done)")
-    elif latest_checkpoint(ckpt_dir) is not None:
+    elif (existing := latest_checkpoint(ckpt_dir)) is not None:
+        done = load_checkpoint(existing)
+        if done["epoch"] == cfg.train.epochs - 1:
+            raise UserError(
+                f"this config was already trained to the end (MLflow run {done['run_id']}, checkpoints in {ckpt_dir}); "
+                "change something (e.g. --set seed=1) for another run, or delete that directory to retrain"
+            )
         raise UserError(
             f"checkpoints for this config already exist in {ckpt_dir}; pass --resume to continue, or delete the directory to start over"
         )
@@ -307,11 +313,12 @@ def fit(
             if cfg.eval.every and (epoch + 1) % cfg.eval.every == 0 and not last_epoch:
                 suite = _suite(model, bundle, cfg, device, progress)
                 metrics.update(suite.metrics)
-            if (epoch + 1) % cfg.train.checkpoint_every == 0 or last_epoch:
-                save_checkpoint(
-                    ckpt_dir, epoch, _state(model, opt, scheduler, epoch, tracker.run_id, cfg, bundle.image_size)
-                )
+            # Log before checkpointing: a crash in between replays this epoch from the previous
+            # checkpoint (deterministically), and the tracker drops the steps it already has.
             tracker.log_metrics(metrics, step=epoch)
+            if (epoch + 1) % cfg.train.checkpoint_every == 0 or last_epoch:
+                state = _state(model, opt, scheduler, epoch, tracker.run_id, cfg, bundle.image_size)
+                save_checkpoint(ckpt_dir, epoch, state)
             progress.say(_epoch_line(epoch, cfg.train.epochs, metrics))
 
         suite = _suite(model, bundle, cfg, device, progress)
