@@ -203,3 +203,11 @@ def test_width_multiplier_scales_widths():
     base = cr.create_model("coded_resnext_small")
     assert wide.blocks[-1].conv_expand.out_channels == 2 * base.blocks[-1].conv_expand.out_channels
     assert wide.blocks[-1].branch_width == 2 * base.blocks[-1].branch_width
+
+
+def test_a_stage_can_be_turned_off_or_on_by_its_scheme():
+    off = cr.create_model("coded_resnext_small", schemes={"c3": "off"})
+    assert list(off.schemes) == ["c4"] and [i.stage for i in off.coded_blocks] == ["c4", "c4"]
+    on = cr.create_model("coded_resnext_small", schemes={"c2": "paper:cifar10/5/10"})
+    assert list(on.schemes) == ["c2", "c3", "c4"]
+    assert on.coded_blocks[0].drop_prob == 0.0  # c2 keeps its stage setting (no DropSubNNs in c2)

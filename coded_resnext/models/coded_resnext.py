@@ -20,7 +20,7 @@ from coded_resnext.coding.defaults import scheme_for_stage
 from coded_resnext.layers.coded_block import CodedBlock
 from coded_resnext.layers.drop_subnns import drop_subnns_mask
 from coded_resnext.layers.energy import coding_loss
-from coded_resnext.models.config import CodedResNeXtConfig, StageConfig
+from coded_resnext.models.config import SCHEME_OFF, CodedResNeXtConfig, StageConfig
 
 
 class CodedOutput(NamedTuple):
@@ -76,7 +76,7 @@ class CodedResNeXt(nn.Module):
         previous_scheme: CodingScheme | None = None
         drop_group = -1
         for stage in config.stages:
-            scheme = None if config.control or not stage.coded else self._stage_scheme(stage)
+            scheme = self._stage_scheme(stage) if self._stage_is_coded(stage) else None
             if scheme is not None:
                 self.schemes[stage.name] = scheme
             for i in range(stage.depth):
@@ -109,6 +109,14 @@ class CodedResNeXt(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, config.num_classes, bias=False)  # no bias, as released
         self._init_weights()
+
+    def _stage_is_coded(self, stage: StageConfig) -> bool:
+        """Coded when the preset says so (N_act < N) or a scheme is given; never in the control;
+        ``schemes={stage: "off"}`` turns a coded stage into plain ResNeXt blocks."""
+        spec = self.config.schemes.get(stage.name)
+        if self.config.control or spec == SCHEME_OFF:
+            return False
+        return stage.coded or spec is not None
 
     def _stage_scheme(self, stage: StageConfig) -> CodingScheme:
         scheme = scheme_for_stage(

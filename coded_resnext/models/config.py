@@ -9,9 +9,10 @@ from coded_resnext.coding import CodingScheme
 from coded_resnext.coding.defaults import GeneratedScheme
 
 # A stage's coding scheme: a published name ("paper:cifar10/5/10"), a JSON file path, a scheme value,
-# or generator parameters. None: the published scheme for (classes, branches, active) if there is
+# generator parameters, or "off". None: the published scheme for (classes, branches, active) if there is
 # one, else a generated one.
 SchemeSpec = str | CodingScheme | GeneratedScheme | None
+SCHEME_OFF = "off"  # as a stage's scheme: make the stage uncoded (plain ResNeXt blocks)
 
 
 class ModelConfigError(ValueError):
