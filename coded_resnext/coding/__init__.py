@@ -1,11 +1,13 @@
 """Coding schemes: the value type, the published schemes and the generator."""
 
+from coded_resnext.coding.generator import generate_scheme
 from coded_resnext.coding.paper import list_paper_schemes, paper_scheme, resolve_scheme
 from coded_resnext.coding.scheme import CodingScheme, CodingSchemeError, pairwise_hamming
 
 __all__ = [
     "CodingScheme",
     "CodingSchemeError",
+    "generate_scheme",
     "list_paper_schemes",
     "pairwise_hamming",
     "paper_scheme",
