@@ -8,6 +8,7 @@ id; ``resume`` continues from the last one into the same MLflow run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import random
@@ -167,11 +168,10 @@ def train_epoch(
     model.train()
     sums = {"loss": 0.0, "classification_loss": 0.0, "coding_loss": 0.0, "correct": 0.0}
     seen = 0
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _null()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     for x, y in progress_wrap(loader) if progress_wrap else loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)  # NHWC convs: faster on GPUs and on CPU (oneDNN)
         with autocast:
             out = model.forward_with_aux(x)
             parts = model.loss_parts(out, y)
@@ -189,14 +189,6 @@ def train_epoch(
     metrics["train/accuracy"] = sums["correct"] / max(seen, 1)
     metrics["train/lr"] = opt.param_groups[0]["lr"]
     return metrics
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _rng_state() -> dict[str, Any]:
@@ -263,9 +255,7 @@ def fit(
 
     seed_everything(cfg.seed)
     bundle = build_dataset(data_spec(cfg))
-    model = build_model(cfg, bundle.num_classes, bundle.in_chans).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = build_model(cfg, bundle.num_classes, bundle.in_chans).to(device, memory_format=torch.channels_last)
     steps = len(train_loader(bundle, cfg, 0))
     opt, scheduler = make_optimizer(model, cfg, steps)
     start_epoch = 0
