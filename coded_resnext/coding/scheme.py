@@ -22,17 +22,6 @@ class CodingSchemeError(ValueError):
     """A coding scheme (or a request for one) is invalid; the message is one line for the user."""
 
 
-_JSON_KEYS = (
-    "num_classes",
-    "num_branches",
-    "num_active",
-    "min_hamming_distance",
-    "column_sum_min",
-    "column_sum_max",
-    "codewords",
-)
-
-
 def pairwise_hamming(words: np.ndarray) -> np.ndarray:
     """(K, N) 0/1 matrix -> (K, K) Hamming distances (diagonal 0)."""
     w = words.astype(np.int32)

@@ -41,12 +41,19 @@ def subsample_negatives(labels: np.ndarray, ratio: int, rng: np.random.Generator
     return np.concatenate([pos, neg])
 
 
-def _scores(module: torch.nn.Module, loader: Iterable, device: torch.device, limit: int | None) -> Tensor:
-    out = []
+def _scores_and_targets(
+    module: torch.nn.Module, loader: Iterable, device: torch.device, limit: int | None
+) -> tuple[Tensor, Tensor]:
+    out, targets = [], []
     with torch.no_grad():
-        for x, _ in take(loader, limit):
+        for x, y in take(loader, limit):
             out.append(module(x.to(device, non_blocking=True)).float().cpu())
-    return torch.cat(out)
+            targets.append(y)
+    return torch.cat(out), torch.cat(targets)
+
+
+def _scores(module: torch.nn.Module, loader: Iterable, device: torch.device, limit: int | None) -> Tensor:
+    return _scores_and_targets(module, loader, device, limit)[0]
 
 
 def _metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
@@ -81,10 +88,11 @@ def evaluate_binary_classifiers(
     """One row per class: sizes, threshold, validation precision/recall/F1, OOD precision, and the
     full network's one-vs-rest figures for the same class."""
     model.eval()
-    fit_targets = torch.cat([y for _, y in take(fit_loader, fit_limit)]).numpy()
-    val_targets = torch.cat([y for _, y in take(val_loader, val_limit)]).numpy()
-    full_fit = torch.softmax(_scores(model, fit_loader, device, fit_limit), 1).numpy()
-    full_val = torch.softmax(_scores(model, val_loader, device, val_limit), 1).numpy()
+    fit_logits, fit_targets = _scores_and_targets(model, fit_loader, device, fit_limit)
+    val_logits, val_targets = _scores_and_targets(model, val_loader, device, val_limit)
+    full_fit = torch.softmax(fit_logits, 1).numpy()
+    full_val = torch.softmax(val_logits, 1).numpy()
+    fit_targets, val_targets = fit_targets.numpy(), val_targets.numpy()
     full_params = parameter_count(model)
     full_params_paper = parameter_count(model, paper_accounting=True)
     rng = np.random.default_rng(seed)

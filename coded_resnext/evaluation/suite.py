@@ -96,7 +96,7 @@ def run_suite(
 
     if model.coded_blocks:
         say("evaluation: early exit")
-        example = collected_example(val_loader)
+        example = first_example(val_loader)
         fractions = exit_compute_fractions(model, example.to(device))
         curve = early_exit_curve(model, collected, fractions, settings.early_exit_thresholds)
         result.tables["early_exit_curve"] = curve
@@ -119,6 +119,6 @@ def run_suite(
     return result
 
 
-def collected_example(loader: Iterable) -> Tensor:
+def first_example(loader: Iterable) -> Tensor:
     x, _ = next(iter(loader))
     return x[:1]
