@@ -8,11 +8,16 @@ if [[ ! -x .venv/bin/python ]]; then
   echo "[env] creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv
 fi
-# Real data offline: Fashion-MNIST from Debian's package, where apt is available and we may use it.
-if [[ ! -d /usr/share/datasets/fashion-mnist ]] && command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
-  echo "[env] installing Debian's dataset-fashion-mnist (real data for the quickstart)"
-  { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } >/dev/null 2>&1 \
-    || echo "[env] could not install dataset-fashion-mnist; set data.root to a directory with its IDX files"
+# System packages, where apt is available and we may use it: real data offline (Debian's
+# dataset-fashion-mnist), PostgreSQL (the tests' MLflow server backend) and Chromium (the report test).
+need=()
+[[ -d /usr/share/datasets/fashion-mnist ]] || need+=(dataset-fashion-mnist)
+command -v initdb >/dev/null || [[ -d /usr/lib/postgresql ]] || need+=(postgresql)
+command -v chromium >/dev/null || need+=(chromium)
+if (( ${#need[@]} )) && command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
+  echo "[env] installing Debian packages: ${need[*]}"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; } >/dev/null 2>&1 \
+    || echo "[env] could not install ${need[*]}; tests that need them are skipped (data: set data.root)"
 fi
 stamp=.venv/.coded-resnext-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
