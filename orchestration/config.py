@@ -50,22 +50,37 @@ class ModelSection:
 
 @dataclass
 class SchemeGenerator:
-    """Generator parameters for a stage's scheme (classes and branches come from the model)."""
+    """Generator parameters for a stage's scheme (classes come from the data; branches from the model's
+    stage unless given, in which case the stage gets that many branches of the same width each)."""
 
     active: int
     min_distance: int | None = None
     seed: int = 0
+    branches: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.active >= 1, "active", f"must be >= 1, got {self.active}")
+        _check(self.branches is None or self.branches > self.active, "branches", f"must be > active ({self.active}), got {self.branches}")
+        _check(self.min_distance is None or self.min_distance >= 1, "min_distance", f"must be >= 1 or null, got {self.min_distance}")
 
 
 @dataclass
 class CodingSection:
     """Per coded stage: a published name (``paper:cifar10/5/10``), a scheme JSON path, generator
-    parameters, or null for the default (the published scheme matching the stage, else generated)."""
+    parameters, ``off`` (plain ResNeXt blocks), or null for the default (the published scheme matching
+    the stage, else generated)."""
 
-    c2: str | SchemeGenerator | None = None
-    c3: str | SchemeGenerator | None = None
-    c4: str | SchemeGenerator | None = None
-    c5: str | SchemeGenerator | None = None
+    c2: str | SchemeGenerator | bool | None = None
+    c3: str | SchemeGenerator | bool | None = None
+    c4: str | SchemeGenerator | bool | None = None
+    c5: str | SchemeGenerator | bool | None = None
+
+    def __post_init__(self) -> None:
+        for stage in ("c2", "c3", "c4", "c5"):
+            value = getattr(self, stage)
+            if isinstance(value, bool):  # YAML reads a bare `off` as false
+                _check(not value, f"coding.{stage}", "true is not a scheme; give a name, a JSON path, generator parameters or off")
+                setattr(self, stage, "off")
 
 
 @dataclass
@@ -141,7 +156,10 @@ class DataSection:
 @dataclass
 class TrainSection:
     epochs: int = 10
-    num_workers: int = 1  # Ray Train data-parallel workers (1: in-process)
+    num_workers: int = 1  # Ray Train data-parallel workers (1: in-process, no worker group)
+    cpus_per_worker: float = 1.0  # Ray resources of each worker (a 1-worker trial: of the trial)
+    gpus_per_worker: float = 0.0  # > 0 trains on GPUs (NCCL); fractions share a GPU between small trials
+    max_failures: int = 1  # Ray Train: restarts from the last checkpoint after a worker dies
     loader_workers: int = 0  # DataLoader worker processes per training worker
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: a GPU when there is one
     checkpoint_every: int = 1  # epochs between checkpoints (and always at the end)
@@ -150,6 +168,9 @@ class TrainSection:
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "train.epochs", f"must be >= 1, got {self.epochs}")
         _check(self.num_workers >= 1, "train.num_workers", f"must be >= 1, got {self.num_workers}")
+        _check(self.cpus_per_worker > 0, "train.cpus_per_worker", f"must be > 0, got {self.cpus_per_worker}")
+        _check(self.gpus_per_worker >= 0, "train.gpus_per_worker", f"must be >= 0, got {self.gpus_per_worker}")
+        _check(self.max_failures >= 0, "train.max_failures", f"must be >= 0, got {self.max_failures}")
         _check(self.loader_workers >= 0, "train.loader_workers", f"must be >= 0, got {self.loader_workers}")
         _check(self.checkpoint_every >= 1, "train.checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
 
@@ -173,6 +194,14 @@ class RunConfig:
     eval: EvalSettings = field(default_factory=EvalSettings)
     tracking: TrackingSection = field(default_factory=TrackingSection)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(
+            self.optim.batch_size % self.train.num_workers == 0,
+            "optim.batch_size",
+            f"the global batch {self.optim.batch_size} must split evenly over train.num_workers="
+            f"{self.train.num_workers}; pick a multiple of {self.train.num_workers}",
+        )
 
     # ---- derived ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -200,8 +229,8 @@ class RunConfig:
         excluded)."""
         data = self.to_dict()
         data.pop("tracking")
-        data["train"].pop("progress")
-        data["train"].pop("loader_workers")
+        for key in ("progress", "loader_workers", "cpus_per_worker", "gpus_per_worker", "max_failures"):
+            data["train"].pop(key)
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

@@ -23,17 +23,20 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from coded_resnext import CodedResNeXt, create_model, model_config
+from coded_resnext import CodedResNeXt, model_config
+from coded_resnext.coding import resolve_scheme
 from coded_resnext.coding.defaults import GeneratedScheme
 from coded_resnext.datasets import DatasetBundle, DataSpec, build_dataset, build_ood_dataset
 from coded_resnext.evaluation import evaluate, run_suite
 from coded_resnext.evaluation.suite import SuiteResult
-from coded_resnext.models.config import SCHEME_OFF
-from orchestration.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from coded_resnext.models.config import SCHEME_OFF, StageConfig
+from orchestration.checkpoint import save_checkpoint
 from orchestration.config import RunConfig, SchemeGenerator
 from orchestration.errors import UserError
+from orchestration.lineage import Lineage
+from orchestration.sessions import LocalSession, Session
 from orchestration.tracking import RunTracker
 
 Say = Callable[[str], None]
@@ -71,15 +74,20 @@ def data_spec(cfg: RunConfig) -> DataSpec:
 
 
 def _scheme_spec(value: str | SchemeGenerator | None) -> str | GeneratedScheme | None:
-    if isinstance(value, SchemeGenerator):
+    if isinstance(value, SchemeGenerator):  # branches, when given, resize the stage (see build_model)
         return GeneratedScheme(value.active, value.min_distance, value.seed)
     return value
 
 
 def build_model(cfg: RunConfig, num_classes: int, in_chans: int, schemes: dict[str, Any] | None = None) -> CodedResNeXt:
-    """The configured model; ``schemes`` (per stage) replaces the config's coding section."""
+    """The configured model; ``schemes`` (per stage) replaces the config's coding section.
+
+    A stage whose scheme has another branch count than the preset (generator ``branches``, or a named
+    scheme such as ``paper:cifar100/8/20`` on a 10-branch stage) gets that many branches, same width each.
+    """
+    stages = model_config(cfg.model.name).stages
+    stage_names = [stage.name for stage in stages]
     if schemes is None:
-        stage_names = [stage.name for stage in model_config(cfg.model.name).stages]
         schemes = {}
         for item in dataclasses.fields(cfg.coding):
             value = getattr(cfg.coding, item.name)
@@ -90,7 +98,7 @@ def build_model(cfg: RunConfig, num_classes: int, in_chans: int, schemes: dict[s
                     f"coding.{item.name}: model {cfg.model.name} has no stage {item.name}; its stages are {stage_names}"
                 )
             schemes[item.name] = _scheme_spec(value)
-    return create_model(
+    config = model_config(
         cfg.model.name,
         num_classes,
         in_chans=in_chans,
@@ -103,6 +111,21 @@ def build_model(cfg: RunConfig, num_classes: int, in_chans: int, schemes: dict[s
         drop_prob=cfg.loss.p_drop,
         schemes=schemes,
     )
+    resized = tuple(_stage_for_scheme(stage, schemes.get(stage.name), cfg.coding) for stage in config.stages)
+    return CodedResNeXt(dataclasses.replace(config, stages=resized))
+
+
+def _stage_for_scheme(stage: StageConfig, spec: Any, coding) -> StageConfig:
+    branches = None
+    generator = getattr(coding, stage.name, None)
+    if isinstance(generator, SchemeGenerator) and generator.branches:
+        branches, active = generator.branches, generator.active
+    elif isinstance(spec, str) and spec != SCHEME_OFF:
+        scheme = resolve_scheme(spec)
+        branches, active = scheme.num_branches, scheme.num_active
+    if branches is None or (branches, active) == (stage.num_branches, stage.num_active):
+        return stage
+    return dataclasses.replace(stage, num_branches=branches, num_active=active)
 
 
 def make_optimizer(model: nn.Module, cfg: RunConfig, steps_per_epoch: int):
@@ -120,16 +143,20 @@ def make_optimizer(model: nn.Module, cfg: RunConfig, steps_per_epoch: int):
     return opt, torch.optim.lr_scheduler.SequentialLR(opt, [ramp, cosine], milestones=[warmup])
 
 
-def train_loader(bundle: DatasetBundle, cfg: RunConfig, epoch: int) -> DataLoader:
-    """The epoch's shuffled loader; its order depends only on (seed, epoch), so resume replays it."""
-    generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+def train_loader(bundle: DatasetBundle, cfg: RunConfig, epoch: int, rank: int = 0, world_size: int = 1) -> DataLoader:
+    """Rank ``rank``'s shuffled loader for ``epoch``: the order depends only on (seed, epoch), so resume
+    replays it, and ranks see disjoint shards of one permutation; the global batch is split evenly."""
+    sampler = DistributedSampler(
+        bundle.train, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.seed * 100_003, drop_last=True
+    )
+    sampler.set_epoch(epoch)
+    per_rank = cfg.optim.batch_size // world_size
     return DataLoader(
         bundle.train,
-        batch_size=cfg.optim.batch_size,
-        shuffle=True,
-        drop_last=len(bundle.train) > cfg.optim.batch_size,
+        batch_size=per_rank,
+        sampler=sampler,
+        drop_last=len(sampler) > per_rank,
         num_workers=cfg.train.loader_workers,
-        generator=generator,
         persistent_workers=False,
     )
 
@@ -162,33 +189,43 @@ class Progress:
 
 
 def train_epoch(
-    model: CodedResNeXt, loader, opt, scheduler, device: torch.device, progress_wrap=None
+    step: nn.Module, loader, opt, scheduler, device: torch.device, progress_wrap=None, session: Session | None = None
 ) -> dict[str, float]:
-    """One pass over ``loader``; returns the epoch's mean losses (classification and coding apart)."""
-    model.train()
-    sums = {"loss": 0.0, "classification_loss": 0.0, "coding_loss": 0.0, "correct": 0.0}
-    seen = 0
+    """One pass over ``loader`` with ``step`` (a ``TrainStep``, maybe DDP-wrapped); returns the epoch's mean
+    losses (classification and coding apart) and accuracy, averaged over all ranks."""
+    step.train()
+    sums = torch.zeros(5, dtype=torch.float64, device=device)  # loss, classification, coding, correct, seen
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     for x, y in progress_wrap(loader) if progress_wrap else loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         x = x.contiguous(memory_format=torch.channels_last)  # NHWC convs: faster on GPUs and on CPU (oneDNN)
         with autocast:
-            out = model.forward_with_aux(x)
-            parts = model.loss_parts(out, y)
+            out = step(x, y)
         opt.zero_grad(set_to_none=True)
-        parts.total.backward()
+        out["total"].backward()
         opt.step()
         scheduler.step()
         n = len(y)
-        seen += n
-        sums["loss"] += parts.total.item() * n
-        sums["classification_loss"] += parts.classification.item() * n
-        sums["coding_loss"] += parts.coding.item() * n
-        sums["correct"] += (out.logits.argmax(1) == y).sum().item()
-    metrics = {f"train/{k}": v / max(seen, 1) for k, v in sums.items() if k != "correct"}
-    metrics["train/accuracy"] = sums["correct"] / max(seen, 1)
-    metrics["train/lr"] = opt.param_groups[0]["lr"]
-    return metrics
+        with torch.no_grad():
+            sums += torch.stack(
+                [
+                    out["total"].detach().double() * n,
+                    out["classification"].detach().double() * n,
+                    out["coding"].detach().double() * n,
+                    (out["logits"].argmax(1) == y).sum().double(),
+                    torch.tensor(float(n), dtype=torch.float64, device=device),
+                ]
+            )
+    if session is not None:
+        sums = session.all_reduce(sums)
+    loss, classification, coding, correct, _ = (sums / sums[4].clamp_min(1)).tolist()
+    return {
+        "train/loss": loss,
+        "train/classification_loss": classification,
+        "train/coding_loss": coding,
+        "train/accuracy": correct,
+        "train/lr": opt.param_groups[0]["lr"],
+    }
 
 
 def _rng_state() -> dict[str, Any]:
@@ -216,6 +253,13 @@ class FitResult:
     suite: SuiteResult | None
 
 
+@dataclass
+class LoopResult:
+    run_id: str | None  # rank 0's MLflow run (None on other ranks)
+    metrics: dict[str, float]
+    suite: SuiteResult | None
+
+
 def checkpoint_dir_for(cfg: RunConfig, root: Path = Path("runs") / "checkpoints") -> Path:
     return root / cfg.experiment_hash
 
@@ -229,34 +273,71 @@ def fit(
     tags: dict[str, str] | None = None,
     parent_run_id: str | None = None,
 ) -> FitResult:
-    """Train, evaluate and track one run; returns the final metrics."""
+    """Train, evaluate and track one run in this process; returns the final metrics."""
     progress = Progress(cfg.train.progress, cfg.train.epochs)
-    device = resolve_device(cfg.train.device)
     ckpt_dir = checkpoint_dir_for(cfg, checkpoint_root)
-    state = None
-    if resume:
-        last = latest_checkpoint(ckpt_dir)
-        if last is None:
-            raise UserError(
-                f"--resume: no checkpoint in {ckpt_dir} for this config (hash {cfg.experiment_hash}); run without --resume"
-            )
-        state = load_checkpoint(last)
-        progress.say(f"resuming from {last} (epoch {state['epoch'] + 1} of {cfg.train.epochs} done)")
-    elif (existing := latest_checkpoint(ckpt_dir)) is not None:
-        done = load_checkpoint(existing)
-        if done["epoch"] == cfg.train.epochs - 1:
-            raise UserError(
-                f"this config was already trained to the end (MLflow run {done['run_id']}, checkpoints in {ckpt_dir}); "
-                "change something (e.g. --set seed=1) for another run, or delete that directory to retrain"
-            )
-        raise UserError(
-            f"checkpoints for this config already exist in {ckpt_dir}; pass --resume to continue, or delete the directory to start over"
-        )
+    session = LocalSession(ckpt_dir, resume, progress.say, cfg.train.epochs)
+    lineage = Lineage(tracking_uri=tracking_uri, parent_run_id=parent_run_id, tags=dict(tags or {}))
+    result = train_loop(cfg, session, lineage, progress)
+    assert result.run_id is not None  # rank 0
+    return FitResult(result.run_id, result.metrics, ckpt_dir, result.suite)
 
-    seed_everything(cfg.seed)
+
+class TrainStep(nn.Module):
+    """The model plus its loss, so a DDP wrapper sees one forward that returns everything backward needs.
+
+    (Calling ``forward_with_aux`` on a DDP-wrapped model would bypass DDP's forward and its gradient
+    hooks.) Returns one dict: the three loss terms and the logits.
+    """
+
+    def __init__(self, model: CodedResNeXt) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.model.forward_with_aux(x)
+        parts = self.model.loss_parts(out, y)
+        return {
+            "total": parts.total,
+            "classification": parts.classification,
+            "coding": parts.coding,
+            "logits": out.logits,
+        }
+
+
+def shard(dataset, rank: int, world_size: int):
+    """Rank ``rank``'s share of ``dataset`` for evaluation: every ``world_size``-th sample, no padding, so
+    summing over ranks counts each sample once."""
+    if world_size == 1:
+        return dataset
+    return Subset(dataset, range(rank, len(dataset), world_size))
+
+
+def distributed_evaluate(model, val_set, cfg: RunConfig, device, session: Session) -> dict[str, float]:
+    """Validation metrics over the whole validation set: each rank its shard, means weighted by counts."""
+    limit = cfg.eval.limit_val
+    local_limit = None if limit is None else -(-limit // session.world_size)
+    part = shard(val_set, session.rank, session.world_size)
+    metrics = evaluate(model, eval_loader(part, cfg), device, local_limit)
+    if session.world_size == 1:
+        return metrics
+    count = min(len(part), local_limit) if local_limit is not None else len(part)
+    keys = sorted(metrics)
+    values = torch.tensor([metrics[k] * count for k in keys] + [count], dtype=torch.float64, device=device)
+    totals = session.all_reduce(values).cpu()
+    return {k: (totals[i] / totals[-1]).item() for i, k in enumerate(keys)}
+
+
+def train_loop(cfg: RunConfig, session: Session, lineage: Lineage, progress: Progress) -> LoopResult:
+    """The training loop shared by every place a run can execute (see ``sessions.py``)."""
+    chief = session.rank == 0
+    device = session.device() or resolve_device(cfg.train.device)
+    state = session.restore()
+    seed_everything(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
     bundle = build_dataset(data_spec(cfg))
     model = build_model(cfg, bundle.num_classes, bundle.in_chans).to(device, memory_format=torch.channels_last)
-    steps = len(train_loader(bundle, cfg, 0))
+    step_module = session.wrap(TrainStep(model))
+    steps = len(train_loader(bundle, cfg, 0, session.rank, session.world_size))
     opt, scheduler = make_optimizer(model, cfg, steps)
     start_epoch = 0
     run_id = None
@@ -267,67 +348,75 @@ def fit(
         start_epoch = state["epoch"] + 1
         run_id = state["run_id"]
         _set_rng_state(state["rng"])
+    elif session.rank:
+        # DropSubNNs masks: drawn independently on every rank (rank 0 keeps the single-process stream).
+        torch.manual_seed(cfg.seed + 1_000_003 * session.rank)
 
-    all_tags = {"role": "trial", "experiment_hash": cfg.experiment_hash, **(tags or {})}
-    tracker = RunTracker(
-        tracking_uri or cfg.tracking.uri,
-        cfg.tracking.experiment,
-        run_id=run_id,
-        run_name=cfg.tracking.run_name,
-        tags=all_tags,
-        parent_run_id=parent_run_id,
-    )
-    progress.say(f"MLflow run {tracker.run_id} in experiment {cfg.tracking.experiment!r} at {tracker.uri}")
-    params = cfg.flat()
-    params.update({f"scheme.{stage}": h for stage, h in model.scheme_hashes().items()})
-    params.update({"model.params": sum(p.numel() for p in model.parameters()), "data.num_classes": bundle.num_classes})
-    tracker.log_params(params)
-    _log_config_artifacts(tracker, cfg, model)
+    tracker = None
+    if chief:
+        tags = {"role": "trial", "experiment_hash": cfg.experiment_hash}
+        tracker = lineage.open(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.run_name, run_id, tags)
+        progress.say(f"MLflow run {tracker.run_id} in experiment {cfg.tracking.experiment!r} at {tracker.uri}")
+        params = cfg.flat()
+        params.update({f"scheme.{stage}": h for stage, h in model.scheme_hashes().items()})
+        params.update(
+            {"model.params": sum(p.numel() for p in model.parameters()), "data.num_classes": bundle.num_classes}
+        )
+        tracker.log_params(params)
+        _log_config_artifacts(tracker, cfg, model)
 
-    val = eval_loader(bundle.val, cfg)
+    metrics: dict[str, float] = {}
+    suite = None
     try:
-        metrics: dict[str, float] = {}
         for epoch in range(start_epoch, cfg.train.epochs):
             started = time.perf_counter()
+            loader = train_loader(bundle, cfg, epoch, session.rank, session.world_size)
             metrics = train_epoch(
-                model,
-                train_loader(bundle, cfg, epoch),
-                opt,
-                scheduler,
-                device,
-                lambda loader, e=epoch: progress.wrap(loader, e),
+                step_module, loader, opt, scheduler, device, lambda it, e=epoch: progress.wrap(it, e), session
             )
-            metrics.update(evaluate(model, val, device, cfg.eval.limit_val))
+            metrics.update(distributed_evaluate(model, bundle.val, cfg, device, session))
             metrics["time/epoch_seconds"] = time.perf_counter() - started
+            metrics["epoch"] = epoch + 1
             last_epoch = epoch == cfg.train.epochs - 1
-            if cfg.eval.every and (epoch + 1) % cfg.eval.every == 0 and not last_epoch:
-                suite = _suite(model, bundle, cfg, device, progress)
-                metrics.update(suite.metrics)
-            # Log before checkpointing: a crash in between replays this epoch from the previous
-            # checkpoint (deterministically), and the tracker drops the steps it already has.
-            tracker.log_metrics(metrics, step=epoch)
-            if (epoch + 1) % cfg.train.checkpoint_every == 0 or last_epoch:
-                state = _state(model, opt, scheduler, epoch, tracker.run_id, cfg, bundle.image_size)
-                save_checkpoint(ckpt_dir, epoch, state)
-            progress.say(_epoch_line(epoch, cfg.train.epochs, metrics))
-
-        suite = _suite(model, bundle, cfg, device, progress)
-        final = {**metrics, **suite.metrics}
-        tracker.log_metrics(suite.metrics, step=cfg.train.epochs - 1)
-        _log_suite_artifacts(tracker, suite, bundle, progress)
-        tracker.log_artifact(latest_checkpoint(ckpt_dir), "checkpoint")
-        if cfg.tracking.log_model:
-            progress.say("logging the model to MLflow")
-            example, _ = next(iter(val))
-            tracker.log_model(model.cpu().eval(), example[:2].cpu())
-        tracker.finish("FINISHED")
+            every = cfg.eval.every and (epoch + 1) % cfg.eval.every == 0
+            checkpoint = (epoch + 1) % cfg.train.checkpoint_every == 0 or last_epoch
+            state = None
+            if chief:
+                if last_epoch or every:
+                    suite = _suite(model, bundle, cfg, device, progress)
+                    metrics.update(suite.metrics)
+                # Log before checkpointing: a crash in between replays this epoch from the previous
+                # checkpoint (deterministically), and the tracker drops the steps it already has.
+                tracker.log_metrics(metrics, step=epoch)
+                if checkpoint:
+                    state = _state(model, opt, scheduler, epoch, tracker.run_id, cfg, bundle.image_size)
+                if last_epoch:  # everything the run records lands before the final report
+                    _finish_run(tracker, suite, bundle, state, model, eval_loader(bundle.val, cfg), cfg, progress)
+                progress.say(_epoch_line(epoch, cfg.train.epochs, metrics))
+            session.report(metrics, epoch, state)
     except KeyboardInterrupt:
-        tracker.finish("KILLED")
+        if tracker is not None:
+            tracker.finish("KILLED")
         raise
     except BaseException:
-        tracker.finish("FAILED")
+        if tracker is not None:
+            tracker.finish("FAILED")
         raise
-    return FitResult(tracker.run_id, final, ckpt_dir, suite)
+    return LoopResult(tracker.run_id if tracker else None, metrics, suite)
+
+
+def _finish_run(tracker, suite, bundle, state, model, val, cfg: RunConfig, progress: Progress) -> None:
+    _log_suite_artifacts(tracker, suite, bundle, progress)
+    with tempfile.TemporaryDirectory() as tmp:
+        final = save_checkpoint(Path(tmp), state["epoch"], state)
+        tracker.log_artifact(final, "checkpoint")
+    if cfg.tracking.log_model:
+        progress.say("logging the model to MLflow")
+        example, _ = next(iter(val))
+        device = next(model.parameters()).device
+        tracker.log_model(model.cpu().eval(), example[:2].cpu())
+        model.to(device)
+    tracker.finish("FINISHED")
 
 
 def _state(model, opt, scheduler, epoch: int, run_id: str, cfg: RunConfig, image_size: int) -> dict[str, Any]:

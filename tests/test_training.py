@@ -9,6 +9,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+import orchestration.sessions as sessions
 import orchestration.training as training
 from orchestration.checkpoint import list_checkpoints, load_checkpoint
 from orchestration.config import load_config, smoke_test_config
@@ -105,16 +106,16 @@ def test_resume_continues_the_same_run_without_duplicate_steps_and_same_final_me
     reference = training.fit(_cfg(tmp_path, "tracking.experiment=reference"), checkpoint_root=tmp_path / "a")
 
     cfg = _cfg(tmp_path, "tracking.experiment=interrupted")
-    real_save = training.save_checkpoint
+    real_save = sessions.save_checkpoint  # the local session's checkpoint write
 
     def crash_after_first_checkpoint(directory, epoch, state):
         real_save(directory, epoch, state)
         raise KeyboardInterrupt  # as if killed right after epoch 0's checkpoint
 
-    monkeypatch.setattr(training, "save_checkpoint", crash_after_first_checkpoint)
+    monkeypatch.setattr(sessions, "save_checkpoint", crash_after_first_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         training.fit(cfg, checkpoint_root=tmp_path / "b")
-    monkeypatch.setattr(training, "save_checkpoint", real_save)
+    monkeypatch.setattr(sessions, "save_checkpoint", real_save)
     with pytest.raises(training.UserError, match="pass --resume"):
         training.fit(cfg, checkpoint_root=tmp_path / "b")
     resumed = training.fit(cfg, resume=True, checkpoint_root=tmp_path / "b")

@@ -1,0 +1,67 @@
+"""Connecting to Ray: a local instance started for this command, or an existing cluster (``--address``).
+
+Trials and workers keep the driver's working directory (``RAY_CHDIR_TO_TRIAL_DIR=0``), so relative
+paths in configs mean the same thing everywhere on one machine; on a cluster, paths must be shared
+(see docs/cluster.md). Worker output is not forwarded to the driver: progress comes from our one-line
+Tune callback, and a failed trial's error file is named at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from orchestration.errors import UserError
+
+WORKER_ENV = {
+    "RAY_CHDIR_TO_TRIAL_DIR": "0",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore::FutureWarning",
+}
+
+
+def quiet_ray_env() -> None:
+    """Process-level settings for the driver, before Ray is imported."""
+    for key, value in WORKER_ENV.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no CSV/JSON/TensorBoard trial loggers
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None, num_cpus: int | None = None, log_to_driver: bool = False) -> Iterator[None]:
+    """Ray for the duration of a command; shuts down only what it started."""
+    quiet_ray_env()
+    import ray
+
+    if ray.is_initialized():  # a caller (e.g. a test) already connected
+        yield
+        return
+    kwargs = {
+        "runtime_env": {"env_vars": dict(WORKER_ENV)},
+        "log_to_driver": log_to_driver,
+        "include_dashboard": False,
+        "configure_logging": True,
+        "logging_level": "ERROR",
+    }
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=num_cpus, **kwargs)
+    except ConnectionError as err:
+        raise UserError(f"--address {address}: cannot connect to a Ray cluster ({err}); is `ray start` running there?") from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def storage_uri(path: str | None, default: Path) -> str:
+    """``train``/``tune`` storage: an object-store URI as given (s3://, gs://, ...), a local path made absolute."""
+    if path and "://" in path:
+        return path
+    return str(Path(path or default).expanduser().resolve())
