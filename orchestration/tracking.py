@@ -1,22 +1,54 @@
 """MLflow tracking of one run, through ``MlflowClient`` (no global active-run state).
 
-Metrics go in batches (``log_batch``): one call per epoch rather than one per metric. A resumed run
-reattaches to its MLflow run and never logs a (metric, step) twice: steps at or below the last logged
-step of a key are dropped, so re-running an interrupted epoch does not duplicate it.
+Metrics go in batches (``log_batch``): one call per epoch rather than one per metric (a call to a
+server costs ~60 ms). A resumed run reattaches to its MLflow run and never logs a (metric, step) twice:
+steps at or below the last logged step of a key are dropped, so re-running an interrupted epoch does
+not duplicate it.
+
+A tracking server can go away (restarted, a network blip, a 503 under load) while training goes on.
+Every client call is retried with exponential backoff on connection errors, timeouts, 429 and 5xx.
+Metrics, params, tags and artifacts go through one ordered queue: when the server stays down they are
+buffered (artifacts copied aside, since callers delete their temporary files) and training continues;
+each later call tries again once its backoff has elapsed, and ``flush()`` (called by ``finish``) waits
+for the server, up to ``flush_timeout``. Resending is idempotent: a metric keeps the timestamp it was
+given when first queued, and MLflow stores an identical (key, step, timestamp, value) once, so a batch
+whose reply was lost is not duplicated; params and tags are set-if-absent and artifacts overwrite.
+
+Nothing the tracker records carries a secret: param and tag values and text artifacts pass through
+``redaction.redact`` (URI credentials, credential environment variables); a binary artifact that holds
+one is not uploaded.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import subprocess
+import sys
+import tempfile
 import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from orchestration.errors import UserError
+from orchestration.redaction import contains_secret, redact, redact_uri
+
 DEFAULT_RUNS_DIR = Path("runs")
+_TEXT_SUFFIXES = {".yaml", ".yml", ".json", ".txt", ".csv", ".md", ".log", ".toml", ".ini", ".cfg", ".html"}
+
+Say = Callable[[str], None]
+
+
+class TrackingError(UserError):
+    """The tracking store refused a call or stayed unreachable; the message says which and what to do."""
 
 
 def default_tracking_uri(runs_dir: Path = DEFAULT_RUNS_DIR) -> str:
@@ -36,6 +68,59 @@ def git_commit() -> str:
         return "unknown"
 
 
+def _warn(message: str) -> None:
+    print(f"coded-resnext: warning: {message}", file=sys.stderr, flush=True)
+
+
+def is_transient(err: BaseException) -> bool:
+    """Worth retrying: the store was unreachable, timed out, overloaded (429) or failed inside (5xx)."""
+    if isinstance(err, MlflowException):
+        return err.get_http_status_code() == 429 or err.get_http_status_code() >= 500
+    response = getattr(err, "response", None)  # requests.HTTPError from an artifact upload
+    if response is not None and getattr(response, "status_code", None) is not None:
+        return response.status_code == 429 or response.status_code >= 500
+    try:
+        import requests
+
+        if isinstance(err, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+            return True
+    except ImportError:  # pragma: no cover - mlflow depends on requests
+        pass
+    return isinstance(err, ConnectionError | TimeoutError)
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return redact(f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__)
+
+
+class _Unavailable(Exception):
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(_reason(cause))
+        self.cause = cause
+
+
+@dataclass
+class _Item:
+    """One queued call: metrics, params, tags or an artifact; ``send`` is safe to repeat."""
+
+    kind: str
+    send: Callable[[], None]
+    size: int = 1
+    spool: Callable[[], None] | None = None  # copy local files aside before the caller deletes them
+
+
+@dataclass
+class TrackerStats:
+    """What the tracker went through (for tests and the closing log line)."""
+
+    calls: int = 0  # client calls attempted, retries included
+    retries: int = 0  # calls repeated after a transient failure
+    outages: int = 0  # times the store became unreachable and items were buffered
+    buffered_max: int = 0  # the most items waiting at once
+    sent: dict[str, int] = field(default_factory=dict)  # items delivered, by kind
+
+
 class RunTracker:
     """One MLflow run: created, or reattached by id (resume)."""
 
@@ -48,63 +133,266 @@ class RunTracker:
         run_name: str | None = None,
         tags: dict[str, str] | None = None,
         parent_run_id: str | None = None,
+        say: Say | None = None,
+        retry_base: float = 0.5,
+        retry_max: float = 30.0,
+        connect_timeout: float = 300.0,
+        flush_timeout: float = 600.0,
     ) -> None:
         self.uri = uri or default_tracking_uri()
+        self.say = say or _warn
+        self.retry_base = retry_base
+        self.retry_max = retry_max
+        self.connect_timeout = connect_timeout
+        self.flush_timeout = flush_timeout if not _is_local(self.uri) else min(flush_timeout, 60.0)
+        self.stats = TrackerStats()
+        self._pending: deque[_Item] = deque()
+        self._failures = 0
+        self._retry_at = 0.0
+        self._down_since: float | None = None
+        self._spool: Path | None = None
+        if self.uri.startswith(("http://", "https://")):
+            # This class retries (with backoff) and buffers; MLflow's own retry loop would block
+            # training for minutes per call first. A user's explicit setting still wins.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
         self.client = MlflowClient(self.uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        if exp is None:
-            location = None
-            if _is_local(self.uri):  # keep artifacts beside the local store, not in the cwd
-                location = (DEFAULT_RUNS_DIR / "artifacts").resolve().as_uri()
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
-        else:
-            self.experiment_id = exp.experiment_id
         self._floor: dict[str, int] = {}
         all_tags = dict(tags or {})
         all_tags.setdefault("git_commit", git_commit())
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
+        all_tags = {k: redact(str(v)) for k, v in all_tags.items()}
+        deadline = time.monotonic() + connect_timeout
+        self.experiment_id = self._call_until(lambda: self._experiment_id(experiment), deadline, "open the experiment")
         if run_id is None:
-            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
+            run = self._call_until(
+                lambda: self.client.create_run(
+                    self.experiment_id, run_name=redact(run_name) if run_name else None, tags=all_tags
+                ),
+                deadline,
+                "create a run",
+            )
             self.run_id = run.info.run_id
         else:
-            run = self.client.get_run(run_id)
             self.run_id = run_id
-            self.client.update_run(run_id, status="RUNNING")
-            for key in run.data.metrics:
-                history = self.client.get_metric_history(run_id, key)
-                self._floor[key] = max((m.step for m in history), default=-1)
+            self._call_until(lambda: self._reattach(run_id), deadline, f"reattach to run {run_id}")
             self.set_tags(all_tags)
+
+    @property
+    def display_uri(self) -> str:
+        """The tracking URI with any credentials masked, for messages."""
+        return redact_uri(self.uri)
+
+    def _experiment_id(self, name: str) -> str:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        location = None
+        if _is_local(self.uri):  # keep artifacts beside the local store, not in the cwd
+            location = (DEFAULT_RUNS_DIR / "artifacts").resolve().as_uri()
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":  # another trial created it first
+                raise
+            return self.client.get_experiment_by_name(name).experiment_id
+
+    def _reattach(self, run_id: str) -> None:
+        run = self.client.get_run(run_id)
+        self.client.update_run(run_id, status="RUNNING")
+        for key in run.data.metrics:
+            history = self.client.get_metric_history(run_id, key)
+            self._floor[key] = max((m.step for m in history), default=-1)
+
+    # ---- calling the store -----------------------------------------------------------------------
+    def _once(self, fn: Callable[[], Any]) -> Any:
+        self.stats.calls += 1
+        try:
+            return fn()
+        except Exception as err:
+            if is_transient(err):
+                raise _Unavailable(err) from err
+            raise
+
+    def _call_until(self, fn: Callable[[], Any], deadline: float, what: str) -> Any:
+        """``fn()``, retried with exponential backoff on transient failures until ``deadline``."""
+        delay = self.retry_base
+        started = time.monotonic()
+        while True:
+            try:
+                return self._once(fn)
+            except _Unavailable as err:
+                if time.monotonic() + delay > deadline:
+                    raise TrackingError(
+                        f"could not {what}: tracking store {self.display_uri} unreachable for "
+                        f"{time.monotonic() - started:.0f} s ({err}); start the server or check --tracking-uri"
+                    ) from None
+                self.stats.retries += 1
+                time.sleep(delay)
+                delay = min(delay * 2, self.retry_max)
+            except MlflowException as err:
+                raise TrackingError(f"could not {what} at {self.display_uri}: {_reason(err)}") from None
+
+    def _enqueue(self, item: _Item) -> None:
+        self._pending.append(item)
+        self.stats.buffered_max = max(self.stats.buffered_max, len(self._pending))
+        self._drain()
+        if self._pending and item.spool is not None:  # FIFO: if anything waits, this item does too
+            item.spool()
+
+    def _drain(self) -> bool:
+        """Send queued items in order while the store answers; True when nothing is left waiting."""
+        if self._pending and time.monotonic() < self._retry_at:
+            return False  # still backing off: do not slow training down by knocking again
+        while self._pending:
+            item = self._pending[0]
+            if self._failures:
+                self.stats.retries += 1
+            try:
+                self._once(item.send)
+            except _Unavailable as err:
+                self._failures += 1
+                self._retry_at = time.monotonic() + min(self.retry_base * 2 ** (self._failures - 1), self.retry_max)
+                if self._down_since is None:
+                    self._down_since = time.monotonic()
+                    self.stats.outages += 1
+                    self.say(
+                        f"tracking store {self.display_uri} unreachable ({err}); buffering metrics and artifacts "
+                        "and retrying with backoff while training continues"
+                    )
+                for waiting in self._pending:  # the caller may delete its files before the store is back
+                    if waiting.spool is not None:
+                        waiting.spool()
+                return False
+            except MlflowException as err:
+                self._pending.popleft()
+                raise TrackingError(f"the tracking store refused {item.kind} ({_reason(err)})") from None
+            self._pending.popleft()
+            self.stats.sent[item.kind] = self.stats.sent.get(item.kind, 0) + item.size
+        if self._down_since is not None:
+            self.say(
+                f"tracking store {self.display_uri} is back after {time.monotonic() - self._down_since:.0f} s; "
+                "buffered items flushed"
+            )
+            self._down_since = None
+        self._failures = 0
+        self._retry_at = 0.0
+        return True
+
+    def pending(self) -> int:
+        """Items buffered, waiting for the store."""
+        return len(self._pending)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait (retrying with backoff) until every buffered item is delivered, or raise after ``timeout``."""
+        deadline = time.monotonic() + (self.flush_timeout if timeout is None else timeout)
+        while not self._drain():
+            now = time.monotonic()
+            if now >= deadline:
+                count = sum(item.size for item in self._pending)
+                raise TrackingError(
+                    f"tracking store {self.display_uri} still unreachable; {count} buffered values were not "
+                    f"logged to run {self.run_id}; bring the server back and rerun with --resume"
+                )
+            time.sleep(max(0.0, min(self._retry_at, deadline) - now) + 0.01)
 
     # ---- logging -------------------------------------------------------------------------------
     def log_params(self, params: dict[str, Any]) -> None:
-        existing = self.client.get_run(self.run_id).data.params
-        fresh = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in existing]
-        for i in range(0, len(fresh), 100):  # MLflow takes at most 100 params per batch
-            self.client.log_batch(self.run_id, params=fresh[i : i + 100])
+        clean = [Param(k, redact(str(v))[:6000]) for k, v in params.items()]
+
+        def send() -> None:
+            existing = self.client.get_run(self.run_id).data.params
+            fresh = [p for p in clean if p.key not in existing]
+            for i in range(0, len(fresh), 100):  # MLflow takes at most 100 params per batch
+                self.client.log_batch(self.run_id, params=fresh[i : i + 100])
+
+        self._enqueue(_Item("params", send, len(clean)))
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        batch = [RunTag(k, redact(str(v))) for k, v in tags.items()]
+        self._enqueue(_Item("tags", lambda: self.client.log_batch(self.run_id, tags=batch), len(batch)))
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> int:
-        """Log finite metrics at ``step`` in one batch; returns how many were logged."""
+        """Queue finite metrics at ``step`` as one batch and send what the store takes; returns how many
+        were accepted (new (key, step) pairs), whether sent now or buffered."""
         now = int(time.time() * 1000)
         batch = [
             Metric(k, float(v), now, step)
             for k, v in metrics.items()
             if v is not None and math.isfinite(float(v)) and step > self._floor.get(k, -1)
         ]
-        for i in range(0, len(batch), 1000):
-            self.client.log_batch(self.run_id, metrics=batch[i : i + 1000])
         for m in batch:
             self._floor[m.key] = step
+        for i in range(0, len(batch), 1000):
+            chunk = batch[i : i + 1000]
+            self._enqueue(
+                _Item("metrics", lambda chunk=chunk: self.client.log_batch(self.run_id, metrics=chunk), len(chunk))
+            )
         return len(batch)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+        self._log_files(Path(path), artifact_path, directory=False)
 
     def log_artifacts(self, directory: Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifacts(self.run_id, str(directory), artifact_path)
+        self._log_files(Path(directory), artifact_path, directory=True)
+
+    def _spool_dir(self) -> Path:
+        if self._spool is None:
+            self._spool = Path(tempfile.mkdtemp(prefix="coded-resnext-tracking-"))
+        return self._spool
+
+    def _log_files(self, path: Path, artifact_path: str | None, directory: bool) -> None:
+        if not (path.is_dir() if directory else path.is_file()):
+            raise TrackingError(f"{path}: no such {'directory' if directory else 'file'} to log as an artifact")
+        source = {"path": self._without_secrets(path, directory)}
+
+        def send() -> None:
+            if directory:
+                self.client.log_artifacts(self.run_id, str(source["path"]), artifact_path)
+            else:
+                self.client.log_artifact(self.run_id, str(source["path"]), artifact_path)
+
+        def spool() -> None:
+            current = source["path"]
+            if self._spool is not None and self._spool in current.parents:
+                return
+            copy = Path(tempfile.mkdtemp(dir=self._spool_dir())) / current.name
+            if directory:
+                shutil.copytree(current, copy)
+            else:
+                shutil.copy2(current, copy)
+            source["path"] = copy
+
+        files = sum(1 for p in path.rglob("*") if p.is_file()) if directory else 1
+        self._enqueue(_Item("artifacts", send, files, spool))
+
+    def _without_secrets(self, path: Path, directory: bool) -> Path:
+        """``path`` itself when no file in it holds a secret; else a spooled copy with text files
+        redacted and binary files that hold one left out (and said so)."""
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if directory else [path]
+        dirty = [p for p in files if contains_secret(p.read_bytes())]
+        if not dirty:
+            return path
+        copy_root = Path(tempfile.mkdtemp(dir=self._spool_dir())) / path.name
+        if directory:
+            shutil.copytree(path, copy_root)
+        else:
+            shutil.copy2(path, copy_root)
+        for original in dirty:
+            target = copy_root / original.relative_to(path) if directory else copy_root
+            text = None
+            if original.suffix.lower() in _TEXT_SUFFIXES:
+                try:
+                    text = original.read_text()
+                except UnicodeDecodeError:
+                    text = None
+            if text is not None:
+                target.write_text(redact(text))
+            else:
+                target.unlink()
+                self.say(f"artifact {original} holds a credential and is not uploaded; remove it from the file")
+        return copy_root
 
     def log_model(
         self, model: Any, example: Any, name: str = "model", registered_model_name: str | None = None
@@ -112,26 +400,43 @@ class RunTracker:
         """Log a torch module with ``mlflow.pytorch`` so ``mlflow.pytorch.load_model`` gets it back.
 
         Saved as a torch.export program ("pt2"), traced on ``example``: loading it unpickles nothing.
+        Needs the store up: buffered items are flushed first, then the upload is retried with backoff.
         """
         import mlflow
         import mlflow.pytorch
         import torch
         from mlflow.models import infer_signature
 
+        self.flush()
         with torch.no_grad():
             output = model(example)
         signature = infer_signature(example.numpy(), output.numpy())  # tensor specs, as pt2 requires
-        mlflow.set_tracking_uri(self.uri)
-        with mlflow.start_run(run_id=self.run_id):
-            mlflow.pytorch.log_model(
-                model,
-                name=name,
-                input_example=example.numpy(),
-                signature=signature,
-                serialization_format="pt2",
-                registered_model_name=registered_model_name,
-            )
-        self.client.update_run(self.run_id, status="RUNNING")  # leaving the context marked it FINISHED
+
+        def upload() -> None:
+            mlflow.set_tracking_uri(self.uri)
+            with mlflow.start_run(run_id=self.run_id):
+                mlflow.pytorch.log_model(
+                    model,
+                    name=name,
+                    input_example=example.numpy(),
+                    signature=signature,
+                    serialization_format="pt2",
+                    registered_model_name=registered_model_name,
+                )
+            self.client.update_run(self.run_id, status="RUNNING")  # leaving the context marked it FINISHED
+
+        self._call_until(upload, time.monotonic() + self.flush_timeout, "log the model")
 
     def finish(self, status: str = "FINISHED") -> None:
-        self.client.set_terminated(self.run_id, status=status)
+        """Flush everything buffered, then mark the run ``status``."""
+        try:
+            self.flush()
+            self._call_until(
+                lambda: self.client.set_terminated(self.run_id, status=status),
+                time.monotonic() + self.flush_timeout,
+                f"mark run {self.run_id} {status}",
+            )
+        finally:
+            if self._spool is not None and not self._pending:
+                shutil.rmtree(self._spool, ignore_errors=True)
+                self._spool = None
