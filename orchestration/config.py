@@ -217,7 +217,7 @@ class RunConfig:
             if isinstance(value, dict):
                 for sub, v in value.items():
                     if isinstance(v, dict):  # a scheme generator spec
-                        v = "generate:" + ",".join(f"{k}={x}" for k, x in v.items())
+                        v = "generate:" + ",".join(f"{k}={x}" for k, x in v.items() if x is not None or k == "min_distance")
                     out[f"{key}.{sub}"] = v
             else:
                 out[key] = value
