@@ -518,3 +518,68 @@ def test_a_server_killed_and_restarted_mid_sweep_loses_and_duplicates_nothing(po
         f"{TRIALS} trials buffered up to {max(buffered)} items each and flushed; "
         f"{sum(r['stats'].retries for r in results)} retries; nothing lost or duplicated"
     )
+
+
+# ---- a training process killed mid-epoch ------------------------------------------------------------
+KILL_CONFIG = """\
+model: {name: coded_resnext_mini}
+data: {name: synthetic, limit_val: 256}
+optim: {batch_size: 64}
+train: {epochs: 2, progress: line, device: cpu}
+eval: {binary_classes: 2, binary_fit_samples: 64, invariance_samples: 16, removal_samples: 64,
+       early_exit_thresholds: 5, limit_val: 128}
+tracking: {experiment: killed, log_model: false}
+"""
+
+
+@pytest.mark.slow
+def test_a_training_process_killed_mid_epoch_resumes_into_the_same_run_without_duplicates(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    config = tmp_path / "run.yaml"
+    config.write_text(KILL_CONFIG)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = [sys.executable, "-m", "orchestration.cli", "train", str(config), "--tracking-uri", uri]
+    command += ["--checkpoint-root", str(tmp_path / "ckpt")]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    log = tmp_path / "first.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 600
+        while not list((tmp_path / "ckpt").glob("*/epoch-0000.pt")) and proc.poll() is None:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        assert proc.poll() is None, log.read_text()  # still training: epoch 1 has begun
+        bound = listening_addresses(proc.pid)
+        os.killpg(proc.pid, signal.SIGKILL)  # no cleanup, no finally blocks: a lost worker
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    assert all(is_loopback(address) for address, _ in bound), bound  # `train` listens on nothing public
+    (ckpt_dir,) = (tmp_path / "ckpt").iterdir()
+    assert [p.name for p in list_checkpoints(ckpt_dir)] == ["epoch-0000.pt"]  # killed before epoch 1 ended
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("killed").experiment_id])
+    assert run.info.status == "RUNNING"  # nobody marked it: the process died
+    before = {k: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, k)] for k in run.data.metrics}
+    assert before["val/accuracy"] and all(step == 0 for step, _ in before["val/accuracy"])
+
+    resumed = subprocess.run([*command, "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stderr and "epoch 1 of 2 done" in resumed.stderr
+    (after,) = client.search_runs([client.get_experiment_by_name("killed").experiment_id])
+    assert after.info.run_id == run.info.run_id and after.info.status == "FINISHED"
+    for key in ("train/loss", "val/accuracy", "val/loss"):
+        history = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
+        assert sorted(step for step, _ in history) == [0, 1], (key, history)
+        assert [row for row in history if row[0] == 0] == before[key]  # epoch 0 as logged before the kill
+    assert [p.name for p in list_checkpoints(ckpt_dir)] == ["epoch-0000.pt", "epoch-0001.pt"]
