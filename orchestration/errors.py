@@ -2,10 +2,11 @@
 
 from coded_resnext.coding import CodingSchemeError
 from coded_resnext.models import ModelConfigError
+from results.errors import ResultsError
 
 
 class UserError(Exception):
     """A mistake in the user's input (a path, an option, a file's content); one-line message."""
 
 
-USER_ERRORS: tuple[type[Exception], ...] = (UserError, CodingSchemeError, ModelConfigError)
+USER_ERRORS: tuple[type[Exception], ...] = (UserError, CodingSchemeError, ModelConfigError, ResultsError)

@@ -9,7 +9,18 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "load_runs": "results.runs",
+    "ResultsError": "results.errors",
+    "load_binary_classifiers": "results.artifacts",
+    "load_early_exit": "results.artifacts",
+    "load_histories": "results.artifacts",
+    "write_parquet": "results.parquet",
+    "read_parquet": "results.parquet",
+    "pareto_front": "results.pareto",
+    "Objective": "results.pareto",
     "summarize_ablation": "results.ablation",
+    "build_report": "results.report",
+    "ReportOptions": "results.report",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 
+from orchestration.cli import main as cli_main
 from results.ablation import summarize_ablation
+from results.artifacts import load_binary_classifiers, load_early_exit, load_histories
+from results.errors import ResultsError
+from results.pareto import Objective, pareto_front
+from results.parquet import read_parquet, write_parquet
+from results.report import ReportOptions, build_report
+from results.runs import load_runs
+from results.synthetic import SyntheticSpec, write_synthetic_experiment
 
 
 # ---- ablation summaries ----------------------------------------------------------------------------
@@ -74,3 +84,245 @@ def test_ablation_summary_single_seed_and_repeated_seed():
     assert table.loc["a", "n_pairs"] == 1
     assert table.loc["a", "delta_mean"] == pytest.approx(0.2)
     assert math.isnan(table.loc["a", "delta_ci95_low"])  # one pair: no interval
+
+
+def test_ablation_summary_without_seeds_has_no_pairs():
+    runs = pd.DataFrame({"tags.ablation_cell": ["control", "a", "a"], "metrics.val/accuracy": [0.5, 0.6, 0.7]})
+    table = summarize_ablation(runs, ["val/accuracy"]).set_index("cell")
+    assert table.loc["a", "mean"] == pytest.approx(0.65)
+    assert table.loc["a", "n_pairs"] == 0 and math.isnan(table.loc["a", "delta_mean"])
+
+
+# ---- a synthetic MLflow store ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> dict:
+    """Experiments written with MlflowClient into a SQLite store: a sweep (some runs lack the binary and
+    early-exit metrics and tables, one is still running), an ablation, single runs, and one with no
+    finished run."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    sweep = write_synthetic_experiment(
+        uri, SyntheticSpec("sweep", runs=12, kind="sweep", epochs=3, missing_every=4, unfinished=1, seed=1)
+    )
+    ablation = write_synthetic_experiment(uri, SyntheticSpec("ablation", runs=8, kind="ablation", seeds=2, seed=2))
+    single = write_synthetic_experiment(uri, SyntheticSpec("single", runs=3, kind="single", tables=False, seed=3))
+    write_synthetic_experiment(uri, SyntheticSpec("nothing-finished", runs=0, kind="single", unfinished=2))
+    return {"uri": uri, "sweep": sweep, "ablation": ablation, "single": single}
+
+
+def test_load_runs_shape_and_types(store):
+    runs = load_runs("sweep", tracking_uri=store["uri"])
+    assert len(runs) == 12  # finished trials only: not the parent, not the running trial
+    assert set(runs["run_id"]) == set(store["sweep"][:12])
+    assert list(runs.columns[:9]) == [
+        "run_id", "experiment_id", "experiment", "run_name", "status", "start_time", "end_time", "artifact_uri",
+        "parent_run_id",
+    ]  # fmt: skip
+    assert (runs["status"] == "FINISHED").all()
+    assert runs["parent_run_id"].nunique() == 1 and runs["parent_run_id"].notna().all()
+    assert (runs["tags.role"] == "trial").all()
+    assert runs["params.loss.mu"].dtype == "string"
+    assert runs["metrics.val/accuracy"].dtype == "float64"
+    assert str(runs["start_time"].dt.tz) == "UTC"
+    # three of the twelve lack the binary metrics: NaN, not dropped
+    assert runs["metrics.binary/param_fraction"].isna().sum() == 3
+
+    everything = load_runs("sweep", tracking_uri=store["uri"], statuses=None, include_parents=True)
+    assert len(everything) == 14 and (everything["tags.role"] == "sweep").sum() == 1
+    parent = runs["parent_run_id"].iloc[0]
+    assert len(load_runs("sweep", tracking_uri=store["uri"], parent_run_id=parent)) == 12
+    assert load_runs("sweep", tracking_uri=store["uri"], parent_run_id="nope").empty
+    singles = load_runs("single", tracking_uri=store["uri"])
+    assert len(singles) == 3 and singles["parent_run_id"].isna().all()
+
+
+def test_unknown_experiment_names_the_existing_ones(store):
+    with pytest.raises(ResultsError, match=r"no experiment named 'swep'.*sweep"):
+        load_runs("swep", tracking_uri=store["uri"])
+
+
+def test_long_tables_from_artifacts_and_histories(store):
+    runs = load_runs("sweep", tracking_uri=store["uri"])
+    binary = load_binary_classifiers(runs, store["uri"])
+    with_tables = runs.loc[runs["metrics.binary/param_fraction"].notna(), "run_id"]
+    assert set(binary["run_id"]) == set(with_tables)
+    assert len(binary) == 10 * len(with_tables)  # one row per class
+    assert {"class", "precision", "recall", "f1", "ood_precision", "param_fraction"} <= set(binary.columns)
+    one = runs[runs["run_id"] == with_tables.iloc[0]].iloc[0]
+    assert binary.loc[binary["run_id"] == one["run_id"], "f1"].mean() == pytest.approx(one["metrics.binary/f1_mean"])
+
+    curves = load_early_exit(runs, store["uri"])
+    assert set(curves["run_id"]) == set(with_tables)
+    assert {"threshold", "accuracy", "compute_fraction", "exit_rate"} <= set(curves.columns)
+
+    history = load_histories(runs, store["uri"], keys=("val/accuracy", "train/loss"))
+    assert len(history) == len(runs) * 2 * 3  # runs x keys x epochs
+    last = history[(history["key"] == "val/accuracy") & (history["step"] == 2)].set_index("run_id")["value"]
+    final = runs.set_index("run_id")["metrics.val/accuracy"]
+    assert np.allclose(last.sort_index(), final.sort_index())
+
+
+# ---- Parquet -------------------------------------------------------------------------------------------
+def test_parquet_round_trip_appends_only_new_runs(store, tmp_path):
+    runs = load_runs("sweep", tracking_uri=store["uri"])
+    first = write_parquet(runs.iloc[:5], tmp_path)
+    assert (first.rows_written, first.rows_skipped) == (5, 0)
+    assert any(p.name.startswith("experiment_id=") for p in (tmp_path / "runs").iterdir())  # partitioned
+    again = write_parquet(runs, tmp_path)
+    assert (again.rows_written, again.rows_skipped) == (7, 5)
+    assert write_parquet(runs, tmp_path).rows_written == 0
+    back = read_parquet(tmp_path)
+    pd.testing.assert_frame_equal(back, runs)  # same rows, order, columns and dtypes
+
+    binary = load_binary_classifiers(runs, store["uri"]).merge(runs[["run_id", "experiment_id"]], on="run_id")
+    write_parquet(binary, tmp_path, "binary_classifiers")
+    write_parquet(binary, tmp_path, "binary_classifiers")
+    pd.testing.assert_frame_equal(read_parquet(tmp_path, "binary_classifiers"), binary)
+
+
+def test_parquet_keeps_columns_that_appear_later(tmp_path):
+    a = pd.DataFrame({"run_id": pd.array(["a"], dtype="string"), "metrics.x": [1.0], "params.p": ["1"]})
+    b = pd.DataFrame({"run_id": pd.array(["b"], dtype="string"), "metrics.x": [2.0], "tags.new": ["t"]})
+    b["tags.new"] = b["tags.new"].astype("string")
+    write_parquet(a, tmp_path, "t")
+    write_parquet(b, tmp_path, "t")
+    back = read_parquet(tmp_path, "t")
+    assert list(back["run_id"]) == ["a", "b"]
+    assert back["tags.new"].dtype == "string" and back["tags.new"].isna().tolist() == [True, False]
+    assert back["metrics.x"].tolist() == [1.0, 2.0]
+    with pytest.raises(ResultsError, match="no Parquet dataset"):
+        read_parquet(tmp_path, "missing")
+
+
+# ---- Pareto --------------------------------------------------------------------------------------------
+def _frame(acc, size):
+    return pd.DataFrame({"run_id": [f"r{i}" for i in range(len(acc))], "metrics.acc": acc, "metrics.size": size})
+
+
+OBJ = (Objective("acc", "max"), Objective("size", "min"))
+
+
+def test_pareto_ties_missing_values_and_ranks():
+    # r0 and r1 tie (both on the front); r2 is dominated by both; r3 is best on size alone;
+    # r4 lacks its size: worst there, so r0, r1 and r3 do not dominate it (its accuracy is higher)... unless
+    # one is at least as accurate: r4's accuracy 0.9 equals r0's, so r0 dominates it.
+    runs = _frame([0.9, 0.9, 0.8, 0.5, 0.9], [0.4, 0.4, 0.5, 0.1, np.nan])
+    out = pareto_front(runs, OBJ)
+    assert out["pareto_front"].tolist() == [True, True, False, True, False]
+    assert out["dominated_by"].tolist() == [0, 0, 2, 0, 2]
+    assert out["pareto_rank"].tolist() == [1, 1, 2, 1, 2]
+    assert list(out["run_id"]) == list(runs["run_id"])  # every run kept, in order
+
+    excluded = pareto_front(runs, (Objective("acc", "max"), Objective("size", "min", missing="exclude")))
+    assert excluded["pareto_front"].tolist() == [True, True, False, True, False]
+    assert excluded["pareto_rank"].isna().tolist() == [False, False, False, False, True]
+
+    lone = pareto_front(_frame([0.95, 0.9], [np.nan, 0.3]), OBJ)  # most accurate but no size: still on the front
+    assert lone["pareto_front"].tolist() == [True, True]
+
+
+def test_pareto_matches_brute_force():
+    rng = np.random.default_rng(0)
+    acc = rng.integers(0, 5, 60).astype(float)  # small integers: many ties
+    size = rng.integers(0, 5, 60).astype(float)
+    size[::7] = np.nan
+    out = pareto_front(_frame(acc, size), OBJ)
+    cost = np.stack([-acc, np.where(np.isnan(size), np.inf, size)], 1)
+    for i in range(60):
+        dominators = sum(bool((cost[j] <= cost[i]).all() and (cost[j] < cost[i]).any()) for j in range(60) if j != i)
+        assert out["dominated_by"].iloc[i] == dominators
+        assert out["pareto_front"].iloc[i] == (dominators == 0)
+
+
+# ---- the report ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sweep_report(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    return build_report("sweep", out, ReportOptions(tracking_uri=store["uri"])), out
+
+
+def test_report_writes_tables_figures_and_attaches_to_the_parent(store, sweep_report):
+    report, out = sweep_report
+    assert report.runs == 12
+    names = {p.name for p in report.figures}
+    assert {"pareto_front.png", "early_exit_front.png", "binary_precision_recall.png", "epoch_curves.png"} <= names
+    assert "best_energy_heatmap_block_0.png" in names
+    assert {"ablation_mu.png", "ablation_p_drop.png"} & names  # the sweep varies mu and p_drop
+    for path in report.figures:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = report.html.read_text()
+    assert html.count('src="data:image/png;base64,') == len(report.figures)  # self-contained
+    markdown = report.markdown.read_text()
+    for path in report.figures:
+        assert f"](plots/{path.name})" in markdown
+    assert "## Best runs" in markdown and "## Pareto front" in markdown and "## Against the paper's Table 2" in markdown
+    assert "| CIFAR-10 | 94.41 |" in markdown
+    # partial data is reported, not fatal
+    assert any("1 RUNNING" in n for n in report.notes)
+    assert any("3 of 12 runs have no binary/param_fraction" in n for n in report.notes)
+    assert "3 of 12 runs have no tables/binary_classifiers.csv" in markdown
+
+    assert read_parquet(out / "parquet", "runs")["run_id"].nunique() == 12
+    assert len(read_parquet(out / "parquet", "histories")) == 12 * 4 * 3
+    pareto = pd.read_csv(out / "pareto.csv")
+    assert len(pareto) == 12 and pareto["pareto_front"].any()
+
+    client = MlflowClient(store["uri"])
+    parent = load_runs("sweep", tracking_uri=store["uri"])["parent_run_id"].iloc[0]
+    assert report.attached_to == [parent]
+    attached = {a.path for a in client.list_artifacts(parent, "report")}
+    assert {"report/report.html", "report/report.md", "report/plots"} <= attached
+
+
+def test_report_rerun_appends_nothing(store, sweep_report):
+    _, out = sweep_report
+    again = build_report("sweep", out, ReportOptions(tracking_uri=store["uri"], attach=False))
+    assert all(w.rows_written == 0 for w in again.parquet.values())
+    assert len(read_parquet(out / "parquet", "runs")) == 12
+
+
+def test_report_of_an_ablation_has_intervals_and_paired_deltas(store, tmp_path):
+    report = build_report("ablation", tmp_path, ReportOptions(tracking_uri=store["uri"], attach=False))
+    summary = pd.read_csv(tmp_path / "ablation.csv")
+    assert set(summary["cell"]) == {
+        "control", "loss.mu=3,loss.p_drop=0.1", "loss.mu=6,loss.p_drop=0.1", "loss.mu=6,loss.p_drop=0.0"
+    }  # fmt: skip
+    cell = summary[(summary["cell"] == "loss.mu=3,loss.p_drop=0.1") & (summary["metric"] == "val/accuracy")].iloc[0]
+    assert cell["n"] == 2 and cell["n_pairs"] == 2 and cell["ci95_low"] < cell["mean"] < cell["ci95_high"]
+    markdown = report.markdown.read_text()
+    assert "## Ablation" in markdown and "paired delta vs control" in markdown
+
+
+def test_report_of_single_runs_without_tables(store, tmp_path):
+    report = build_report("single", tmp_path, ReportOptions(tracking_uri=store["uri"]))
+    assert report.runs == 3 and report.attached_to == []  # no parent to attach to
+    names = {p.name for p in report.figures}
+    assert "pareto_front.png" in names  # the metrics are there...
+    assert not names & {"early_exit_front.png", "binary_precision_recall.png"}  # ...the tables are not
+    assert any("figure left out for lack of data" in n for n in report.notes)
+    assert report.html.exists()
+
+
+def test_report_errors_are_one_line_messages(store, tmp_path, capsys):
+    with pytest.raises(ResultsError, match=r"no finished trial runs \(runs there: 2 RUNNING\)"):
+        build_report("nothing-finished", tmp_path, ReportOptions(tracking_uri=store["uri"]))
+    for experiment in ("nothing-finished", "no-such-experiment"):
+        code = cli_main(["report", experiment, "--out", str(tmp_path / "r"), "--tracking-uri", store["uri"]])
+        err = capsys.readouterr().err
+        assert code == 2
+        assert err.startswith("coded-resnext: error: ") and "Traceback" not in err
+    assert cli_main(["report", "sweep", "--out", str(tmp_path / "r"), "--tracking-uri", store["uri"],
+                     "--objective", "val/accuracy"]) == 2  # fmt: skip
+    assert "expected METRIC:max or METRIC:min" in capsys.readouterr().err
+
+
+def test_report_command_prints_where_the_report_is(store, tmp_path, capsys):
+    out = tmp_path / "r"
+    code = cli_main(
+        ["report", "ablation", "--out", str(out), "--tracking-uri", store["uri"], "--no-attach", "--top", "3"]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "8 runs" in printed and str(out / "report.html") in printed
+    assert (out / "report.md").exists() and (out / "parquet" / "runs").is_dir()

@@ -1,0 +1,69 @@
+"""``coded-resnext report``: Parquet tables, Pareto front, figures and an HTML/Markdown report of an experiment."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from orchestration.errors import UserError
+from orchestration.tracking import default_tracking_uri
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="tables, Pareto front, plots and a report of an experiment's runs",
+        description=(
+            "Read the finished runs of an MLflow experiment (a sweep, an ablation, or single runs) and write, "
+            "under --out: Parquet tables (runs, per-class binary classifiers, early-exit curves, per-epoch "
+            "histories; re-running appends only new runs), the Pareto front, PNG figures, report.md and a "
+            "self-contained report.html. The report is also attached to the sweep's parent run."
+        ),
+    )
+    p.add_argument("experiment", help="MLflow experiment name (or id)")
+    p.add_argument("--out", type=Path, required=True, help="output directory (created if missing)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite file under runs/)")
+    p.add_argument("--parent", default=None, metavar="RUN_ID", help="only the trials of this sweep or ablation")
+    p.add_argument(
+        "--objective",
+        dest="objectives",
+        action="append",
+        default=[],
+        metavar="METRIC:max|min",
+        help="a Pareto objective (repeatable; default: val/accuracy:max binary/param_fraction:min "
+        "early_exit/compute_at_99pct_accuracy:min)",
+    )
+    p.add_argument("--top", type=int, default=10, help="rows in the best-runs table (default 10)")
+    p.add_argument("--no-attach", action="store_true", help="do not log the report to the parent run")
+    p.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from results.pareto import DEFAULT_OBJECTIVES, parse_objective
+    from results.report import ReportOptions, build_report
+
+    try:
+        objectives = tuple(parse_objective(o) for o in args.objectives) or DEFAULT_OBJECTIVES
+    except ValueError as err:
+        raise UserError(str(err)) from err
+    if args.top < 1:
+        raise UserError(f"--top {args.top}: must be at least 1")
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out {args.out}: exists and is not a directory")
+    options = ReportOptions(
+        tracking_uri=args.tracking_uri or default_tracking_uri(),
+        parent_run_id=args.parent,
+        objectives=objectives,
+        top=args.top,
+        attach=not args.no_attach,
+    )
+    report = build_report(args.experiment, args.out, options, say=lambda m: print(m, file=sys.stderr, flush=True))
+    for note in report.notes:
+        print(f"note: {note}")
+    written = ", ".join(f"{name} +{w.rows_written}" for name, w in report.parquet.items())
+    print(f"{report.runs} runs; {len(report.figures)} figures; Parquet rows appended: {written}")
+    print(f"report: {report.html}  (and {report.markdown.name})")
+    if report.attached_to:
+        print(f"attached to parent run(s): {', '.join(report.attached_to)}")
+    return 0

@@ -1,0 +1,238 @@
+"""Figures across runs (PNG): the trade-off scatter with its Pareto front, early-exit curves, per-class
+binary precision/recall (the paper's Fig. 2b), ablations against mu and p_drop (Figs. 5/6) and
+per-epoch curves. Each function takes the frames of ``results.runs``/``results.artifacts``, writes one
+file and returns its path, or None when the data for it is not there (the report says so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from results.ablation import t_interval
+from results.pareto import Objective
+from results.runs import metric_values, numeric_param
+
+DPI = 110
+MAX_LINES = 8  # more curves than this on one axis are unreadable
+
+
+@dataclass(frozen=True)
+class Display:
+    label: str
+    scale: float = 1.0
+    unit: str = ""
+
+    def axis(self) -> str:
+        return f"{self.label} ({self.unit})" if self.unit else self.label
+
+
+DISPLAY = {
+    "val/accuracy": Display("validation accuracy", 100, "%"),
+    "binary/param_fraction": Display("binary-classifier parameters", 100, "% of the full network"),
+    "binary/param_fraction_paper": Display("binary-classifier parameters, paper's count", 100, "% of the full network"),
+    "binary/f1_mean": Display("binary-classifier F1, mean over classes", 100, "%"),
+    "binary/precision_mean": Display("binary precision, mean", 100, "%"),
+    "binary/recall_mean": Display("binary recall, mean", 100, "%"),
+    "binary/ood_precision_mean": Display("binary precision with OOD negatives, mean", 100, "%"),
+    "early_exit/compute_at_99pct_accuracy": Display("compute keeping 99% of full accuracy", 100, "% of full FLOPs"),
+    "early_exit/accuracy_at_half_compute": Display("accuracy at half the compute", 100, "%"),
+    "loss.mu": Display("coding loss weight mu"),
+    "loss.p_drop": Display("DropSubNNs probability p_drop"),
+}
+
+
+def display(key: str) -> Display:
+    key = key.removeprefix("metrics.")
+    return DISPLAY.get(key, Display(key))
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def front_scatter(runs: pd.DataFrame, objectives: Sequence[Objective], path: Path) -> Path | None:
+    """y: the first objective, x: the second, colour: the third; front runs ringed and joined."""
+    if len(objectives) < 2 or "pareto_front" not in runs.columns:
+        return None
+    ydisp, xdisp = display(objectives[0].metric), display(objectives[1].metric)
+    y = metric_values(runs, objectives[0].metric.removeprefix("metrics.")) * ydisp.scale
+    x = metric_values(runs, objectives[1].metric.removeprefix("metrics.")) * xdisp.scale
+    shown = x.notna() & y.notna()
+    if not shown.any():
+        return None
+    fig, ax = plt.subplots(figsize=(7, 5))
+    front = runs["pareto_front"].to_numpy(bool) & shown.to_numpy()
+    colour = None
+    if len(objectives) > 2:
+        cdisp = display(objectives[2].metric)
+        colour = metric_values(runs, objectives[2].metric.removeprefix("metrics.")) * cdisp.scale
+    if colour is not None and colour[shown].notna().any():
+        points = ax.scatter(x[shown], y[shown], c=colour[shown], cmap="viridis_r", s=28, alpha=0.85, zorder=2)
+        fig.colorbar(points, ax=ax, label=cdisp.axis())
+    else:
+        ax.scatter(x[shown], y[shown], c="tab:blue", s=28, alpha=0.85, zorder=2)
+    order = np.argsort(x[front].to_numpy())
+    ax.plot(x[front].to_numpy()[order], y[front].to_numpy()[order], color="tab:red", lw=1, alpha=0.6, zorder=1)
+    ax.scatter(
+        x[front],
+        y[front],
+        s=90,
+        facecolors="none",
+        edgecolors="tab:red",
+        lw=1.5,
+        zorder=3,
+        label=f"Pareto front ({int(front.sum())} runs)",
+    )
+    hidden = int((~shown).sum())
+    note = f"; {hidden} runs without both values not shown" if hidden else ""
+    ax.set_title(f"{len(runs)} runs: accuracy vs binary-classifier size{note}", fontsize=10)
+    ax.set_xlabel(xdisp.axis())
+    ax.set_ylabel(ydisp.axis())
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def early_exit_curves(curves: pd.DataFrame, labels: pd.Series, path: Path) -> Path | None:
+    """Accuracy vs mean compute of the runs in ``labels`` (run id -> legend text)."""
+    if curves.empty or "compute_fraction" not in curves.columns:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = 0
+    for run_id, label in labels.items():
+        mine = curves[curves["run_id"] == run_id].sort_values("compute_fraction")
+        if mine.empty or drawn >= MAX_LINES:
+            continue
+        ax.plot(mine["compute_fraction"] * 100, mine["accuracy"] * 100, marker=".", label=label)
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("mean compute (% of the full network's FLOPs)")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title("early exit at the first confident coded block: Pareto-front runs", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def binary_precision_recall(binary: pd.DataFrame, labels: pd.Series, path: Path) -> Path | None:
+    """Per-class precision vs recall of the extracted binary classifiers (Fig. 2b): in-distribution
+    negatives, and out-of-distribution negatives when the runs measured them."""
+    if binary.empty or not {"precision", "recall"} <= set(binary.columns):
+        return None
+    has_ood = "ood_precision" in binary.columns and binary["ood_precision"].notna().any()
+    panels = [("precision", "in-distribution negatives")]
+    if has_ood:
+        panels.append(("ood_precision", "out-of-distribution negatives"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5), squeeze=False)
+    drawn = 0
+    for run_id, label in list(labels.items())[:MAX_LINES]:
+        mine = binary[binary["run_id"] == run_id]
+        if mine.empty:
+            continue
+        drawn += 1
+        for ax, (column, _) in zip(axes[0], panels, strict=True):
+            ax.scatter(mine["recall"] * 100, mine[column] * 100, s=22, alpha=0.8, label=label)
+    if not drawn:
+        plt.close(fig)
+        return None
+    for ax, (_, title) in zip(axes[0], panels, strict=True):
+        ax.set_xlim(-2, 102)
+        ax.set_ylim(-2, 102)
+        ax.set_xlabel("recall (%)")
+        ax.set_ylabel("precision (%)")
+        ax.set_title(f"binary classifiers, one point per class:\n{title}", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    return _save(fig, path)
+
+
+def _interval_rows(runs: pd.DataFrame, x: pd.Series, metric: str) -> pd.DataFrame:
+    values = metric_values(runs, metric)
+    rows = []
+    for value in sorted(x.dropna().unique()):
+        mean, _, low, high = t_interval(values[(x == value) & values.notna()].to_numpy())
+        rows.append({"x": value, "mean": mean, "low": low, "high": high})
+    return pd.DataFrame(rows, columns=["x", "mean", "low", "high"])
+
+
+def ablation_plot(
+    runs: pd.DataFrame, param: str, metrics: Sequence[str], path: Path, series_param: str | None = None
+) -> Path | None:
+    """``metrics`` against the numeric parameter ``param``: mean over runs (seeds) with a 95% t-interval;
+    one line per value of ``series_param``; the plain control (``model.control``) as a band."""
+    control = numeric_param(runs, "model.control") == 1
+    coded = runs[~control]
+    x = numeric_param(coded, param)
+    if x.nunique() < 2:
+        return None
+    series = numeric_param(coded, series_param) if series_param else pd.Series(np.nan, index=coded.index)
+    groups = sorted(series.dropna().unique())[:6] if series.notna().any() else [None]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4.2), squeeze=False)
+    xdisp = display(param)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        mdisp = display(metric)
+        for group in groups:
+            mask = series == group if group is not None else pd.Series(True, index=coded.index)
+            table = _interval_rows(coded[mask], x[mask], metric).dropna(subset=["mean"])
+            if table.empty:
+                continue
+            err = np.vstack([table["mean"] - table["low"], table["high"] - table["mean"]]) * mdisp.scale
+            label = f"{series_param.split('.')[-1]} = {group:g}" if group is not None else "coded"
+            ax.errorbar(
+                table["x"], table["mean"] * mdisp.scale, yerr=np.nan_to_num(err), marker="o", capsize=3, label=label
+            )
+        base = metric_values(runs[control], metric).dropna()
+        if len(base):
+            mean, _, low, high = t_interval(base.to_numpy())
+            ax.axhline(mean * mdisp.scale, color="grey", ls="--", lw=1, label=f"control (plain ResNeXt, n={len(base)})")
+            if np.isfinite(low):
+                ax.axhspan(low * mdisp.scale, high * mdisp.scale, color="grey", alpha=0.15)
+        ax.set_xlabel(xdisp.axis())
+        ax.set_ylabel(mdisp.axis())
+        ax.grid(alpha=0.3)
+        if ax.has_data():
+            ax.legend(fontsize=7)
+    fig.suptitle(f"effect of {xdisp.label}: mean over the runs at each value (seeds), 95% t-intervals", fontsize=10)
+    return _save(fig, path)
+
+
+def epoch_curves(histories: pd.DataFrame, labels: pd.Series, path: Path) -> Path | None:
+    """Validation accuracy and training loss per epoch of the runs in ``labels``."""
+    panels = [("val/accuracy", "validation accuracy (%)", 100), ("train/loss", "training loss (CE + mu * coding)", 1)]
+    if histories.empty:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    drawn = 0
+    for run_id, label in list(labels.items())[:MAX_LINES]:
+        mine = histories[histories["run_id"] == run_id]
+        if mine.empty:
+            continue
+        drawn += 1
+        for ax, (key, _, scale) in zip(axes, panels, strict=True):
+            h = mine[mine["key"] == key].sort_values("step")
+            ax.plot(h["step"] + 1, h["value"] * scale, marker=".", label=label)
+    if not drawn:
+        plt.close(fig)
+        return None
+    for ax, (_, ylabel, _) in zip(axes, panels, strict=True):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("per-epoch curves of the Pareto-front runs", fontsize=10)
+    return _save(fig, path)

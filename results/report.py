@@ -1,0 +1,376 @@
+"""The report of an experiment (a sweep, an ablation, or single runs): Parquet tables, figures,
+``report.md`` and a self-contained ``report.html``, attached to the sweep's parent run in MLflow.
+
+    out/report.md, out/report.html          the report (the HTML embeds its figures)
+    out/plots/*.png                         the figures
+    out/parquet/<table>/experiment_id=*/    runs, binary_classifiers, early_exit_curve, histories
+    out/pareto.csv, out/ablation.csv        this report's front and ablation summary
+
+Whatever is missing (a metric, a run's tables, a control cell) leaves out only what needs it, with a note
+in the report; only an unknown experiment or one without finished runs stops it (``ResultsError``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from mlflow.exceptions import MlflowException
+
+from results.ablation import summarize_ablation
+from results.artifacts import load_binary_classifiers, load_early_exit, load_histories, local_artifact_dir
+from results.document import Block, Document, to_html, to_markdown
+from results.paper import compare_table2
+from results.pareto import DEFAULT_OBJECTIVES, Objective, pareto_front
+from results.parquet import ParquetWrite, write_parquet
+from results.plots import (
+    ablation_plot,
+    binary_precision_recall,
+    display,
+    early_exit_curves,
+    epoch_curves,
+    front_scatter,
+)
+from results.runs import ResultsError, client_for, load_runs, metric_values, numeric_param, run_status_counts
+
+SUMMARY_METRICS = (
+    "val/accuracy",
+    "binary/param_fraction",
+    "binary/param_fraction_paper",
+    "binary/f1_mean",
+    "binary/ood_precision_mean",
+    "early_exit/compute_at_99pct_accuracy",
+    "early_exit/accuracy_at_half_compute",
+)
+ABLATION_METRICS = (
+    "val/accuracy",
+    "binary/f1_mean",
+    "binary/param_fraction",
+    "early_exit/compute_at_99pct_accuracy",
+)
+# parameters worth a column when they vary across runs, and their short names in legends
+PARAM_NAMES = {
+    "model.name": "model",
+    "model.control": "control",
+    "model.width_multiplier": "width",
+    "coding.c3": "c3",
+    "coding.c4": "c4",
+    "coding.c5": "c5",
+    "loss.mu": "mu",
+    "loss.p_drop": "p_drop",
+    "data.name": "data",
+    "seed": "seed",
+}
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    tracking_uri: str | None = None  # None: MLflow's default (MLFLOW_TRACKING_URI or ./mlruns)
+    parent_run_id: str | None = None  # only this sweep's or ablation's trials
+    objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES
+    top: int = 10  # rows in the best-runs table
+    attach: bool = True  # log the report to the parent run
+    ablation_metrics: tuple[str, ...] = ABLATION_METRICS
+
+
+@dataclass
+class Report:
+    out_dir: Path
+    markdown: Path
+    html: Path
+    runs: int
+    figures: list[Path] = field(default_factory=list)
+    parquet: dict[str, ParquetWrite] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    attached_to: list[str] = field(default_factory=list)
+
+
+# ---- pieces --------------------------------------------------------------------------------------------
+def varying_params(runs: pd.DataFrame) -> list[str]:
+    """The ``PARAM_NAMES`` keys whose values differ between runs, in that order."""
+    return [k for k in PARAM_NAMES if f"params.{k}" in runs.columns and runs[f"params.{k}"].nunique(dropna=False) > 1]
+
+
+def run_labels(runs: pd.DataFrame) -> pd.Series:
+    """run id -> "trial-0003 (mu=3, p_drop=0.1)": the run name and the parameters that vary."""
+    keys = varying_params(runs)
+    labels = {}
+    for _, run in runs.iterrows():
+        name = run["run_name"] if pd.notna(run["run_name"]) else str(run["run_id"])[:8]
+        values = [
+            f"{PARAM_NAMES[k]}={run[f'params.{k}']}" for k in keys if k != "seed" and pd.notna(run[f"params.{k}"])
+        ]
+        labels[run["run_id"]] = f"{name} ({', '.join(values)})" if values else name
+    return pd.Series(labels, dtype="string")
+
+
+def _percent(values: pd.Series, metric: str) -> pd.Series:
+    return values * display(metric).scale
+
+
+def runs_table(runs: pd.DataFrame, objectives: Sequence[Objective], param_keys: Sequence[str]) -> pd.DataFrame:
+    """Display frame: run, the ``param_keys``, summary metrics (in display units), Pareto rank."""
+    out = pd.DataFrame({"run": runs["run_name"].fillna(runs["run_id"].str[:8]), "run id": runs["run_id"].str[:8]})
+    for key in param_keys:
+        out[PARAM_NAMES[key]] = runs[f"params.{key}"]
+    metrics = list(dict.fromkeys([o.metric.removeprefix("metrics.") for o in objectives] + list(SUMMARY_METRICS)))
+    for metric in metrics:
+        values = metric_values(runs, metric)
+        if values.notna().any():
+            d = display(metric)
+            out[f"{metric}{f' ({d.unit.split()[0]})' if d.unit else ''}"] = _percent(values, metric)
+    if "pareto_rank" in runs.columns:
+        out["Pareto rank"] = runs["pareto_rank"]
+    return out.reset_index(drop=True)
+
+
+def ablation_display(summary: pd.DataFrame) -> pd.DataFrame:
+    def interval(mean, low, high, scale, signed=False):
+        if pd.isna(mean):
+            return "–"
+        fmt = "{:+.2f}" if signed else "{:.2f}"
+        text = fmt.format(mean * scale)
+        return f"{text} [{low * scale:.2f}, {high * scale:.2f}]" if pd.notna(low) else text
+
+    rows = []
+    for _, r in summary.iterrows():
+        scale = display(r["metric"]).scale
+        rows.append(
+            {
+                "cell": r["cell"],
+                "metric": r["metric"],
+                "n": r["n"],
+                "mean [95% CI]": interval(r["mean"], r["ci95_low"], r["ci95_high"], scale),
+                "paired delta vs control [95% CI]": interval(
+                    r["delta_mean"], r["delta_ci95_low"], r["delta_ci95_high"], scale, signed=True
+                ),
+                "pairs": r["n_pairs"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def copy_energy_heatmaps(runs: pd.DataFrame, out_dir: Path, tracking_uri: str | None) -> tuple[list[Path], str | None]:
+    """The energy heatmap PNGs the best-accuracy run logged (the first of the 5 best that has them)."""
+    client = client_for(tracking_uri)
+    ranked = runs.assign(_acc=metric_values(runs, "val/accuracy")).sort_values("_acc", ascending=False)
+    for _, run in ranked.head(5).iterrows():
+        try:
+            names = [a.path for a in client.list_artifacts(run["run_id"], "plots")]
+        except (MlflowException, OSError):
+            continue
+        names = sorted(n for n in names if Path(n).name.startswith("energy_heatmap_block_"))
+        if not names:
+            continue
+        copied = []
+        local = local_artifact_dir(run["artifact_uri"])
+        for name in names:
+            target = out_dir / f"best_{Path(name).name}"
+            try:
+                if local is not None:
+                    shutil.copyfile(local / name, target)
+                else:
+                    shutil.copyfile(client.download_artifacts(run["run_id"], name, str(out_dir)), target)
+            except (MlflowException, OSError):
+                continue
+            copied.append(target)
+        if copied:
+            return copied, run["run_id"]
+    return [], None
+
+
+def _with_experiment_id(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    if table.empty or "run_id" not in table.columns:
+        return table
+    return table.merge(runs[["run_id", "experiment_id"]], on="run_id", how="left")
+
+
+def _attach(report: Report, parents: list[str], tracking_uri: str | None) -> None:
+    client = client_for(tracking_uri)
+    for parent in parents:
+        try:
+            client.get_run(parent)
+            client.log_artifact(parent, str(report.markdown), "report")
+            client.log_artifact(parent, str(report.html), "report")
+            client.log_artifacts(parent, str(report.out_dir / "plots"), "report/plots")
+            report.attached_to.append(parent)
+        except (MlflowException, OSError) as err:
+            report.notes.append(f"could not attach the report to parent run {parent}: {err}")
+
+
+# ---- the report ----------------------------------------------------------------------------------------
+def _finished_runs(experiment: str, options: ReportOptions) -> tuple[pd.DataFrame, list[str]]:
+    notes = []
+    runs = load_runs(experiment, options.tracking_uri, parent_run_id=options.parent_run_id)
+    counts = run_status_counts(experiment, options.tracking_uri)
+    if runs.empty:
+        scope = f" under parent run {options.parent_run_id}" if options.parent_run_id else ""
+        if not counts:
+            raise ResultsError(f"experiment {experiment!r} has no runs yet")
+        states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        raise ResultsError(f"experiment {experiment!r} has no finished trial runs{scope} (runs there: {states})")
+    unfinished = {s: n for s, n in counts.items() if s != "FINISHED"}
+    if unfinished:
+        notes.append(
+            "left out runs that did not finish: " + ", ".join(f"{n} {s}" for s, n in sorted(unfinished.items()))
+        )
+    return runs, notes
+
+
+def build_report(
+    experiment: str, out_dir: Path, options: ReportOptions = ReportOptions(), say: Callable[[str], None] | None = None
+) -> Report:
+    """Write the report of ``experiment``'s finished trial runs to ``out_dir`` (see the module docstring)."""
+    say = say or (lambda _msg: None)
+    out_dir = Path(out_dir)
+    plots = out_dir / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    runs, notes = _finished_runs(experiment, options)
+    uri = options.tracking_uri
+    say(f"{len(runs)} finished runs; reading their tables and histories")
+    report = Report(out_dir, out_dir / "report.md", out_dir / "report.html", len(runs), notes=notes)
+
+    objectives = options.objectives
+    for obj in objectives:
+        have = int(metric_values(runs, obj.metric.removeprefix("metrics.")).notna().sum())
+        if have < len(runs):
+            report.notes.append(
+                f"{len(runs) - have} of {len(runs)} runs have no {obj.metric}: "
+                + ("ranked worst on it" if obj.missing == "worst" else "left out of the front")
+            )
+    ranked = pareto_front(runs, objectives)
+    ranked = (
+        ranked.assign(_acc=metric_values(ranked, "val/accuracy"))
+        .sort_values(["pareto_rank", "_acc"], ascending=[True, False], na_position="last")
+        .drop(columns="_acc")
+    )
+    front = ranked[ranked["pareto_front"]]
+    labels = run_labels(runs)
+    front_labels = labels[front["run_id"].tolist()]
+
+    binary = load_binary_classifiers(runs, uri)
+    curves = load_early_exit(runs, uri)
+    histories = load_histories(runs, uri)
+    for name, table in (("binary_classifiers", binary), ("early_exit_curve", curves)):
+        have = table["run_id"].nunique() if not table.empty else 0
+        if have < len(runs):
+            report.notes.append(f"{len(runs) - have} of {len(runs)} runs have no tables/{name}.csv")
+
+    say("writing Parquet tables")
+    parquet_dir = out_dir / "parquet"
+    report.parquet["runs"] = write_parquet(runs, parquet_dir, "runs")
+    for name, table in (("binary_classifiers", binary), ("early_exit_curve", curves), ("histories", histories)):
+        if not table.empty and len(table.columns) > 1:
+            report.parquet[name] = write_parquet(_with_experiment_id(table, runs), parquet_dir, name)
+    ranked.to_csv(out_dir / "pareto.csv", index=False)
+
+    say("drawing figures")
+    doc = Document(f"Coded ResNeXt results: {experiment}")
+    parents = sorted(set(runs["parent_run_id"].dropna()))
+    kind = (
+        "single runs"
+        if not parents
+        else f"trials of {len(parents)} parent run(s) ({', '.join(p[:8] for p in parents)})"
+    )
+    doc.paragraph(
+        f"{len(runs)} finished runs ({kind}) from MLflow experiment `{experiment}`. "
+        "Pareto objectives: " + ", ".join(f"{o.metric} ({o.direction})" for o in objectives) + "."
+    )
+    notes_at = len(doc.blocks)
+
+    doc.heading("Best runs")
+    doc.paragraph(f"The {min(options.top, len(runs))} runs with the highest validation accuracy.")
+    best = ranked.assign(_acc=metric_values(ranked, "val/accuracy")).sort_values("_acc", ascending=False)
+    doc.table(runs_table(best.head(options.top), objectives, varying_params(runs)))
+
+    doc.heading("Pareto front")
+    doc.paragraph(
+        f"{len(front)} non-dominated runs (no other run is at least as good on every objective and better on one). "
+        "All runs with their ranks are in pareto.csv."
+    )
+    doc.table(runs_table(front, objectives, varying_params(runs)))
+    figures = [
+        (
+            front_scatter(ranked, objectives, plots / "pareto_front.png"),
+            "Accuracy vs binary-classifier size; the front ringed in red",
+        ),
+        (
+            early_exit_curves(curves, front_labels, plots / "early_exit_front.png"),
+            "Early exit: accuracy vs compute of the front's runs",
+        ),
+        (
+            binary_precision_recall(binary, front_labels, plots / "binary_precision_recall.png"),
+            "Per-class binary classifiers of the front's runs (paper's Fig. 2b)",
+        ),
+        (epoch_curves(histories, front_labels, plots / "epoch_curves.png"), "Per-epoch curves of the front's runs"),
+    ]
+    for path, caption in figures:
+        if path is None:
+            report.notes.append(f"figure left out for lack of data: {caption}")
+        else:
+            doc.figure(path, caption)
+            report.figures.append(path)
+
+    heatmaps, heat_run = copy_energy_heatmaps(runs, plots, uri)
+    if heatmaps:
+        doc.heading("Information paths of the best run")
+        doc.paragraph(f"Mean normalized branch energy per class beside the codewords, run {labels[heat_run]}.")
+        for path in heatmaps:
+            doc.figure(path, f"Energy heatmap: {path.stem.removeprefix('best_')}")
+        report.figures.extend(heatmaps)
+
+    _ablation_section(doc, report, runs, options, plots)
+
+    table2 = compare_table2(runs)
+    if not table2.empty:
+        doc.heading("Against the paper's Table 2")
+        doc.paragraph(
+            "Top-1 accuracy of the paper's networks beside the best of these runs on the same dataset; the paper "
+            "trains 300 epochs (CIFAR) or 120 (ImageNet) with its recipe, so short runs will fall short of it."
+        )
+        doc.table(table2)
+
+    for i, text in enumerate(report.notes):
+        doc.blocks.insert(notes_at + i, Block("note", text))
+
+    report.markdown.write_text(to_markdown(doc, out_dir))
+    report.html.write_text(to_html(doc))
+    if options.attach:
+        targets = [options.parent_run_id] if options.parent_run_id else parents
+        if len(targets) == 1:
+            _attach(report, targets, uri)
+        elif len(targets) > 1:
+            report.notes.append(f"not attached: runs come from {len(targets)} parent runs; pass --parent RUN_ID")
+    return report
+
+
+def _ablation_section(doc: Document, report: Report, runs: pd.DataFrame, options: ReportOptions, plots: Path) -> None:
+    has_cells = "tags.ablation_cell" in runs.columns and runs["tags.ablation_cell"].notna().any()
+    if has_cells:
+        summary = summarize_ablation(runs[runs["tags.ablation_cell"].notna()], list(options.ablation_metrics))
+        summary = summary[summary["n"] > 0]
+        summary.to_csv(report.out_dir / "ablation.csv", index=False)
+        doc.heading("Ablation")
+        doc.paragraph(
+            "Mean over seeds with a 95% t-interval, and the difference to the control cell paired on the seed "
+            "(percentage points for accuracies and fractions)."
+        )
+        if "control" not in set(runs["tags.ablation_cell"].dropna()):
+            report.notes.append("the ablation has no 'control' cell: no paired deltas")
+        doc.table(ablation_display(summary))
+    drawn = []
+    for param, series in (("loss.mu", "loss.p_drop"), ("loss.p_drop", "loss.mu")):
+        name = param.split(".")[-1]
+        path = ablation_plot(runs, param, ["val/accuracy", "binary/f1_mean"], plots / f"ablation_{name}.png", series)
+        if path is not None:
+            drawn.append((path, f"Accuracy and binary F1 vs {name} (paper's Fig. {5 if name == 'mu' else 6})"))
+    if drawn and not has_cells:
+        doc.heading("Effect of mu and p_drop")
+    for path, caption in drawn:
+        doc.figure(path, caption)
+        report.figures.append(path)
+    if not drawn and numeric_param(runs, "loss.mu").nunique() < 2 and has_cells:
+        report.notes.append("mu and p_drop take one value each: no ablation plots")
