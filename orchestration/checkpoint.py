@@ -208,32 +208,36 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def load_latest_checkpoint(directory: Path, say: Say | None = _warn) -> tuple[Path, dict[str, Any]] | None:
-    """The newest checkpoint in ``directory`` that loads and verifies, with its state; corrupt newer
-    ones are skipped with one line each through ``say``. None when there is none at all; a
-    ``CheckpointError`` when every checkpoint there is corrupt."""
+    """The newest checkpoint in ``directory`` that loads and verifies, with its state. Corrupt newer
+    ones are skipped, one line each through ``say``. None when there is no checkpoint; when every one
+    is corrupt, a single ``CheckpointError`` naming them and the fix (nothing is said before it)."""
     found = list_checkpoints(directory)
+    skipped: list[str] = []
     bad: list[str] = []
     for i in range(len(found) - 1, -1, -1):
         path = found[i]
         try:
-            return path, load_checkpoint(path)
+            state = load_checkpoint(path)
         except CheckpointError as err:
-            previous = f"falling back to {found[i - 1].name}" if i > 0 else "no earlier checkpoint to fall back to"
             bad.append(path.name)
-            if say is not None:
-                say(f"{err}; {previous}")
+            if i > 0:
+                skipped.append(f"{err}; falling back to {found[i - 1].name}")
+            continue
+        if say is not None:
+            for line in skipped:
+                say(line)
+        return path, state
     if bad:
         raise CheckpointError(
-            f"every checkpoint in {directory} is corrupt ({', '.join(reversed(bad))}); delete the directory to start over"
+            f"every checkpoint in {directory} is corrupt ({', '.join(reversed(bad))}); "
+            "delete the directory to start over"
         )
     return None
 
 
 def latest_checkpoint(directory: Path, say: Say | None = _warn) -> Path | None:
-    """The newest checkpoint in ``directory`` that verifies, or None. A corrupt newer one is skipped,
-    and said so, so ``load_checkpoint(latest_checkpoint(d))`` resumes from the last good state."""
-    try:
-        found = load_latest_checkpoint(directory, say)
-    except CheckpointError:
-        return None
+    """The newest checkpoint in ``directory`` that verifies, or None when there is none. A corrupt newer
+    one is skipped, and said so, so ``load_checkpoint(latest_checkpoint(d))`` resumes from the last good
+    state; a ``CheckpointError`` when every checkpoint there is corrupt."""
+    found = load_latest_checkpoint(directory, say)
     return found[0] if found else None

@@ -156,7 +156,13 @@ class RunTracker:
             # training for minutes per call first. A user's explicit setting still wins.
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-        self.client = MlflowClient(self.uri)
+        try:
+            self.client = MlflowClient(self.uri)
+        except MlflowException as err:
+            raise TrackingError(
+                f"tracking URI {self.display_uri} is not usable ({_reason(err)}); "
+                "use sqlite:///path/mlflow.db or http(s)://host:port"
+            ) from None
         self._floor: dict[str, int] = {}
         all_tags = dict(tags or {})
         all_tags.setdefault("git_commit", git_commit())

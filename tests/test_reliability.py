@@ -119,7 +119,8 @@ def test_when_every_checkpoint_is_corrupt_the_error_names_them_and_the_fix(tmp_p
         CheckpointError, match=r"every checkpoint in .* is corrupt \(epoch-0000.pt, epoch-0001.pt\).*delete"
     ):
         load_latest_checkpoint(tmp_path, say=None)
-    assert latest_checkpoint(tmp_path, say=None) is None
+    with pytest.raises(CheckpointError, match="every checkpoint"):
+        latest_checkpoint(tmp_path, say=None)
 
 
 def test_a_full_disk_is_a_clear_error_and_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
