@@ -32,7 +32,9 @@ SECRET_ENV_VARS = (
 _SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|ACCESS_KEY|API_KEY|CREDENTIALS?)(_|$)", re.IGNORECASE)
 # scheme://user:password@  or  scheme://token@  (the userinfo part of a URI, RFC 3986)
 _URI_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\s'\"]+)@")
-_URI_USERINFO_BYTES = re.compile(rb"://[^/@\s'\"]{1,256}@")
+# In bytes, only RFC 3986 userinfo characters after a URI scheme: random binary data (a checkpoint's
+# float tensors) also contains "://" ... "@" sequences, which must not read as credentials.
+_URI_USERINFO_BYTES = re.compile(rb"[A-Za-z][A-Za-z0-9+.\-]*://[A-Za-z0-9._~%!$&'()*+,;=:\-]{1,256}@")
 _MIN_SECRET_LENGTH = 6  # shorter values ("1", "true") would mask ordinary text
 
 

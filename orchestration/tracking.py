@@ -352,6 +352,8 @@ class RunTracker:
         if not (path.is_dir() if directory else path.is_file()):
             raise TrackingError(f"{path}: no such {'directory' if directory else 'file'} to log as an artifact")
         source = {"path": self._without_secrets(path, directory)}
+        if not source["path"].exists():  # a single binary file holding a credential: left out, said so
+            return
 
         def send() -> None:
             if directory:

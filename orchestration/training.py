@@ -328,6 +328,16 @@ def distributed_evaluate(model, val_set, cfg: RunConfig, device, session: Sessio
     return {k: (totals[i] / totals[-1]).item() for i, k in enumerate(keys)}
 
 
+@torch.no_grad()
+def param_divergence(model: nn.Module, session: Session) -> float:
+    """Sum over ranks of each rank's largest |parameter - mean over ranks|: 0.0 when DDP kept every
+    rank's weights identical (a cheap end-of-epoch check: one all-reduce of the flat weights)."""
+    flat = torch.cat([p.detach().double().flatten() for p in model.parameters()])
+    mean = session.all_reduce(flat) / session.world_size
+    own = (flat - mean).abs().max().reshape(1)
+    return session.all_reduce(own).item()
+
+
 def train_loop(cfg: RunConfig, session: Session, lineage: Lineage, progress: Progress) -> LoopResult:
     """The training loop shared by every place a run can execute (see ``sessions.py``)."""
     chief = session.rank == 0
@@ -355,7 +365,8 @@ def train_loop(cfg: RunConfig, session: Session, lineage: Lineage, progress: Pro
     tracker = None
     if chief:
         tags = {"role": "trial", "experiment_hash": cfg.experiment_hash}
-        tracker = lineage.open(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.run_name, run_id, tags)
+        name = cfg.tracking.run_name or f"{cfg.model.name}-{cfg.experiment_hash[:8]}"
+        tracker = lineage.open(cfg.tracking.uri, cfg.tracking.experiment, name, run_id, tags)
         progress.say(f"MLflow run {tracker.run_id} in experiment {cfg.tracking.experiment!r} at {tracker.uri}")
         params = cfg.flat()
         params.update({f"scheme.{stage}": h for stage, h in model.scheme_hashes().items()})
@@ -374,6 +385,8 @@ def train_loop(cfg: RunConfig, session: Session, lineage: Lineage, progress: Pro
             metrics = train_epoch(
                 step_module, loader, opt, scheduler, device, lambda it, e=epoch: progress.wrap(it, e), session
             )
+            if session.world_size > 1:
+                metrics["ddp/param_divergence"] = param_divergence(model, session)
             metrics.update(distributed_evaluate(model, bundle.val, cfg, device, session))
             metrics["time/epoch_seconds"] = time.perf_counter() - started
             metrics["epoch"] = epoch + 1

@@ -33,6 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--checkpoint-root", type=Path, default=Path("runs") / "checkpoints", help="checkpoint directory root"
     )
+    p.add_argument(
+        "--address", help="train.num_workers > 1 runs on Ray Train: an existing cluster (default: a local Ray)"
+    )
+    p.add_argument(
+        "--storage-path", help="Ray Train storage for train.num_workers > 1: shared dir or object-store URI (default runs/ray)"
+    )
     p.set_defaults(run=_run)
 
 
@@ -47,8 +53,10 @@ def _run(args: argparse.Namespace) -> int:
         cfg = smoke_test_config(cfg)
     if args.tracking_uri:
         cfg.tracking = dataclasses.replace(cfg.tracking, uri=args.tracking_uri)
-    result = fit(cfg, resume=args.resume, checkpoint_root=args.checkpoint_root)
     uri = cfg.tracking.uri or default_tracking_uri()
+    if cfg.train.num_workers > 1:
+        return _run_distributed(cfg, args, uri)
+    result = fit(cfg, resume=args.resume, checkpoint_root=args.checkpoint_root)
     print("\nfinal metrics:")
     for key in sorted(result.metrics):
         print(f"  {key:<44} {result.metrics[key]:.4f}")
@@ -57,4 +65,36 @@ def _run(args: argparse.Namespace) -> int:
     )
     if uri.startswith("sqlite:"):
         print(f"look at it with:  mlflow ui --backend-store-uri {uri}")
+    return 0
+
+
+def _run_distributed(cfg, args: argparse.Namespace, uri: str) -> int:
+    """``train.num_workers`` ranks on a Ray Train ``TorchTrainer``; ``--resume`` continues its Ray run."""
+    import dataclasses
+
+    from ray.train import Checkpoint  # noqa: F401  (fail early if Ray Train is missing)
+
+    from orchestration.errors import UserError
+    from orchestration.lineage import Lineage
+    from orchestration.ray_runtime import ray_session, storage_uri
+    from orchestration.ray_train import make_trainer
+
+    cfg.tracking = dataclasses.replace(cfg.tracking, uri=uri)
+    storage = storage_uri(args.storage_path, Path("runs") / "ray")
+    name = f"train-{cfg.experiment_hash}"
+    exists = "://" not in storage and (Path(storage) / name).exists()
+    if exists and not args.resume:
+        raise UserError(
+            f"a Ray Train run for this config already exists in {storage}/{name}; pass --resume to continue it, "
+            "or delete that directory to start over"
+        )
+    if args.resume and not exists and "://" not in storage:
+        raise UserError(f"--resume: no Ray Train run for this config in {storage}/{name}; run without --resume")
+    with ray_session(args.address, log_to_driver=True):
+        result = make_trainer(cfg, Lineage(tracking_uri=uri), storage_path=storage, name=name).fit()
+    print("\nfinal metrics:")
+    for key in sorted(result.metrics):
+        if isinstance(result.metrics[key], int | float):
+            print(f"  {key:<44} {result.metrics[key]:.4f}")
+    print(f"\nRay Train run {storage}/{name} ({cfg.train.num_workers} workers); MLflow at {uri}")
     return 0

@@ -1,0 +1,316 @@
+"""A search-space YAML: a base run config, the keys to search and how, and the Tune settings.
+
+```yaml
+base: quickstart_train.yaml          # a run config, relative to this file (optional)
+config: {train: {epochs: 3}}         # overrides of the base, same sections as a run config
+search:                              # any config key, dotted; one domain each
+  loss.mu: {loguniform: [1, 10]}
+  loss.p_drop: {choice: [0.0, 0.1, 0.2]}
+  coding.c3: {choice: ["paper:cifar10/5/10", {active: 4, min_distance: 4}, "off"]}
+  model.width_multiplier: {uniform: [0.75, 1.25]}
+  seed: {grid: [0, 1]}
+tune: {algorithm: nsga2, num_samples: 8, max_concurrent_trials: 2}
+```
+
+Everything is validated before Ray starts: unknown keys and domains, and every sampled config must be
+buildable (scheme vs classes, widths, batch vs workers); each problem is one line naming the key.
+Choices that are not plain scalars (generator mappings) travel through Tune as JSON strings, since
+Optuna's categorical distribution takes scalars only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from orchestration.config import ConfigError, RunConfig, _build, apply_overrides, config_from_dict
+from orchestration.errors import UserError
+
+DOMAIN_KINDS = ("choice", "grid", "uniform", "loguniform", "randint")
+JSON_PREFIX = "json:"
+DEFAULT_OBJECTIVES = {
+    "val/accuracy": "max",
+    "binary/param_fraction": "min",
+    "early_exit/compute_at_99pct_accuracy": "min",
+}
+# (num_classes, in_chans) without loading the data: validation runs on the driver, which on a cluster
+# may not hold the dataset.
+KNOWN_SHAPES = {"cifar10": (10, 3), "cifar100": (100, 3), "fashion-mnist": (10, 1), "digits": (10, 1), "synthetic": (10, 1)}
+MAX_COMBINATIONS_CHECKED = 64
+CELL_KEY = "ablation_cell"  # an ablation's grid dimension over its cells (see ablation.py)
+
+
+class SearchSpaceError(UserError):
+    """An invalid search space; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Domain:
+    kind: Literal["choice", "grid", "uniform", "loguniform", "randint"]
+    values: tuple[Any, ...] = ()  # choice / grid
+    low: float | None = None  # uniform / loguniform / randint (randint: high exclusive)
+    high: float | None = None
+
+    @classmethod
+    def parse(cls, key: str, spec: Any) -> Domain:
+        where = f"search.{key}"
+        if not isinstance(spec, dict) or len(spec) != 1:
+            raise SearchSpaceError(
+                f"{where}: expected one domain like {{choice: [...]}}, {{grid: [...]}}, {{uniform: [low, high]}}, "
+                f"{{loguniform: [low, high]}} or {{randint: [low, high]}}; got {spec!r} (constants go under config:)"
+            )
+        ((kind, arg),) = spec.items()
+        if kind not in DOMAIN_KINDS:
+            raise SearchSpaceError(f"{where}: unknown domain {kind!r}; choose one of {list(DOMAIN_KINDS)}")
+        if kind in ("choice", "grid"):
+            if not isinstance(arg, list) or not arg:
+                raise SearchSpaceError(f"{where}: {kind} needs a non-empty list of values, got {arg!r}")
+            return cls(kind, values=tuple(arg))
+        if not (isinstance(arg, list) and len(arg) == 2 and all(_is_number(v) for v in arg)):
+            raise SearchSpaceError(f"{where}: {kind} needs [low, high] numbers, got {arg!r}")
+        low, high = arg
+        if not low < high:
+            raise SearchSpaceError(f"{where}: {kind} needs low < high, got [{low}, {high}]")
+        if kind == "loguniform" and low <= 0:
+            raise SearchSpaceError(f"{where}: loguniform needs low > 0, got {low}")
+        if kind == "randint" and not all(isinstance(v, int) for v in arg):
+            raise SearchSpaceError(f"{where}: randint needs integers [low, high), got {arg!r}")
+        return cls(kind, low=low, high=high)
+
+    def extremes(self) -> list[Any]:
+        """Values that bound what can be sampled: every choice, or both ends of a range."""
+        if self.kind in ("choice", "grid"):
+            return list(self.values)
+        if self.kind == "randint":
+            return [int(self.low), int(self.high) - 1]
+        return [self.low, self.high]
+
+    def to_tune(self):
+        from ray import tune
+
+        if self.kind == "grid":
+            return tune.grid_search([encode(v) for v in self.values])
+        if self.kind == "choice":
+            return tune.choice([encode(v) for v in self.values])
+        return {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint}[self.kind](
+            self.low, self.high
+        )
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def encode(value: Any) -> Any:
+    return JSON_PREFIX + json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
+
+
+def decode(value: Any) -> Any:
+    return json.loads(value[len(JSON_PREFIX) :]) if isinstance(value, str) and value.startswith(JSON_PREFIX) else value
+
+
+@dataclass
+class TuneSection:
+    algorithm: Literal["random", "grid", "optuna", "nsga2"] = "random"  # optuna: TPE; nsga2: multi-objective
+    num_samples: int = 4  # trials (grid: repeats of the whole grid)
+    max_concurrent_trials: int = 1
+    metric: str = "val/accuracy"  # single-objective searches and ASHA
+    mode: Literal["max", "min"] = "max"
+    objectives: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_OBJECTIVES))  # nsga2
+    scheduler: Literal["none", "asha"] = "none"  # ASHA early stopping (single objective only)
+    grace_period: int = 1  # ASHA: epochs before a trial can be stopped
+    reduction_factor: float = 2.0
+    max_trial_failures: int = 0  # Tune retries of a failed trial (from its last checkpoint)
+    seed: int = 0  # the searcher's seed
+    name: str | None = None  # the sweep's name in storage and MLflow; default: the file's stem
+    storage_path: str | None = None  # shared dir or object-store URI; default runs/ray
+
+    def __post_init__(self) -> None:
+        def check(ok: bool, key: str, msg: str) -> None:
+            if not ok:
+                raise ConfigError(f"tune.{key}: {msg}")
+
+        check(self.num_samples >= 1, "num_samples", f"must be >= 1, got {self.num_samples}")
+        check(self.max_concurrent_trials >= 1, "max_concurrent_trials", f"must be >= 1, got {self.max_concurrent_trials}")
+        check(self.grace_period >= 1, "grace_period", f"must be >= 1, got {self.grace_period}")
+        check(self.reduction_factor > 1, "reduction_factor", f"must be > 1, got {self.reduction_factor}")
+        check(self.max_trial_failures >= 0, "max_trial_failures", f"must be >= 0, got {self.max_trial_failures}")
+        for key, mode in self.objectives.items():
+            check(mode in ("max", "min"), f"objectives.{key}", f"must be max or min, got {mode!r}")
+        check(bool(self.objectives), "objectives", "needs at least one metric: direction")
+        check(
+            not (self.scheduler == "asha" and self.algorithm == "nsga2"),
+            "scheduler",
+            "ASHA stops trials on one metric; use it with algorithm random, grid or optuna, not nsga2",
+        )
+
+    @property
+    def multi_objective(self) -> bool:
+        return self.algorithm == "nsga2"
+
+
+@dataclass
+class SearchSpace:
+    path: Path
+    base: dict[str, Any]  # the run config (base + config overrides), as plain data
+    domains: dict[str, Domain]
+    tune: TuneSection
+    text: str  # the file as written (logged with the sweep)
+    cells: dict[str, dict[str, Any]] = field(default_factory=dict)  # ablation: label -> dotted overrides
+    role: str = "sweep"  # the parent run's role tag: sweep | ablation
+
+    @property
+    def name(self) -> str:
+        return self.tune.name or self.path.stem
+
+    @property
+    def hash(self) -> str:
+        canonical = json.dumps(
+            {"base": self.base, "search": {k: dataclasses.asdict(d) for k, d in self.domains.items()}},
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    def base_config(self) -> RunConfig:
+        return config_from_dict(self.base)
+
+    def trial_config(self, sampled: dict[str, Any]) -> RunConfig:
+        """The run config of one trial: the base with the sampled values (Tune's flat keys) applied."""
+        overrides = {k: decode(v) for k, v in sampled.items() if k in self.domains and k != CELL_KEY}
+        if CELL_KEY in sampled:
+            overrides = {**self.cells[sampled[CELL_KEY]], **overrides}
+        return config_from_dict(_set_keys(self.base, overrides))
+
+    def param_space(self) -> dict[str, Any]:
+        return {key: domain.to_tune() for key, domain in self.domains.items()}
+
+
+def _set_keys(data: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    return apply_overrides(data, [f"{k}={json.dumps(v)}" for k, v in values.items()])
+
+
+def load_search_space(path: str | Path, overrides: list[str] | None = None) -> SearchSpace:
+    """Read, resolve and validate a search space (see the module docstring for the format)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+        raw = yaml.safe_load(text) or {}
+    except FileNotFoundError:
+        raise SearchSpaceError(f"{path}: no such search-space file") from None
+    except IsADirectoryError:
+        raise SearchSpaceError(f"{path}: is a directory, expected a YAML file") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise SearchSpaceError(f"{path}: malformed YAML{where}: {getattr(err, 'problem', err)}") from None
+    if not isinstance(raw, dict):
+        raise SearchSpaceError(f"{path}: expected a mapping with base/config/search/tune, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - {"base", "config", "search", "tune"})
+    if unknown:
+        raise SearchSpaceError(f"{path}: unknown section(s) {unknown}; valid: base, config, search, tune")
+    space = space_from_document(raw, path, text, overrides)
+    validate(space)
+    return space
+
+
+def space_from_document(raw: dict[str, Any], path: Path, text: str, overrides: list[str] | None = None) -> SearchSpace:
+    """The parsed document's space (base resolved relative to ``path``), not yet validated as a whole."""
+
+    base: dict[str, Any] = {}
+    if raw.get("base") is not None:
+        base_path = (path.parent / str(raw["base"])).resolve()
+        if not base_path.is_file():
+            raise SearchSpaceError(f"{path}: base config {raw['base']!r} not found (looked at {base_path})")
+        base = yaml.safe_load(base_path.read_text()) or {}
+    config = raw.get("config") or {}
+    if not isinstance(config, dict):
+        raise SearchSpaceError(f"{path}: config: expected a mapping of run-config sections, got {config!r}")
+    merged = _merge(base, config)
+    merged = apply_overrides(merged, overrides or [])
+    try:
+        config_from_dict(merged)
+    except ConfigError as err:
+        raise SearchSpaceError(f"{path}: config: {err}") from None
+
+    search = raw.get("search") or {}
+    if not isinstance(search, dict):
+        raise SearchSpaceError(f"{path}: search: expected a mapping of dotted config keys to domains")
+    domains = {str(k): Domain.parse(str(k), v) for k, v in search.items()}
+    try:
+        tune_section = _build(TuneSection, raw.get("tune") or {}, "tune")
+    except ConfigError as err:
+        raise SearchSpaceError(f"{path}: {err}") from None
+    return SearchSpace(path, merged, domains, tune_section, text)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Section by section: ``over``'s keys replace ``base``'s (a scheme mapping is replaced whole)."""
+    out = json.loads(json.dumps(base))
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def validate(space: SearchSpace) -> None:
+    """Every key valid and every combination of extreme values buildable, before anything launches."""
+    t = space.tune
+    if t.algorithm in ("optuna", "nsga2"):
+        grids = [k for k, d in space.domains.items() if d.kind == "grid"]
+        if grids:
+            raise SearchSpaceError(
+                f"search.{grids[0]}: grid values need tune.algorithm random or grid; with {t.algorithm} use choice"
+            )
+    if t.algorithm in ("optuna", "nsga2") and not space.domains:
+        raise SearchSpaceError(f"search: tune.algorithm {t.algorithm} needs at least one key to search")
+    for key, domain in space.domains.items():
+        for value in domain.extremes():
+            _check_config(space, {key: value}, f"search.{key}={value!r}")
+    grids = [[(k, v) for v in d.extremes()] for k, d in space.domains.items()]
+    combos = list(itertools.islice(itertools.product(*grids), MAX_COMBINATIONS_CHECKED + 1))
+    if len(combos) > MAX_COMBINATIONS_CHECKED:  # too many to build: each key on its own was checked above
+        combos = []
+    import torch
+
+    for combo in combos:
+        values = dict(combo)
+        cfg = _check_config(space, values, ", ".join(f"{k}={v!r}" for k, v in values.items()) or "config")
+        classes, chans = KNOWN_SHAPES.get(cfg.data.name, (None, None))
+        if classes is None:
+            continue  # imagefolder: its class count is known only from the data
+        from orchestration.training import build_model
+
+        where = ", ".join(f"{k}={v!r}" for k, v in values.items()) or "the base config"
+        try:
+            with torch.device("meta"):
+                build_model(cfg, classes, chans)
+        except UserError as err:
+            raise SearchSpaceError(f"{space.path}: {where}: {err}") from None
+        except (ValueError, TypeError) as err:  # ModelConfigError / CodingSchemeError are ValueErrors
+            raise SearchSpaceError(f"{space.path}: {where}: {err}") from None
+    metric_keys = {t.metric} | (set(t.objectives) if t.multi_objective else set())
+    for key in metric_keys:
+        if "/" not in key:
+            raise SearchSpaceError(
+                f"tune: {key!r} is not a metric the runs report (e.g. val/accuracy, binary/param_fraction)"
+            )
+
+
+def _check_config(space: SearchSpace, values: dict[str, Any], where: str) -> RunConfig:
+    if CELL_KEY in values:
+        values = {**space.cells[values[CELL_KEY]], **{k: v for k, v in values.items() if k != CELL_KEY}}
+    try:
+        return config_from_dict(_set_keys(space.base, values))
+    except ConfigError as err:
+        raise SearchSpaceError(f"{space.path}: {where}: {err}") from None

@@ -1,0 +1,363 @@
+"""A sweep: a search space run on Ray Tune, one nested MLflow child run per trial under one parent.
+
+Trials (Ray Train V2 style): a trial function builds the trial's run config; one worker runs the loop
+in the trial's own process (``TuneSession``: checkpoints through ``ray.tune.report``), more workers
+launch a ``TorchTrainer`` whose rank 0 reports to Tune through ``TuneReportCallback``. The trainer's run
+is named after the trial id, so a restored trial's trainer resumes from its own last checkpoint.
+
+Searchers: random / grid (``BasicVariantGenerator``), Optuna TPE, and multi-objective Optuna NSGA-II.
+Optuna studies live in a SQLite file beside the sweep's local state (``runs/tune/<name>.optuna.db``), so
+``--extend`` continues the same study: the sampler sees every earlier trial.
+
+Lifecycle: ``--resume`` restores the Tune experiment (finished trials are not re-run; unfinished and
+errored ones continue from their checkpoints) and reattaches the parent run, found by its tags.
+``--extend N`` adds N trials as a follow-up Tune experiment under the same parent run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestration.errors import UserError
+from orchestration.lineage import Lineage
+from orchestration.ray_runtime import storage_uri
+from orchestration.search_space import CELL_KEY, SearchSpace, decode
+from orchestration.tracking import RunTracker, default_tracking_uri
+
+LOCAL_STATE = Path("runs") / "tune"
+
+
+@dataclass
+class TrialContext:
+    """What every trial needs besides its sampled values (shipped once with ``tune.with_parameters``)."""
+
+    space: SearchSpace
+    tracking_uri: str
+    parent_run_id: str
+    storage_path: str
+    experiment_name: str  # the Tune experiment (the sweep's name, or name-extK)
+    smoke_test: bool = False
+
+
+def run_trial(sampled: dict[str, Any], ctx: TrialContext) -> None:
+    """Tune's trainable: one trial = one training run, nested under the sweep's parent run."""
+    import ray.tune
+    import torch
+
+    from orchestration.config import smoke_test_config
+    from orchestration.sessions import TuneSession
+    from orchestration.training import Progress, train_loop
+
+    cfg = ctx.space.trial_config(sampled)
+    if ctx.smoke_test:
+        cfg = smoke_test_config(cfg)
+    cfg.train = dataclasses.replace(cfg.train, progress="none")
+    trial_id = ray.tune.get_context().get_trial_id()
+    cfg.tracking = dataclasses.replace(
+        cfg.tracking, uri=ctx.tracking_uri, run_name=cfg.tracking.run_name or f"{ctx.experiment_name}-{trial_id}"
+    )
+    lineage = Lineage(
+        tracking_uri=ctx.tracking_uri,
+        parent_run_id=ctx.parent_run_id,
+        trial_id=trial_id,
+        tags={"sweep": ctx.space.name, "tune_experiment": ctx.experiment_name},
+    )
+    if CELL_KEY in sampled:
+        lineage.tags[CELL_KEY] = sampled[CELL_KEY]
+    if cfg.train.num_workers == 1:
+        torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
+        train_loop(cfg, TuneSession(), lineage, Progress("none", cfg.train.epochs))
+        return
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from orchestration.ray_train import make_trainer
+
+    trainer = make_trainer(
+        cfg,
+        lineage,
+        storage_path=ctx.storage_path,
+        name=f"{ctx.experiment_name}-train-{trial_id}",
+        callbacks=[TuneReportCallback()],
+    )
+    trainer.fit()
+
+
+def trial_resources(cfg) -> dict[str, float]:
+    """A one-worker trial trains in the trial process (its CPUs/GPUs); a multi-worker trial's process
+    only drives the trainer, whose workers hold the resources."""
+    if cfg.train.num_workers > 1:
+        return {"cpu": 0}
+    return {"cpu": cfg.train.cpus_per_worker, "gpu": cfg.train.gpus_per_worker}
+
+
+@dataclass
+class SweepOutcome:
+    parent_run_id: str
+    experiment_path: str
+    trials: list[dict[str, Any]]  # one row per trial: id, status, sampled values, objectives
+    failed: int
+
+
+class Sweep:
+    def __init__(self, space: SearchSpace, tracking_uri: str | None, smoke_test: bool = False) -> None:
+        self.space = space
+        self.tracking_uri = tracking_uri or default_tracking_uri()
+        self.smoke_test = smoke_test
+        self.storage_path = storage_uri(space.tune.storage_path, Path("runs") / "ray")
+        self.base_cfg = space.base_config()
+        if smoke_test:
+            from orchestration.config import smoke_test_config
+
+            self.base_cfg = smoke_test_config(self.base_cfg)
+
+    # ---- naming and state ------------------------------------------------------------------------
+    def experiment_names(self) -> list[str]:
+        """The sweep's Tune experiments that exist in storage: the sweep itself, then its extensions."""
+        from ray.tune import Tuner
+
+        names = []
+        for k in range(0, 1000):
+            name = self.space.name if k == 0 else f"{self.space.name}-ext{k}"
+            if not Tuner.can_restore(f"{self.storage_path}/{name}"):
+                break
+            names.append(name)
+        return names
+
+    def find_parent(self) -> str | None:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(self.tracking_uri)
+        exp = client.get_experiment_by_name(self.base_cfg.tracking.experiment)
+        if exp is None:
+            return None
+        runs = client.search_runs(
+            [exp.experiment_id],
+            filter_string=f"tags.role = '{self.space.role}' and tags.sweep = '{self.space.name}'",
+            order_by=["attributes.start_time DESC"],
+        )
+        runs = [r for r in runs if r.data.tags.get("storage_path") == self.storage_path]
+        return runs[0].info.run_id if runs else None
+
+    def open_parent(self, run_id: str | None) -> RunTracker:
+        tracker = RunTracker(
+            self.tracking_uri,
+            self.base_cfg.tracking.experiment,
+            run_id=run_id,
+            run_name=f"{self.space.role}-{self.space.name}",
+            tags={"role": self.space.role, "sweep": self.space.name, "storage_path": self.storage_path},
+        )
+        if run_id is None:
+            t = self.space.tune
+            params = {
+                "search_space.hash": self.space.hash,
+                "search_space.path": str(self.space.path),
+                "search_space.keys": ",".join(self.space.domains),
+                "tune.algorithm": t.algorithm,
+                "tune.num_samples": t.num_samples,
+                "tune.max_concurrent_trials": t.max_concurrent_trials,
+                "tune.scheduler": t.scheduler,
+                "tune.objectives": json.dumps(self._objectives()),
+                "smoke_test": self.smoke_test,
+            }
+            params.update({f"search.{k}": json.dumps(dataclasses.asdict(d), default=str) for k, d in self.space.domains.items()})
+            tracker.log_params(params)
+            with tempfile.TemporaryDirectory() as tmp:
+                (Path(tmp) / "search_space.yaml").write_text(self.space.text)
+                (Path(tmp) / "base_config.yaml").write_text(self.base_cfg.to_yaml())
+                tracker.log_artifacts(Path(tmp))
+        return tracker
+
+    def _objectives(self) -> dict[str, str]:
+        t = self.space.tune
+        return dict(t.objectives) if t.multi_objective else {t.metric: t.mode}
+
+    # ---- Tune objects ---------------------------------------------------------------------------
+    def _searcher(self, extension: int):
+        t = self.space.tune
+        from ray.tune.search import ConcurrencyLimiter
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        if t.algorithm in ("random", "grid"):
+            return BasicVariantGenerator(random_state=t.seed + extension, max_concurrent=t.max_concurrent_trials)
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        LOCAL_STATE.mkdir(parents=True, exist_ok=True)
+        storage = optuna.storages.RDBStorage(f"sqlite:///{(LOCAL_STATE / f'{self.space.name}.optuna.db').resolve()}")
+        objectives = self._objectives()
+        if t.multi_objective:
+            sampler = optuna.samplers.NSGAIISampler(seed=t.seed + extension, population_size=max(4, t.max_concurrent_trials))
+        else:
+            sampler = optuna.samplers.TPESampler(seed=t.seed + extension, n_startup_trials=min(10, max(2, t.num_samples // 2)))
+        searcher = OptunaSearch(
+            metric=list(objectives) if t.multi_objective else t.metric,
+            mode=list(objectives.values()) if t.multi_objective else t.mode,
+            sampler=sampler,
+            study_name=f"{self.space.name}-{self.space.hash}",
+            storage=storage,
+        )
+        return ConcurrencyLimiter(searcher, max_concurrent=t.max_concurrent_trials)
+
+    def _scheduler(self):
+        t = self.space.tune
+        if t.scheduler != "asha":
+            return None
+        from ray.tune.schedulers import ASHAScheduler
+
+        return ASHAScheduler(
+            time_attr="epoch",
+            metric=t.metric,
+            mode=t.mode,
+            max_t=self.base_cfg.train.epochs + 1,  # never stop at the last epoch: its report carries the suite
+            grace_period=t.grace_period,
+            reduction_factor=t.reduction_factor,
+        )
+
+    def _trainable(self, ctx: TrialContext):
+        from ray import tune
+
+        space = self.space
+        smoke = self.smoke_test
+
+        def resources(sampled: dict[str, Any]) -> dict[str, float]:
+            cfg = space.trial_config(sampled)
+            if smoke:
+                from orchestration.config import smoke_test_config
+
+                cfg = smoke_test_config(cfg)
+            return trial_resources(cfg)
+
+        return tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), resources)
+
+    def _callbacks(self, parent_run_id: str) -> list:
+        from orchestration.tune_callbacks import LineReporter, TrialRunCloser
+
+        return [
+            LineReporter(list(self.space.domains), list(self._objectives()), self.base_cfg.train.epochs),
+            TrialRunCloser(self.tracking_uri, self.base_cfg.tracking.experiment, parent_run_id, self.base_cfg.train.epochs),
+        ]
+
+    def _tuner(self, name: str, parent_run_id: str, num_samples: int, extension: int):
+        from ray import tune
+
+        t = self.space.tune
+        ctx = TrialContext(self.space, self.tracking_uri, parent_run_id, self.storage_path, name, self.smoke_test)
+        return tune.Tuner(
+            self._trainable(ctx),
+            param_space=self.space.param_space(),
+            tune_config=tune.TuneConfig(
+                search_alg=self._searcher(extension),
+                scheduler=self._scheduler(),
+                num_samples=num_samples,
+                max_concurrent_trials=t.max_concurrent_trials,
+                # One-worker trials reuse their process (no new interpreter, torch import, data load per trial).
+                reuse_actors=self.base_cfg.train.num_workers == 1,
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=self.storage_path,
+                callbacks=self._callbacks(parent_run_id),
+                failure_config=tune.FailureConfig(max_failures=t.max_trial_failures),
+                verbose=0,
+            ),
+        )
+
+    # ---- commands -------------------------------------------------------------------------------
+    def run(self, resume: bool = False, extend: int | None = None) -> SweepOutcome:
+        from ray import tune
+
+        existing = self.experiment_names()
+        parent_id = self.find_parent()
+        if resume or extend:
+            if not existing or parent_id is None:
+                raise UserError(
+                    f"sweep {self.space.name!r}: nothing to {'resume' if resume else 'extend'} in {self.storage_path} "
+                    f"(tracking {self.tracking_uri}); run it without --resume/--extend first"
+                )
+        elif existing:
+            raise UserError(
+                f"sweep {self.space.name!r} already exists in {self.storage_path}; pass --resume to finish it, "
+                "--extend N to add trials, or set tune.name (or --name) for a new sweep"
+            )
+        parent = self.open_parent(parent_id if (resume or extend) else None)
+        say = print
+        try:
+            if resume:
+                name = existing[-1]
+                say(f"resuming sweep {self.space.name!r} ({name}) from {self.storage_path}/{name}")
+                ctx = TrialContext(self.space, self.tracking_uri, parent.run_id, self.storage_path, name, self.smoke_test)
+                tuner = tune.Tuner.restore(
+                    f"{self.storage_path}/{name}",
+                    trainable=self._trainable(ctx),
+                    resume_unfinished=True,
+                    resume_errored=True,
+                    param_space=self.space.param_space(),
+                )
+            else:
+                extension = len(existing) if extend else 0
+                name = self.space.name if not extend else f"{self.space.name}-ext{extension}"
+                samples = extend or (1 if self.space.tune.algorithm == "grid" and self.smoke_test else self.space.tune.num_samples)
+                say(
+                    f"sweep {self.space.name!r}: {samples} trial(s), {self.space.tune.algorithm} search over "
+                    f"{', '.join(self.space.domains) or 'nothing'}; MLflow parent run {parent.run_id}"
+                )
+                tuner = self._tuner(name, parent.run_id, samples, extension)
+            grid = tuner.fit()
+        except KeyboardInterrupt:
+            parent.finish("KILLED")
+            raise
+        except BaseException:
+            parent.finish("FAILED")
+            raise
+        rows = self._summarize(grid)
+        failed = sum(1 for r in rows if r["status"] == "ERROR")
+        self._log_summary(parent, rows)
+        parent.finish("FINISHED" if not failed else "FAILED")
+        return SweepOutcome(parent.run_id, f"{self.storage_path}/{name}", rows, failed)
+
+    def _summarize(self, grid) -> list[dict[str, Any]]:
+        rows = []
+        objectives = self._objectives()
+        for result in grid:
+            metrics = result.metrics or {}
+            row = {"trial_id": metrics.get("trial_id") or Path(result.path).name, "status": "ERROR" if result.error else "OK"}
+            row.update({k: decode(v) for k, v in (result.config or {}).items()})
+            row.update({k: metrics.get(k) for k in objectives})
+            row["epochs_done"] = metrics.get("epoch")
+            rows.append(row)
+        return rows
+
+    def _log_summary(self, parent: RunTracker, rows: list[dict[str, Any]]) -> None:
+        import pandas as pd
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "trials.csv"
+            pd.DataFrame(rows).to_csv(path, index=False)
+            parent.log_artifact(path)
+        parent.log_metrics({"sweep/trials": len(rows), "sweep/failed": sum(r["status"] == "ERROR" for r in rows)}, step=0)
+
+
+def print_outcome(
+    outcome: SweepOutcome, objectives: dict[str, str], tracking_uri: str, experiment: str, stream=None
+) -> None:
+    stream = stream or sys.stdout
+    ok = [r for r in outcome.trials if r["status"] == "OK" and all(r.get(k) is not None for k in objectives)]
+    print(f"\n{len(outcome.trials)} trials ({outcome.failed} failed)", file=stream)
+    if ok:
+        key, mode = next(iter(objectives.items()))
+        best = sorted(ok, key=lambda r: r[key], reverse=mode == "max")[:5]
+        print(f"best by {key}:", file=stream)
+        for r in best:
+            values = "  ".join(f"{k}={r[k]:.4f}" for k in objectives)
+            print(f"  {r['trial_id']}: {values}", file=stream)
+    print(f"\nMLflow parent run {outcome.parent_run_id} at {tracking_uri}", file=stream)
+    print(f"Tune experiment: {outcome.experiment_path}", file=stream)
+    if tracking_uri.startswith("sqlite:"):
+        print(f"look at it with:  mlflow ui --backend-store-uri {tracking_uri}", file=stream)
+    print(f"report:           coded-resnext report {experiment} --out report/", file=stream)
