@@ -70,7 +70,7 @@ def load_ablation(path: str | Path, overrides: list[str] | None = None) -> tuple
 
     cells: dict[str, dict[str, Any]] = {CONTROL: {"model.control": True}}
     keys = list(grid)
-    for values in itertools.product(*(grid[k] for k in keys)):
+    for values in itertools.product(*(grid[k] for k in keys)) if keys else []:
         setting = dict(zip(keys, values, strict=True))
         cells[_label(setting)] = setting
     for name, setting in variants.items():

@@ -93,10 +93,11 @@ class Domain:
             return [int(self.low), int(self.high) - 1]
         return [self.low, self.high]
 
-    def to_tune(self):
+    def to_tune(self, exhaustive: bool = False):
+        """The Ray Tune domain; ``exhaustive`` (algorithm grid) runs every choice as a grid dimension."""
         from ray import tune
 
-        if self.kind == "grid":
+        if self.kind == "grid" or (exhaustive and self.kind == "choice"):
             return tune.grid_search([encode(v) for v in self.values])
         if self.kind == "choice":
             return tune.choice([encode(v) for v in self.values])
@@ -191,7 +192,8 @@ class SearchSpace:
         return config_from_dict(_set_keys(self.base, overrides))
 
     def param_space(self) -> dict[str, Any]:
-        return {key: domain.to_tune() for key, domain in self.domains.items()}
+        exhaustive = self.tune.algorithm == "grid"
+        return {key: domain.to_tune(exhaustive) for key, domain in self.domains.items()}
 
 
 def _set_keys(data: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:

@@ -302,7 +302,7 @@ class Sweep:
             else:
                 extension = len(existing) if extend else 0
                 name = self.space.name if not extend else f"{self.space.name}-ext{extension}"
-                samples = extend or (1 if self.space.tune.algorithm == "grid" and self.smoke_test else self.space.tune.num_samples)
+                samples = extend or self.space.tune.num_samples
                 say(
                     f"sweep {self.space.name!r}: {samples} trial(s), {self.space.tune.algorithm} search over "
                     f"{', '.join(self.space.domains) or 'nothing'}; MLflow parent run {parent.run_id}"

@@ -53,7 +53,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.storage_path:
         changes["storage_path"] = args.storage_path
     if args.smoke_test:
-        changes["num_samples"] = min(space.tune.num_samples, 3) if space.tune.algorithm != "grid" else 1
+        changes["num_samples"] = min(space.tune.num_samples, 3) if space.tune.algorithm != "grid" else 1  # grid: once
     if changes:
         space.tune = dataclasses.replace(space.tune, **changes)
     with ray_session(args.address, num_cpus=args.num_cpus):
