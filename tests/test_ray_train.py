@@ -22,17 +22,10 @@ def two_node_cluster():
     from orchestration.ray_runtime import WORKER_ENV, quiet_ray_env
 
     quiet_ray_env()
-    import socket
-
     import ray
     from ray.cluster_utils import Cluster
 
-    with socket.socket() as sock:  # the dashboard (state API: worker pids) on a free port
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    cluster = Cluster(
-        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": True, "dashboard_port": port}
-    )
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, runtime_env={"env_vars": dict(WORKER_ENV)}, log_to_driver=False)
@@ -93,7 +86,7 @@ def test_two_workers_on_two_nodes_keep_identical_weights_and_log_once(two_node_c
 
 
 def test_a_killed_worker_restarts_from_the_checkpoint_into_the_same_run(two_node_cluster, tmp_path):
-    from ray.util.state import list_actors
+    from ray._private import state  # the actor table with pids; ray.util.state would need the dashboard
 
     from orchestration.ray_train import make_trainer
 
@@ -113,8 +106,10 @@ def test_a_killed_worker_restarts_from_the_checkpoint_into_the_same_run(two_node
             continue
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/accuracy")]
         if 1 in steps:  # epoch 1 logged (and checkpointed after): kill a worker while epoch 2 trains
-            workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
-            pid = max(w.pid for w in workers)
+            workers = [
+                a for a in state.actors().values() if a["ActorClassName"] == "RayTrainWorker" and a["State"] == "ALIVE"
+            ]
+            pid = max(a["Pid"] for a in workers)
             os.kill(pid, signal.SIGKILL)
             killed = pid
     thread.join(timeout=600)
