@@ -164,6 +164,7 @@ class RunTracker:
                 "use sqlite:///path/mlflow.db or http(s)://host:port"
             ) from None
         self._floor: dict[str, int] = {}
+        self._param_keys: set[str] = set()  # params already sent or queued (MLflow params are write-once)
         all_tags = dict(tags or {})
         all_tags.setdefault("git_commit", git_commit())
         if parent_run_id:
@@ -207,6 +208,7 @@ class RunTracker:
     def _reattach(self, run_id: str) -> None:
         run = self.client.get_run(run_id)
         self.client.update_run(run_id, status="RUNNING")
+        self._param_keys = set(run.data.params)
         for key in run.data.metrics:
             history = self.client.get_metric_history(run_id, key)
             self._floor[key] = max((m.step for m in history), default=-1)
@@ -305,15 +307,15 @@ class RunTracker:
 
     # ---- logging -------------------------------------------------------------------------------
     def log_params(self, params: dict[str, Any]) -> None:
-        clean = [Param(k, redact(str(v))[:6000]) for k, v in params.items()]
-
-        def send() -> None:
-            existing = self.client.get_run(self.run_id).data.params
-            fresh = [p for p in clean if p.key not in existing]
-            for i in range(0, len(fresh), 100):  # MLflow takes at most 100 params per batch
-                self.client.log_batch(self.run_id, params=fresh[i : i + 100])
-
-        self._enqueue(_Item("params", send, len(clean)))
+        """Log params the run does not have yet (a resumed run keeps its first values; MLflow refuses
+        to change one). Resending a batch whose reply was lost is harmless: same key, same value."""
+        fresh = [Param(k, redact(str(v))[:6000]) for k, v in params.items() if k not in self._param_keys]
+        self._param_keys.update(p.key for p in fresh)
+        for i in range(0, len(fresh), 100):  # MLflow takes at most 100 params per batch
+            chunk = fresh[i : i + 100]
+            self._enqueue(
+                _Item("params", lambda chunk=chunk: self.client.log_batch(self.run_id, params=chunk), len(chunk))
+            )
 
     def set_tags(self, tags: dict[str, str]) -> None:
         batch = [RunTag(k, redact(str(v))) for k, v in tags.items()]

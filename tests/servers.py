@@ -266,6 +266,9 @@ class MlflowServer:
                 str(self.port),
                 "--workers",
                 str(self.workers),
+                # clients keep connections alive; without a bound, a graceful stop waits on them
+                "--uvicorn-opts",
+                "--timeout-graceful-shutdown 2",
             ],
             env=env,
             stdout=self._log,
@@ -277,7 +280,7 @@ class MlflowServer:
         self.startup_seconds.append(time.monotonic() - started)
         return self
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
         """Stop the server's process group with ``sig`` (SIGKILL: a crash), and wait until it is gone."""
         proc, self.proc = self.proc, None
         if proc is not None:

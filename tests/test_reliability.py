@@ -371,6 +371,71 @@ def test_no_secret_reaches_params_tags_or_artifacts(tmp_path, monkeypatch):
     assert (art / "config.yaml").read_text().count("uri-pass-secret") == 1  # the caller's file is untouched
 
 
+# ---- a training process killed mid-epoch ------------------------------------------------------------
+KILL_CONFIG = """\
+model: {name: coded_resnext_mini}
+data: {name: synthetic, limit_val: 256}
+optim: {batch_size: 64}
+train: {epochs: 2, progress: line, device: cpu}
+eval: {binary_classes: 2, binary_fit_samples: 64, invariance_samples: 16, removal_samples: 64,
+       early_exit_thresholds: 5, limit_val: 128}
+tracking: {experiment: killed, log_model: false}
+"""
+
+
+@pytest.mark.slow
+def test_a_training_process_killed_mid_epoch_resumes_into_the_same_run_without_duplicates(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    config = tmp_path / "run.yaml"
+    config.write_text(KILL_CONFIG)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = [sys.executable, "-m", "orchestration.cli", "train", str(config), "--tracking-uri", uri]
+    command += ["--checkpoint-root", str(tmp_path / "ckpt")]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    log = tmp_path / "first.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 600
+        while not list((tmp_path / "ckpt").glob("*/epoch-0000.pt")) and proc.poll() is None:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        assert proc.poll() is None, log.read_text()  # still training: epoch 1 has begun
+        bound = listening_addresses(proc.pid)
+        os.killpg(proc.pid, signal.SIGKILL)  # no cleanup, no finally blocks: a lost worker
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    assert all(is_loopback(address) for address, _ in bound), bound  # `train` listens on nothing public
+    (ckpt_dir,) = (tmp_path / "ckpt").iterdir()
+    assert [p.name for p in list_checkpoints(ckpt_dir)] == ["epoch-0000.pt"]  # killed before epoch 1 ended
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("killed").experiment_id])
+    assert run.info.status == "RUNNING"  # nobody marked it: the process died
+    before = {k: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, k)] for k in run.data.metrics}
+    assert before["val/accuracy"] and all(step == 0 for step, _ in before["val/accuracy"])
+
+    resumed = subprocess.run([*command, "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stderr and "epoch 1 of 2 done" in resumed.stderr
+    (after,) = client.search_runs([client.get_experiment_by_name("killed").experiment_id])
+    assert after.info.run_id == run.info.run_id and after.info.status == "FINISHED"
+    for key in ("train/loss", "val/accuracy", "val/loss"):
+        history = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
+        assert sorted(step for step, _ in history) == [0, 1], (key, history)
+        assert [row for row in history if row[0] == 0] == before[key]  # epoch 0 as logged before the kill
+    assert [p.name for p in list_checkpoints(ckpt_dir)] == ["epoch-0000.pt", "epoch-0001.pt"]
+
+
 # ---- a real tracking server: PostgreSQL or SQLite behind `mlflow server`, trials over HTTP -------
 
 TRIALS = 8
@@ -446,34 +511,55 @@ def _sweep(uri: str, experiment: str, **kwargs) -> list[dict]:
         return list(pool.map(lambda i: _trial(uri, experiment, i, **kwargs), range(TRIALS)))
 
 
-def _assert_everything_arrived_exactly_once(uri: str, experiment: str, results: list[dict], tmp_path: Path) -> None:
+def _assert_everything_arrived_exactly_once(server: MlflowServer, experiment: str, results: list[dict]) -> None:
+    """Read the backend store itself (every metric row, duplicates included) and the artifact
+    directory, and compare with what the trials reported."""
+    import sqlalchemy
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(uri)
+    client = MlflowClient(server.uri)
     exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
-    assert sorted(r.info.run_id for r in runs) == sorted(r["run_id"] for r in results)  # no extra runs
+    runs = {r.info.run_id: r for r in client.search_runs([exp.experiment_id], max_results=1000)}
+    assert sorted(runs) == sorted(r["run_id"] for r in results)  # no extra (duplicated) runs
+    engine = sqlalchemy.create_engine(server.backend_uri)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sqlalchemy.text(
+                    "SELECT m.run_uuid, m.key, m.step, m.value FROM metrics m JOIN runs r ON r.run_uuid = m.run_uuid "
+                    "WHERE r.experiment_id = :exp"
+                ),
+                {"exp": int(exp.experiment_id)},
+            ).all()
+    finally:
+        engine.dispose()
+    stored = sorted((run_id, key, step, value) for run_id, key, step, value in rows)
+    expected = sorted(
+        (r["run_id"], key, step, _value(index, step, key))
+        for index, r in enumerate(results)
+        for key in KEYS
+        for step in range(STEPS)
+    )
+    assert len(stored) == len(expected) == TRIALS * STEPS * len(KEYS)
+    assert stored == expected  # every (run, key, step) exactly once, with the value the trial logged
     for index, result in enumerate(results):
-        run = client.get_run(result["run_id"])
+        run = runs[result["run_id"]]
         assert run.info.status == "FINISHED" and run.data.tags["trial_index"] == str(index)
         assert run.data.params["seed"] == str(index) and run.data.params["tracking.uri"] == "http://***@h:1"
-        for key in KEYS:
-            history = sorted((m.step, m.value) for m in client.get_metric_history(result["run_id"], key))
-            assert history == [(s, _value(index, s, key)) for s in range(STEPS)], (index, key)
-        local = Path(client.download_artifacts(result["run_id"], "", str(tmp_path / result["run_id"])))
-        got = {str(p.relative_to(local)): p.read_bytes() for p in local.rglob("*") if p.is_file()}
+        root = server.artifacts / exp.experiment_id / result["run_id"] / "artifacts"
+        got = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
         assert got == result["artifacts"], index
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgres", "sqlite"])
-def test_concurrent_trials_against_a_tracking_server_arrive_exactly_once(backend, request, tmp_path):
+def test_concurrent_trials_against_a_tracking_server_arrive_exactly_once(backend, request):
     server = request.getfixturevalue(f"{backend}_server")
     assert all(is_loopback(addr) for addr, _ in listening_addresses(server.proc.pid))
     started = time.monotonic()
     results = _sweep(server.uri, f"load-{backend}")
     seconds = time.monotonic() - started
-    _assert_everything_arrived_exactly_once(server.uri, f"load-{backend}", results, tmp_path)
+    _assert_everything_arrived_exactly_once(server, f"load-{backend}", results)
     calls = sum(r["stats"].calls for r in results)
     retries = sum(r["stats"].retries for r in results)
     print(
@@ -483,7 +569,7 @@ def test_concurrent_trials_against_a_tracking_server_arrive_exactly_once(backend
 
 
 @pytest.mark.slow
-def test_a_server_killed_and_restarted_mid_sweep_loses_and_duplicates_nothing(postgres_server, tmp_path):
+def test_a_server_killed_and_restarted_mid_sweep_loses_and_duplicates_nothing(postgres_server):
     import signal
     import threading
 
@@ -509,7 +595,7 @@ def test_a_server_killed_and_restarted_mid_sweep_loses_and_duplicates_nothing(po
         results = _sweep(postgres_server.uri, "restart", pace=0.1, progress=progress)
     finally:
         killer.join(timeout=180)
-    _assert_everything_arrived_exactly_once(postgres_server.uri, "restart", results, tmp_path)
+    _assert_everything_arrived_exactly_once(postgres_server, "restart", results)
     buffered = [r["stats"].buffered_max for r in results]
     assert all(r["stats"].outages >= 1 for r in results), [r["stats"] for r in results]
     # training went on while the server was down: trials ended their step loops before it was back
@@ -519,68 +605,3 @@ def test_a_server_killed_and_restarted_mid_sweep_loses_and_duplicates_nothing(po
         f"{TRIALS} trials buffered up to {max(buffered)} items each and flushed; "
         f"{sum(r['stats'].retries for r in results)} retries; nothing lost or duplicated"
     )
-
-
-# ---- a training process killed mid-epoch ------------------------------------------------------------
-KILL_CONFIG = """\
-model: {name: coded_resnext_mini}
-data: {name: synthetic, limit_val: 256}
-optim: {batch_size: 64}
-train: {epochs: 2, progress: line, device: cpu}
-eval: {binary_classes: 2, binary_fit_samples: 64, invariance_samples: 16, removal_samples: 64,
-       early_exit_thresholds: 5, limit_val: 128}
-tracking: {experiment: killed, log_model: false}
-"""
-
-
-@pytest.mark.slow
-def test_a_training_process_killed_mid_epoch_resumes_into_the_same_run_without_duplicates(tmp_path):
-    import signal
-    import subprocess
-    import sys
-
-    from mlflow.tracking import MlflowClient
-
-    config = tmp_path / "run.yaml"
-    config.write_text(KILL_CONFIG)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    command = [sys.executable, "-m", "orchestration.cli", "train", str(config), "--tracking-uri", uri]
-    command += ["--checkpoint-root", str(tmp_path / "ckpt")]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    log = tmp_path / "first.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 600
-        while not list((tmp_path / "ckpt").glob("*/epoch-0000.pt")) and proc.poll() is None:
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
-        assert proc.poll() is None, log.read_text()  # still training: epoch 1 has begun
-        bound = listening_addresses(proc.pid)
-        os.killpg(proc.pid, signal.SIGKILL)  # no cleanup, no finally blocks: a lost worker
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-    assert all(is_loopback(address) for address, _ in bound), bound  # `train` listens on nothing public
-    (ckpt_dir,) = (tmp_path / "ckpt").iterdir()
-    assert [p.name for p in list_checkpoints(ckpt_dir)] == ["epoch-0000.pt"]  # killed before epoch 1 ended
-    client = MlflowClient(uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("killed").experiment_id])
-    assert run.info.status == "RUNNING"  # nobody marked it: the process died
-    before = {k: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, k)] for k in run.data.metrics}
-    assert before["val/accuracy"] and all(step == 0 for step, _ in before["val/accuracy"])
-
-    resumed = subprocess.run([*command, "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming from" in resumed.stderr and "epoch 1 of 2 done" in resumed.stderr
-    (after,) = client.search_runs([client.get_experiment_by_name("killed").experiment_id])
-    assert after.info.run_id == run.info.run_id and after.info.status == "FINISHED"
-    for key in ("train/loss", "val/accuracy", "val/loss"):
-        history = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
-        assert sorted(step for step, _ in history) == [0, 1], (key, history)
-        assert [row for row in history if row[0] == 0] == before[key]  # epoch 0 as logged before the kill
-    assert [p.name for p in list_checkpoints(ckpt_dir)] == ["epoch-0000.pt", "epoch-0001.pt"]
