@@ -273,9 +273,11 @@ class RunTracker:
                     if waiting.spool is not None:
                         waiting.spool()
                 return False
-            except MlflowException as err:
+            except Exception as err:  # a refusal (4xx) or a bug: not retried, not left to block the queue
                 self._pending.popleft()
-                raise TrackingError(f"the tracking store refused {item.kind} ({_reason(err)})") from None
+                if isinstance(err, MlflowException) or getattr(err, "response", None) is not None:
+                    raise TrackingError(f"the tracking store refused {item.kind} ({_reason(err)})") from None
+                raise
             self._pending.popleft()
             self.stats.sent[item.kind] = self.stats.sent.get(item.kind, 0) + item.size
         if self._down_since is not None:
