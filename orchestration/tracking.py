@@ -301,9 +301,10 @@ class RunTracker:
             now = time.monotonic()
             if now >= deadline:
                 count = sum(item.size for item in self._pending)
+                kept = f" (unsent artifacts kept in {self._spool})" if self._spool is not None else ""
                 raise TrackingError(
                     f"tracking store {self.display_uri} still unreachable; {count} buffered values were not "
-                    f"logged to run {self.run_id}; bring the server back and rerun with --resume"
+                    f"logged to run {self.run_id}{kept}; bring the server back and rerun with --resume"
                 )
             time.sleep(max(0.0, min(self._retry_at, deadline) - now) + 0.01)
 
@@ -355,7 +356,10 @@ class RunTracker:
     def _log_files(self, path: Path, artifact_path: str | None, directory: bool) -> None:
         if not (path.is_dir() if directory else path.is_file()):
             raise TrackingError(f"{path}: no such {'directory' if directory else 'file'} to log as an artifact")
-        source = {"path": self._without_secrets(path, directory)}
+        clean = self._without_secrets(path, directory)
+        if clean is None:  # a single file that holds a credential: nothing to upload
+            return
+        source = {"path": clean}
         if not source["path"].exists():  # a single binary file holding a credential: left out, said so
             return
 
@@ -379,9 +383,9 @@ class RunTracker:
         files = sum(1 for p in path.rglob("*") if p.is_file()) if directory else 1
         self._enqueue(_Item("artifacts", send, files, spool))
 
-    def _without_secrets(self, path: Path, directory: bool) -> Path:
+    def _without_secrets(self, path: Path, directory: bool) -> Path | None:
         """``path`` itself when no file in it holds a secret; else a spooled copy with text files
-        redacted and binary files that hold one left out (and said so)."""
+        redacted and binary files that hold one left out (and said so); None if nothing is left."""
         files = sorted(p for p in path.rglob("*") if p.is_file()) if directory else [path]
         dirty = [p for p in files if contains_secret(p.read_bytes())]
         if not dirty:
@@ -404,7 +408,7 @@ class RunTracker:
             else:
                 target.unlink()
                 self.say(f"artifact {original} holds a credential and is not uploaded; remove it from the file")
-        return copy_root
+        return copy_root if copy_root.exists() else None
 
     def log_model(
         self, model: Any, example: Any, name: str = "model", registered_model_name: str | None = None
