@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from orchestration.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from orchestration.checkpoint import load_latest_checkpoint, save_checkpoint
 from orchestration.errors import UserError
 
 Say = Callable[[str], None]
@@ -46,9 +46,10 @@ class Session(Protocol):
         """The device this rank must use, when the runtime decides it (None: the config decides)."""
 
 
-def _state_from_directory(directory: Path) -> dict[str, Any] | None:
-    last = latest_checkpoint(directory)
-    return None if last is None else load_checkpoint(last)
+def _state_from_directory(directory: Path, say: Say | None = None) -> dict[str, Any] | None:
+    """The newest good checkpoint's state (a corrupt newer one is skipped, and said so)."""
+    found = load_latest_checkpoint(directory, say=say or print)
+    return None if found is None else found[1]
 
 
 class _SingleProcess:
@@ -75,15 +76,15 @@ class LocalSession(_SingleProcess):
         self.epochs = epochs
 
     def restore(self) -> dict[str, Any] | None:
-        last = latest_checkpoint(self.directory)
+        found = load_latest_checkpoint(self.directory, say=self.say)
         if self.resume:
-            if last is None:
+            if found is None:
                 raise UserError(f"--resume: no checkpoint in {self.directory} for this config; run without --resume")
-            state = load_checkpoint(last)
+            last, state = found
             self.say(f"resuming from {last} (epoch {state['epoch'] + 1} of {self.epochs} done)")
             return state
-        if last is not None:
-            done = load_checkpoint(last)
+        if found is not None:
+            done = found[1]
             if done["epoch"] == self.epochs - 1:
                 raise UserError(
                     f"this config was already trained to the end (MLflow run {done['run_id']}, checkpoints in "

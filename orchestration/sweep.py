@@ -90,9 +90,9 @@ def run_trial(sampled: dict[str, Any], ctx: TrialContext) -> None:
 
 def trial_resources(cfg) -> dict[str, float]:
     """A one-worker trial trains in the trial process (its CPUs/GPUs); a multi-worker trial's process
-    only drives the trainer, whose workers hold the resources."""
+    only drives the trainer (a token CPU share), whose workers hold the resources."""
     if cfg.train.num_workers > 1:
-        return {"cpu": 0}
+        return {"cpu": 0.01}  # Tune refuses an empty request; the ranks' bundles carry the real resources
     return {"cpu": cfg.train.cpus_per_worker, "gpu": cfg.train.gpus_per_worker}
 
 
@@ -254,8 +254,7 @@ class Sweep:
             tune_config=tune.TuneConfig(
                 search_alg=self._searcher(extension),
                 scheduler=self._scheduler(),
-                num_samples=num_samples,
-                max_concurrent_trials=t.max_concurrent_trials,
+                num_samples=num_samples,  # concurrency: the searcher's limit (see _searcher)
                 # One-worker trials reuse their process (no new interpreter, torch import, data load per trial).
                 reuse_actors=self.base_cfg.train.num_workers == 1,
             ),
@@ -269,11 +268,11 @@ class Sweep:
         )
 
     # ---- commands -------------------------------------------------------------------------------
-    def run(self, resume: bool = False, extend: int | None = None) -> SweepOutcome:
-        from ray import tune
-
+    def check(self, resume: bool = False, extend: int | None = None) -> tuple[list[str], str | None]:
+        """The sweep's existing Tune experiments and parent run; refuses a resume or extension of
+        nothing, and a fresh start over an existing sweep. Needs no running Ray."""
         existing = self.experiment_names()
-        parent_id = self.find_parent()
+        parent_id = self.find_parent() if existing else None  # nothing in storage: leave the store untouched
         if resume or extend:
             if not existing or parent_id is None:
                 raise UserError(
@@ -285,6 +284,12 @@ class Sweep:
                 f"sweep {self.space.name!r} already exists in {self.storage_path}; pass --resume to finish it, "
                 "--extend N to add trials, or set tune.name (or --name) for a new sweep"
             )
+        return existing, parent_id
+
+    def run(self, resume: bool = False, extend: int | None = None) -> SweepOutcome:
+        from ray import tune
+
+        existing, parent_id = self.check(resume, extend)
         parent = self.open_parent(parent_id if (resume or extend) else None)
         say = print
         try:

@@ -367,7 +367,7 @@ def train_loop(cfg: RunConfig, session: Session, lineage: Lineage, progress: Pro
         tags = {"role": "trial", "experiment_hash": cfg.experiment_hash}
         name = cfg.tracking.run_name or f"{cfg.model.name}-{cfg.experiment_hash[:8]}"
         tracker = lineage.open(cfg.tracking.uri, cfg.tracking.experiment, name, run_id, tags)
-        progress.say(f"MLflow run {tracker.run_id} in experiment {cfg.tracking.experiment!r} at {tracker.uri}")
+        progress.say(f"MLflow run {tracker.run_id} in experiment {cfg.tracking.experiment!r} at {tracker.display_uri}")
         params = cfg.flat()
         params.update({f"scheme.{stage}": h for stage, h in model.scheme_hashes().items()})
         params.update(

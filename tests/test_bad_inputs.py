@@ -355,18 +355,35 @@ CLI_CASES = [
 ]
 
 # `tune SEARCH_SPACE.yaml` / `ablate ABLATION.yaml` inputs: append Case(...) entries here.
-SEARCH_SPACE_CASES: list[Case] = []
+TUNE = ["tune", "{d}/space.yaml", "--tracking-uri", "sqlite:///{d}/other.db"]
+ABLATE = ["ablate", "{d}/abl.yaml", "--tracking-uri", "sqlite:///{d}/other.db"]
+SEARCH_SPACE_CASES: list[Case] = [
+    Case("space-missing-file", TUNE, "no such search-space file", None),
+    Case("space-malformed-yaml", TUNE, "malformed YAML", None, {"space.yaml": "search: {loss.mu: [\n"}),
+    Case("space-unknown-section", TUNE, "unknown section(s) ['serch']", "valid: base, config, search, tune",
+         {"space.yaml": "serch: {}\n"}),
+    Case("space-unknown-domain", TUNE, "search.loss.mu: unknown domain 'normal'", "choose one of",
+         {"space.yaml": "search: {loss.mu: {normal: [0, 1]}}\n"}),
+    Case("space-reversed-range", TUNE, "search.loss.mu: uniform needs low < high", None,
+         {"space.yaml": "search: {loss.mu: {uniform: [3, 1]}}\n"}),
+    Case("space-unknown-key", TUNE, "loss.mew: unknown key", "valid keys in loss",
+         {"space.yaml": "search: {loss.mew: {choice: [1, 2]}}\n"}),
+    Case("space-unbuildable-scheme", TUNE, "coding.c3='paper:cifar100/8/20'", "100",
+         {"space.yaml": "search: {coding.c3: {choice: ['paper:cifar100/8/20']}}\n"}),
+    Case("space-grid-with-optuna", TUNE, "grid values need tune.algorithm random or grid", "use choice",
+         {"space.yaml": "search: {seed: {grid: [0, 1]}}\ntune: {algorithm: optuna}\n"}),
+    Case("space-asha-multi-objective", TUNE, "tune.scheduler: ASHA stops trials on one metric", "not nsga2",
+         {"space.yaml": "search: {loss.mu: {choice: [1]}}\ntune: {algorithm: nsga2, scheduler: asha}\n"}),
+    Case("space-missing-base", TUNE, "base config 'nope.yaml' not found", None,
+         {"space.yaml": "base: nope.yaml\nsearch: {loss.mu: {choice: [1]}}\n"}),
+    Case("space-resume-nothing", [*TUNE, "--resume", "--storage-path", "{d}/ray"], "nothing to resume", "without --resume",
+         {"space.yaml": "search: {loss.mu: {choice: [1]}}\n"}),
+    Case("ablation-no-cells", ABLATE, "needs a grid or variants", None, {"abl.yaml": "seeds: [0, 1]\n"}),
+    Case("ablation-repeated-seed", ABLATE, "repeats a seed", "distinct seeds",
+         {"abl.yaml": "grid: {loss.mu: [1, 3]}\nseeds: [0, 0]\n"}),
+]
 
 CASES = CONFIG_CASES + SCHEME_CASES + DATA_CASES + CHECKPOINT_CASES + CLI_CASES + SEARCH_SPACE_CASES
-
-# Known defects, each a strict xfail so the test flips (and must be unmarked) once it is fixed.
-# coded_resnext.datasets.DataError is not in orchestration.errors.USER_ERRORS, so every data error
-# reaching the CLI is a traceback; the fix is adding DataError to that tuple.
-KNOWN_DEFECTS = {
-    case.id: "DataError is not in orchestration.errors.USER_ERRORS: a data error prints a traceback"
-    for case in DATA_CASES
-}
-
 
 # ---- the workspace: an MLflow store with a finished run, a checkpoint, earlier results ---------------
 @pytest.fixture(scope="module")
@@ -415,9 +432,7 @@ def _snapshot(ws: Path) -> dict[str, str]:
 @pytest.mark.parametrize(
     "case",
     [
-        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=KNOWN_DEFECTS[c.id]))
-        if c.id in KNOWN_DEFECTS
-        else c
+        c
         for c in CASES
     ],
     ids=[c.id for c in CASES],

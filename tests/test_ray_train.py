@@ -120,3 +120,24 @@ def test_a_killed_worker_restarts_from_the_checkpoint_into_the_same_run(two_node
     assert run.info.status == "FINISHED"
     for key in ("val/accuracy", "train/loss"):  # every epoch once, none twice, after the restart
         assert sorted(m.step for m in client.get_metric_history(run.info.run_id, key)) == [0, 1, 2, 3], key
+
+
+def test_a_tune_trial_with_two_workers_reports_through_ray_train(two_node_cluster, tmp_path, monkeypatch):
+    import yaml
+
+    from orchestration.search_space import load_search_space
+    from orchestration.sweep import Sweep
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    base = _cfg(tmp_path, "train.epochs=2", "tracking.experiment=ddp-sweep").to_dict()
+    doc = {"config": base, "search": {"loss.mu": {"choice": [3.0]}}, "tune": {"num_samples": 1, "name": "ddp-sweep"}}
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(doc))
+    outcome = Sweep(load_search_space(tmp_path / "space.yaml"), uri).run()
+    assert outcome.failed == 0 and len(outcome.trials) == 1
+    assert outcome.trials[0]["val/accuracy"] is not None and outcome.trials[0]["epochs_done"] == 2
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("ddp-sweep").experiment_id])
+    (trial,) = [r for r in runs if r.data.tags.get("role") == "trial"]
+    assert trial.info.status == "FINISHED" and trial.data.params["train.num_workers"] == "2"
+    assert trial.data.metrics["ddp/param_divergence"] == 0.0

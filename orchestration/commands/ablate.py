@@ -34,26 +34,29 @@ def _run(args: argparse.Namespace) -> int:
     import tempfile
 
     import pandas as pd
-    from mlflow.tracking import MlflowClient
 
     from orchestration.ablation import load_ablation, summarize
     from orchestration.ray_runtime import ray_session
     from orchestration.sweep import Sweep, print_outcome
+    from orchestration.tracking import RunTracker
 
     space, metrics = load_ablation(args.ablation, args.overrides)
     if args.storage_path:
         space.tune = dataclasses.replace(space.tune, storage_path=args.storage_path)
     cells, seeds = space.domains["ablation_cell"].values, space.domains["seed"].values
     print(f"ablation {space.name!r}: {len(cells)} cells (control included) x {len(seeds)} seeds = {len(cells) * len(seeds)} runs")
+    sweep = Sweep(space, args.tracking_uri, smoke_test=args.smoke_test)
+    sweep.check(resume=args.resume)  # before Ray starts: a wrong flag fails fast
     with ray_session(args.address, num_cpus=args.num_cpus):
-        sweep = Sweep(space, args.tracking_uri, smoke_test=args.smoke_test)
         outcome = sweep.run(resume=args.resume)
     table = summarize(space, metrics, outcome.parent_run_id, sweep.tracking_uri)
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4f}".format):
         print("\n" + table.to_string(index=False))
+    parent = RunTracker(sweep.tracking_uri, sweep.base_cfg.tracking.experiment, run_id=outcome.parent_run_id)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "ablation_summary.csv"
         table.to_csv(path, index=False)
-        MlflowClient(sweep.tracking_uri).log_artifact(outcome.parent_run_id, str(path))
+        parent.log_artifact(path)
+    parent.finish("FINISHED" if not outcome.failed else "FAILED")  # reattaching marked it RUNNING
     print_outcome(outcome, sweep._objectives(), sweep.tracking_uri, sweep.base_cfg.tracking.experiment)
     return 1 if outcome.failed else 0

@@ -56,8 +56,9 @@ def _run(args: argparse.Namespace) -> int:
         changes["num_samples"] = min(space.tune.num_samples, 3) if space.tune.algorithm != "grid" else 1  # grid: once
     if changes:
         space.tune = dataclasses.replace(space.tune, **changes)
+    sweep = Sweep(space, args.tracking_uri, smoke_test=args.smoke_test)
+    sweep.check(resume=args.resume, extend=args.extend)  # before Ray starts: a wrong flag fails fast
     with ray_session(args.address, num_cpus=args.num_cpus):
-        sweep = Sweep(space, args.tracking_uri, smoke_test=args.smoke_test)
         outcome = sweep.run(resume=args.resume, extend=args.extend)
     print_outcome(outcome, sweep._objectives(), sweep.tracking_uri, sweep.base_cfg.tracking.experiment)
     return 1 if outcome.failed else 0
