@@ -53,7 +53,9 @@ def ray_session(address: str | None, num_cpus: int | None = None, log_to_driver:
         if address:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(num_cpus=num_cpus, **kwargs)
+            # "local": always a new instance; plain ray.init() would attach to any cluster already running
+            # on this machine (another user's `ray start`, another sweep), with its resources and state.
+            ray.init(address="local", num_cpus=num_cpus, **kwargs)
     except ConnectionError as err:
         raise UserError(f"--address {address}: cannot connect to a Ray cluster ({err}); is `ray start` running there?") from None
     try:

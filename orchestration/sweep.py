@@ -92,7 +92,9 @@ def trial_resources(cfg) -> dict[str, float]:
     """A one-worker trial trains in the trial process (its CPUs/GPUs); a multi-worker trial's process
     only drives the trainer (a token CPU share), whose workers hold the resources."""
     if cfg.train.num_workers > 1:
-        return {"cpu": 0.01}  # Tune refuses an empty request; the ranks' bundles carry the real resources
+        # No CPU (a token CPU share would not fit beside a full-CPU rank on a 1-CPU node); Tune refuses an
+        # empty request, so ask for a little memory. The ranks' bundles carry the real resources.
+        return {"cpu": 0, "memory": 64 * 2**20}
     return {"cpu": cfg.train.cpus_per_worker, "gpu": cfg.train.gpus_per_worker}
 
 
