@@ -205,3 +205,13 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(in_tmp):
         assert _steps(client, run_id, "val/accuracy") == [0, 1]
     for run in trials:
         assert _steps(client, run.info.run_id, "train/loss") == [0, 1]  # no step logged twice
+
+
+def test_asha_stops_on_the_epoch_counter_and_never_cuts_the_final_report(tmp_path):
+    from orchestration.sweep import Sweep
+
+    tune = {"algorithm": "optuna", "scheduler": "asha", "grace_period": 1, "num_samples": 4}
+    space = load_search_space(_space(tmp_path, "asha", {"loss.mu": {"uniform": [1, 8]}}, tune))
+    scheduler = Sweep(space, f"sqlite:///{tmp_path / 'x.db'}")._scheduler()
+    assert scheduler._time_attr == "epoch" and scheduler._metric == "val/accuracy" and scheduler._mode == "max"
+    assert scheduler._max_t == space.base_config().train.epochs + 1  # the last epoch carries the suite's metrics
