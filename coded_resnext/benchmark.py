@@ -4,6 +4,11 @@ extracted binary classifier, measured interleaved in one process (DESIGN.md, per
 Each round times one step of every variant in turn, so drift in machine load hits all of them
 alike; the report gives medians and ratios, with parameter and FLOP fractions beside the time ratio
 of the binary classifier. Nothing here asserts a time.
+
+The binary classifier as extracted is pruned *and* made ready for inference (BatchNorms folded,
+channels-last; ``coded_resnext.fusion``). So that no one credits pruning with what folding does, the
+full model is timed both as it is and with the same ``fuse_for_inference``, and the pruned
+classifier both with and without it; the ratios name which is which.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from torch import Tensor, nn
 
 from coded_resnext.accounting import flop_count, parameter_count
 from coded_resnext.extraction import extract_binary_classifier
+from coded_resnext.fusion import fuse_for_inference
 from coded_resnext.models import CodedResNeXt, create_model
 
 
@@ -29,6 +35,8 @@ class BenchResult:
     threads: int
     rounds: int
     median_ms: dict[str, float] = field(default_factory=dict)
+    # Inference of the same networks with and without fuse_for_inference (see the module docstring).
+    inference_variants_ms: dict[str, float] = field(default_factory=dict)
     ratios: dict[str, float] = field(default_factory=dict)
     binary: dict[str, float] = field(default_factory=dict)
 
@@ -42,11 +50,17 @@ class BenchResult:
             "",
             f"{'step':<34}{'median ms':>12}",
         ]
-        lines += [f"{name:<34}{ms:>12.2f}" for name, ms in self.median_ms.items()]
-        lines += ["", f"{'ratio':<34}{'value':>12}"]
-        lines += [f"{name:<34}{value:>12.3f}" for name, value in self.ratios.items()]
-        lines += ["", f"{'binary classifier (class 0)':<34}{'fraction':>12}"]
-        lines += [f"{name:<34}{value:>12.3f}" for name, value in self.binary.items()]
+        lines += [f"{name:<34}{ms:>12.2f}" for name, ms in {**self.median_ms, **self.inference_variants_ms}.items()]
+        lines += ["", f"{'ratio':<42}{'value':>12}"]
+        lines += [f"{name:<42}{value:>12.3f}" for name, value in self.ratios.items()]
+        lines += ["", f"{'binary classifier (class 0)':<42}{'fraction':>12}"]
+        lines += [f"{name:<42}{value:>12.3f}" for name, value in self.binary.items()]
+        lines += [
+            "",
+            "infer/binary is the classifier as extracted: pruned, BatchNorms folded, channels-last.",
+            "infer/coded fused is the full model with that same fuse_for_inference; infer/binary unfused",
+            "is the pruned classifier without it. Compare binary with 'full fused' for what pruning buys.",
+        ]
         return "\n".join(lines)
 
 
@@ -101,7 +115,9 @@ def run_benchmark(
     infer_control = create_model(preset, num_classes, control=True).eval()
     infer_materialized = create_model(preset, num_classes, energy_impl="materialized").eval()
     infer_materialized.load_state_dict(infer_coded.state_dict())
-    binary = extract_binary_classifier(infer_coded, 0)
+    binary = extract_binary_classifier(infer_coded, 0)  # pruned, folded, channels-last
+    binary_unfused = extract_binary_classifier(infer_coded, 0, fuse=False)
+    coded_fused = fuse_for_inference(infer_coded)
 
     steps: dict[str, Callable[[], None]] = {
         "train/coded": _train_step(coded.train(), x, y),
@@ -111,7 +127,10 @@ def run_benchmark(
         "infer/control": _inference(infer_control, x),
         "infer/materialized": _inference(infer_materialized, x),
         "infer/binary": _inference(binary, x),
+        "infer/coded fused": _inference(coded_fused, x),
+        "infer/binary unfused": _inference(binary_unfused, x),
     }
+    variants = ("infer/coded fused", "infer/binary unfused")
     times: dict[str, list[float]] = {name: [] for name in steps}
     for r in range(warmup + rounds):
         for name, step in steps.items():
@@ -124,20 +143,36 @@ def run_benchmark(
             progress(f"{phase} {r + 1 - (0 if r < warmup else warmup)}/{warmup if r < warmup else rounds}")
 
     med = {name: statistics.median(t) * 1e3 for name, t in times.items()}
-    result = BenchResult(preset, batch_size, size, torch.get_num_threads(), rounds, median_ms=med)
+    result = BenchResult(
+        preset,
+        batch_size,
+        size,
+        torch.get_num_threads(),
+        rounds,
+        median_ms={name: ms for name, ms in med.items() if name not in variants},
+        inference_variants_ms={name: med[name] for name in variants},
+    )
     result.ratios = {
         "train coded / control": med["train/coded"] / med["train/control"],
         "train materialized / coded": med["train/materialized"] / med["train/coded"],
         "infer coded / control": med["infer/coded"] / med["infer/control"],
         "infer materialized / coded": med["infer/materialized"] / med["infer/coded"],
-        "infer binary / full (time)": med["infer/binary"] / med["infer/coded"],
+        "infer binary / full as-is": med["infer/binary"] / med["infer/coded"],
+        "infer binary / full fused (same folding)": med["infer/binary"] / med["infer/coded fused"],
+        "infer binary unfused / full as-is": med["infer/binary unfused"] / med["infer/coded"],
+        "infer full fused / full as-is": med["infer/coded fused"] / med["infer/coded"],
     }
     one = x[:1]
     result.binary = {
-        "time (binary / full inference)": result.ratios["infer binary / full (time)"],
+        "time vs full as-is": result.ratios["infer binary / full as-is"],
+        "time vs full fused (same folding)": result.ratios["infer binary / full fused (same folding)"],
+        # FLOPs of one image: the full model as-is recomputes its expand Gram matrices every forward
+        # (once per batch, so they weigh more here than at batch 32); fused models precompute them
         "FLOPs": flop_count(binary, one) / flop_count(infer_coded, one),
-        "parameters (all)": parameter_count(binary) / parameter_count(infer_coded),
-        "parameters (paper's accounting)": parameter_count(binary, paper_accounting=True)
+        "FLOPs vs full fused": flop_count(binary, one) / flop_count(coded_fused, one),
+        # sizes of the pruned net with its BatchNorms, counted as the full model's are
+        "parameters (all)": parameter_count(binary_unfused) / parameter_count(infer_coded),
+        "parameters (paper's accounting)": parameter_count(binary_unfused, paper_accounting=True)
         / parameter_count(infer_coded, paper_accounting=True),
     }
     return result

@@ -6,6 +6,12 @@ expand columns of the other branches are cut out of the weights. Energy normaliz
 by the block's full N, so the pruned net computes exactly what the full net computes with the other
 branches removed (``forward_with_aux(keep_paths_of=...)``). Uncoded blocks, projection shortcuts and
 the stem stay whole; the final layer keeps the rows of the chosen classes.
+
+The extracted network is then made ready for inference (``coded_resnext.fusion``): BatchNorms are
+folded into the convs before them and conv weights go channels-last. Pruning alone leaves the
+unpruned stem, first stage and projection shortcuts as they were; these are memory-bound, so they
+take a larger share of the time than of the FLOPs, and folding plus channels-last cut that share.
+``fuse=False`` gives the pruned network with its BatchNorms (e.g. to fine-tune it).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from coded_resnext.fusion import fuse_for_inference
 from coded_resnext.layers.coded_block import CodedBlock
 from coded_resnext.models.coded_resnext import CodedResNeXt
 
@@ -89,18 +96,29 @@ def prune_block(block: CodedBlock, branches: Sequence[int]) -> CodedBlock:
     return pruned
 
 
-def extract_submodel(model: CodedResNeXt, classes: Sequence[int]) -> PrunedCodedResNeXt:
-    """The union of ``classes``'s paths as a standalone, smaller network (eval mode)."""
-    return _extract(model, classes, PrunedCodedResNeXt)
+def extract_submodel(model: CodedResNeXt, classes: Sequence[int], *, fuse: bool = True) -> PrunedCodedResNeXt:
+    """The union of ``classes``'s paths as a standalone, smaller network (eval mode); with ``fuse``
+    (default) BatchNorms folded and channels-last, for inference only."""
+    return _extract(model, classes, PrunedCodedResNeXt, fuse)
 
 
-def extract_binary_classifier(model: CodedResNeXt, class_index: int) -> BinaryClassifier:
+def extract_binary_classifier(model: CodedResNeXt, class_index: int, *, fuse: bool = True) -> BinaryClassifier:
     """Class ``class_index``'s binary classifier: output (B,) equals
-    ``model.forward_with_aux(x, keep_paths_of=class_index).logits[:, class_index]`` in eval mode."""
-    return _extract(model, [class_index], BinaryClassifier)
+    ``model.forward_with_aux(x, keep_paths_of=class_index).logits[:, class_index]`` in eval mode.
+
+    With ``fuse`` (default) its BatchNorms are folded and its weights channels-last, for inference
+    only; ``fuse=False`` keeps them (same outputs, slower)."""
+    return _extract(model, [class_index], BinaryClassifier, fuse)
 
 
-def _extract(model: CodedResNeXt, classes: Sequence[int], cls: type[PrunedCodedResNeXt]) -> PrunedCodedResNeXt:
+def _extract(
+    model: CodedResNeXt, classes: Sequence[int], cls: type[PrunedCodedResNeXt], fuse: bool
+) -> PrunedCodedResNeXt:
+    if any(isinstance(m, nn.Conv2d) and m.bias is not None for m in model.modules()):
+        raise ValueError(
+            "extract from the trained model as it is, not from a fuse_for_inference copy: "
+            "extraction folds the BatchNorms itself (fuse=True)"
+        )
     classes = [int(c) for c in classes]
     if not classes:
         raise ValueError("extract needs at least one class")
@@ -120,4 +138,5 @@ def _extract(model: CodedResNeXt, classes: Sequence[int], cls: type[PrunedCodedR
     fc = nn.Linear(model.fc.in_features, len(classes), bias=False).to(model.fc.weight.device)
     with torch.no_grad():
         fc.weight.copy_(model.fc.weight[classes])
-    return cls(copy.deepcopy(model.stem), blocks, fc, classes).eval()
+    pruned = cls(copy.deepcopy(model.stem), blocks, fc, classes).eval()
+    return fuse_for_inference(pruned, inplace=True) if fuse else pruned

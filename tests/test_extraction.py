@@ -5,6 +5,7 @@ import torch
 
 import coded_resnext as cr
 from coded_resnext.extraction import kept_branches
+from coded_resnext.fusion import fuse_for_inference
 from tests.conftest import randomize_batchnorm
 
 
@@ -61,11 +62,13 @@ def test_binary_classifier_of_paper_cifar10_net_has_stated_size():
 
 
 def test_binary_classifier_exports_with_torch_export(mini):
-    binary = cr.extract_binary_classifier(mini, 5)
+    binary = cr.extract_binary_classifier(mini, 5)  # folded and channels-last, as `coded-resnext extract` saves it
     x = torch.randn(2, 1, 28, 28)
-    exported = torch.export.export(binary, (x,))
-    other = torch.randn(2, 1, 28, 28)
+    exported = torch.export.export(binary, (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+    other = torch.randn(3, 1, 28, 28)
     torch.testing.assert_close(exported.module()(other), binary(other))
+    expected = mini.forward_with_aux(other, keep_paths_of=5).logits[:, 5]
+    torch.testing.assert_close(exported.module()(other), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_extract_rejects_bad_classes(mini):
@@ -77,7 +80,50 @@ def test_extract_rejects_bad_classes(mini):
 
 def test_control_model_binary_classifier_keeps_everything_but_one_row():
     control = cr.create_model("coded_resnext_mini", in_chans=1, control=True).eval()
-    binary = cr.extract_binary_classifier(control, 3)
+    randomize_batchnorm(control)
+    binary = cr.extract_binary_classifier(control, 3, fuse=False)
     x = torch.randn(2, 1, 28, 28)
     torch.testing.assert_close(binary(x), control(x)[:, 3])
+    torch.testing.assert_close(cr.extract_binary_classifier(control, 3)(x), control(x)[:, 3], rtol=1e-4, atol=1e-5)
     assert cr.parameter_count(control) - cr.parameter_count(binary) == 9 * control.fc.in_features
+
+
+@pytest.mark.parametrize("k", [0, 4, 9])
+def test_fused_classifier_equals_unfused_one_in_eval_mode(mini, k):
+    """The default (BatchNorms folded, channels-last) computes what the pruned net with BNs computes."""
+    x = torch.randn(5, 1, 28, 28)
+    fused, unfused = cr.extract_binary_classifier(mini, k), cr.extract_binary_classifier(mini, k, fuse=False)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in unfused.modules()) > 0
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), unfused(x), rtol=1e-4, atol=1e-5)
+    sub_fused, sub_unfused = cr.extract_submodel(mini, [k, 1]), cr.extract_submodel(mini, [k, 1], fuse=False)
+    with torch.no_grad():
+        torch.testing.assert_close(sub_fused(x), sub_unfused(x), rtol=1e-4, atol=1e-5)
+
+
+def test_fused_classifier_stays_physically_pruned(mini):
+    fused = cr.extract_binary_classifier(mini, 2)
+    kept = kept_branches(mini, [2])
+    pruned = [b for b in fused.blocks if b.num_branches < b.normalizer_branches]
+    assert len(pruned) == len(kept) == len(mini.coded_blocks)
+    for block, branches, full in zip(pruned, kept, mini.coded_block_modules, strict=True):
+        width = len(branches) * block.branch_width
+        assert block.conv_reduce.weight.shape == (width, full.conv_reduce.in_channels, 1, 1)
+        assert block.conv_group.weight.shape == (width, block.branch_width, 3, 3)
+        assert block.conv_group.groups == len(branches)
+        assert block.conv_expand.weight.shape == (full.conv_expand.out_channels, width, 1, 1)
+        # energies come from the Gram matrices of the kept branches only, frozen before folding
+        assert block.expand_gram.shape == (len(branches), block.branch_width, block.branch_width)
+    assert cr.parameter_count(fused) < 0.8 * cr.parameter_count(mini)
+    convs = [m for m in fused.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+
+
+def test_fused_classifier_refuses_training_and_fused_models_refuse_extraction(mini):
+    x = torch.randn(2, 1, 28, 28)
+    fused = cr.extract_binary_classifier(mini, 1)
+    with pytest.raises(RuntimeError, match="fused for inference"):
+        fused.train()(x)
+    with pytest.raises(ValueError, match="fuse_for_inference"):
+        cr.extract_binary_classifier(fuse_for_inference(mini), 1)

@@ -19,9 +19,10 @@ from typing import NamedTuple
 from torch import Tensor, nn
 
 from coded_resnext.layers.energy import (
-    branch_energies_gram,
+    branch_energies_from_gram,
     branch_energies_materialized,
     branch_outputs,
+    expand_gram,
     normalizer_scale,
 )
 
@@ -83,6 +84,9 @@ class CodedBlock(nn.Module):
             self.shortcut = nn.Identity()
         if zero_init_last:
             nn.init.zeros_(self.bn_sum.weight)
+        # (N, d, d) Gram matrices of the expand weight, frozen by ``coded_resnext.fusion`` before it
+        # folds bn_sum into that weight; None (computed from the live weight each forward) otherwise.
+        self.register_buffer("expand_gram", None, persistent=False)
 
     def forward(self, x: Tensor, keep: Tensor | None = None, drop: Tensor | None = None) -> BlockOutput:
         """``keep`` (B, N) 0/1 removes branches before energy normalization; ``drop`` (B, N) is a
@@ -96,11 +100,20 @@ class CodedBlock(nn.Module):
             summed, energies = self._normalized_sum_materialized(h, keep, drop)
         else:
             summed, energies = self._normalized_sum(h, keep, drop)
-        out = self.act(self.bn_sum(summed) + self.shortcut(x))
-        return BlockOutput(out, energies)
+        out = self.bn_sum(summed)
+        out += self.shortcut(x)  # in place, as torchvision's ResNet: one block-sized buffer fewer
+        return BlockOutput(self.act(out), energies)
 
     def _normalized_sum(self, h: Tensor, keep: Tensor | None, drop: Tensor | None) -> tuple[Tensor, Tensor]:
-        raw = branch_energies_gram(h, self.conv_expand.weight, self.num_branches)  # (B, N)
+        gram = self.expand_gram
+        if gram is None:
+            gram = expand_gram(self.conv_expand.weight, self.num_branches)
+        elif self.training:
+            raise RuntimeError(
+                "this block was fused for inference (its Gram matrices are frozen and bn_sum is folded "
+                "into conv_expand); it cannot be trained. Train the unfused model instead."
+            )
+        raw = branch_energies_from_gram(h, gram, self.conv_expand.out_channels)  # (B, N)
         if keep is not None:
             raw = raw * keep
         inv_rms = normalizer_scale(raw, self.normalizer_branches)  # (B,)

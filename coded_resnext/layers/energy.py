@@ -28,19 +28,32 @@ def _energy_dtype(x: Tensor) -> torch.dtype:
     return torch.promote_types(x.dtype, torch.float32)
 
 
-def branch_energies_gram(h: Tensor, expand_weight: Tensor, num_branches: int) -> Tensor:
-    """E(t_n) per sample and branch, (B, N), in at least float32, without materializing t_n."""
-    b, nd, height, width = h.shape
-    d = nd // num_branches
+def expand_gram(expand_weight: Tensor, num_branches: int) -> Tensor:
+    """W_n^T W_n per branch, (N, d, d), in at least float32, from the expand weight (C_out, N*d, 1, 1)."""
     c_out = expand_weight.shape[0]
-    dtype = _energy_dtype(h)
+    with torch.autocast(device_type=expand_weight.device.type, enabled=False):
+        w = expand_weight.to(_energy_dtype(expand_weight)).reshape(c_out, num_branches, -1)  # (C_out, N, d)
+        return torch.einsum("cnd,cne->nde", w, w)
+
+
+def branch_energies_from_gram(h: Tensor, gram: Tensor, out_channels: int) -> Tensor:
+    """E(t_n) per sample and branch, (B, N), from h and the branches' Gram matrices ``gram`` (N, d, d).
+
+    An inference copy keeps the Gram matrices of the expand weight as it was before a BatchNorm was
+    folded into it (``coded_resnext.fusion``), so energies never depend on the folded weight."""
+    b, _, height, width = h.shape
+    num_branches, d = gram.shape[0], gram.shape[1]
+    dtype = torch.promote_types(_energy_dtype(h), gram.dtype)
     with torch.autocast(device_type=h.device.type, enabled=False):
         hb = h.to(dtype).reshape(b, num_branches, d, height * width)  # (B, N*d, H, W) -> (B, N, d, P)
-        w = expand_weight.to(dtype).reshape(c_out, num_branches, d)  # (C_out, N*d, 1, 1) -> (C_out, N, d)
-        gram = torch.einsum("cnd,cne->nde", w, w)  # (N, d, d) = W_n^T W_n
         moments = hb @ hb.transpose(-1, -2)  # (B, N, d, d) = sum_p h_n(p) h_n(p)^T
-        energy = (moments * gram).sum(dim=(-1, -2))  # (B, N)
-    return energy / (c_out * height * width)
+        energy = (moments * gram.to(dtype)).sum(dim=(-1, -2))  # (B, N)
+    return energy / (out_channels * height * width)
+
+
+def branch_energies_gram(h: Tensor, expand_weight: Tensor, num_branches: int) -> Tensor:
+    """E(t_n) per sample and branch, (B, N), in at least float32, without materializing t_n."""
+    return branch_energies_from_gram(h, expand_gram(expand_weight, num_branches), expand_weight.shape[0])
 
 
 def branch_outputs(h: Tensor, expand_weight: Tensor, num_branches: int) -> Tensor:

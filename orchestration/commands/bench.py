@@ -21,7 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Times one train step (forward, coding loss, backward, SGD step) of the coded model, its plain "
             "control and the materialized reference, and inference of those and of class 0's binary "
             "classifier, interleaved round by round in one process on random data. Prints medians and "
-            "ratios, with the binary classifier's parameter and FLOP fractions beside its time ratio."
+            "ratios, with the binary classifier's parameter and FLOP fractions beside its time ratio. The "
+            "classifier as extracted has its BatchNorms folded and channels-last weights, so the full model is "
+            "also timed with the same folding (fuse_for_inference) and the pruned classifier without it: "
+            "'binary / full fused' is what pruning alone buys, 'binary / full as-is' what extraction buys."
         ),
     )
     model.add_argument("--preset", required=True, help=f"model preset, one of: {', '.join(list_models())}")
