@@ -120,7 +120,8 @@ def decode(value: Any) -> Any:
 
 @dataclass
 class TuneSection:
-    algorithm: Literal["random", "grid", "optuna", "nsga2"] = "random"  # optuna: TPE; nsga2: multi-objective
+    # optuna: TPE (one metric); nsga2 / motpe: multi-objective (Optuna's NSGA-II / multi-objective TPE)
+    algorithm: Literal["random", "grid", "optuna", "nsga2", "motpe"] = "random"
     num_samples: int = 4  # trials (grid: repeats of the whole grid)
     max_concurrent_trials: int = 1
     metric: str = "val/accuracy"  # single-objective searches and ASHA
@@ -148,14 +149,14 @@ class TuneSection:
             check(mode in ("max", "min"), f"objectives.{key}", f"must be max or min, got {mode!r}")
         check(bool(self.objectives), "objectives", "needs at least one metric: direction")
         check(
-            not (self.scheduler == "asha" and self.algorithm == "nsga2"),
+            not (self.scheduler == "asha" and self.multi_objective),
             "scheduler",
-            "ASHA stops trials on one metric; use it with algorithm random, grid or optuna, not nsga2",
+            f"ASHA stops trials on one metric; use it with algorithm random, grid or optuna, not {self.algorithm}",
         )
 
     @property
     def multi_objective(self) -> bool:
-        return self.algorithm == "nsga2"
+        return self.algorithm in ("nsga2", "motpe")
 
 
 @dataclass
@@ -268,13 +269,13 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def validate(space: SearchSpace) -> None:
     """Every key valid and every combination of extreme values buildable, before anything launches."""
     t = space.tune
-    if t.algorithm in ("optuna", "nsga2"):
+    if t.algorithm in ("optuna", "nsga2", "motpe"):
         grids = [k for k, d in space.domains.items() if d.kind == "grid"]
         if grids:
             raise SearchSpaceError(
                 f"search.{grids[0]}: grid values need tune.algorithm random or grid; with {t.algorithm} use choice"
             )
-    if t.algorithm in ("optuna", "nsga2") and not space.domains:
+    if t.algorithm in ("optuna", "nsga2", "motpe") and not space.domains:
         raise SearchSpaceError(f"search: tune.algorithm {t.algorithm} needs at least one key to search")
     for key, domain in space.domains.items():
         for value in domain.extremes():

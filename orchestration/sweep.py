@@ -5,7 +5,8 @@ in the trial's own process (``TuneSession``: checkpoints through ``ray.tune.repo
 launch a ``TorchTrainer`` whose rank 0 reports to Tune through ``TuneReportCallback``. The trainer's run
 is named after the trial id, so a restored trial's trainer resumes from its own last checkpoint.
 
-Searchers: random / grid (``BasicVariantGenerator``), Optuna TPE, and multi-objective Optuna NSGA-II.
+Searchers: random / grid (``BasicVariantGenerator``), Optuna TPE, and multi-objective Optuna (NSGA-II or
+multi-objective TPE).
 Optuna studies live in a SQLite file beside the sweep's local state (``runs/tune/<name>.optuna.db``), so
 ``--extend`` continues the same study: the sampler sees every earlier trial.
 
@@ -193,8 +194,11 @@ class Sweep:
         LOCAL_STATE.mkdir(parents=True, exist_ok=True)
         storage = optuna.storages.RDBStorage(f"sqlite:///{(LOCAL_STATE / f'{self.space.name}.optuna.db').resolve()}")
         objectives = self._objectives()
-        if t.multi_objective:
+        if t.algorithm == "nsga2":
             sampler = optuna.samplers.NSGAIISampler(seed=t.seed + extension, population_size=max(4, t.max_concurrent_trials))
+        elif t.algorithm == "motpe":
+            # Multi-objective TPE: fewer repeated configurations than NSGA-II's crossover on small budgets.
+            sampler = optuna.samplers.TPESampler(seed=t.seed + extension, n_startup_trials=min(10, max(2, t.num_samples // 2)))
         else:
             sampler = optuna.samplers.TPESampler(seed=t.seed + extension, n_startup_trials=min(10, max(2, t.num_samples // 2)))
         searcher = OptunaSearch(
