@@ -98,7 +98,8 @@ def evaluate_binary_classifiers(
     rng = np.random.default_rng(seed)
     rows = []
     for k in classes:
-        binary = extract_binary_classifier(model, k).to(device)
+        # Unfused: sizes counted like the full model's (BatchNorms included); scores are the same either way.
+        binary = extract_binary_classifier(model, k, fuse=False).to(device)
         fit_scores = _scores(binary, fit_loader, device, fit_limit).numpy()
         val_scores = _scores(binary, val_loader, device, val_limit).numpy()
         fit_labels, val_labels = fit_targets == k, val_targets == k
