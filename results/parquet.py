@@ -23,6 +23,9 @@ import pyarrow.dataset as ds
 from results.errors import ResultsError
 
 ORDER_KEY = b"results.columns"
+# Row order across partitions: a write's files land in different partition directories, so file names
+# alone cannot restore the frame's order; every row carries (write stamp, position) and reading sorts by it.
+SEQUENCE = ("__results_write", "__results_row")
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,10 @@ def write_parquet(
     partitions = [c for c in partition_by if c in fresh.columns]
     if seen and partitions and not _has_partitions(path):
         partitions = []  # keep the layout the dataset was started with
+    stamp = time.time_ns()
     table = pa.Table.from_pandas(fresh, preserve_index=False)
+    table = table.append_column(SEQUENCE[0], pa.array([stamp] * len(fresh), pa.int64()))
+    table = table.append_column(SEQUENCE[1], pa.array(range(len(fresh)), pa.int64()))
     metadata = {**(table.schema.metadata or {}), ORDER_KEY: json.dumps(list(fresh.columns)).encode()}
     table = table.replace_schema_metadata(metadata)
     path.mkdir(parents=True, exist_ok=True)
@@ -82,7 +88,7 @@ def write_parquet(
         format="parquet",
         partitioning=partitions or None,
         partitioning_flavor="hive" if partitions else None,
-        basename_template=f"part-{time.time_ns():020d}-{{i}}.parquet",  # sorts in write order
+        basename_template=f"part-{stamp:020d}-{{i}}.parquet",
         existing_data_behavior="overwrite_or_ignore",
     )
     return ParquetWrite(path, len(fresh), skipped)
@@ -127,6 +133,9 @@ def read_parquet(out_dir: Path, name: str = "runs") -> pd.DataFrame:
         partition_base_dir=str(path),
     )
     frame = dataset.to_table().to_pandas()
+    if all(c in frame.columns for c in SEQUENCE):
+        frame = frame.sort_values(list(SEQUENCE), kind="stable", na_position="first").reset_index(drop=True)
+        frame = frame.drop(columns=list(SEQUENCE))
     order = json.loads(unified.metadata.get(ORDER_KEY, b"[]")) if unified.metadata else []
     order = [c for c in order if c in frame.columns] + [c for c in frame.columns if c not in order]
     return frame[order]

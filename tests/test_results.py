@@ -181,6 +181,20 @@ def test_parquet_round_trip_appends_only_new_runs(store, tmp_path):
     pd.testing.assert_frame_equal(read_parquet(tmp_path, "binary_classifiers"), binary)
 
 
+def test_parquet_keeps_row_order_across_partitions(tmp_path):
+    # One write lands in two partition directories; the frame's interleaved order must come back.
+    frame = pd.DataFrame({
+        "run_id": pd.array(["a", "b", "c", "d", "e"], dtype="string"),
+        "experiment_id": pd.array(["2", "1", "2", "1", "2"], dtype="string"),
+        "metrics.x": [5.0, 4.0, 3.0, 2.0, 1.0],
+    })
+    write_parquet(frame.iloc[:3], tmp_path, "t")
+    write_parquet(frame, tmp_path, "t")
+    back = read_parquet(tmp_path, "t")
+    assert back["run_id"].tolist() == ["a", "b", "c", "d", "e"]
+    pd.testing.assert_frame_equal(back, frame)
+
+
 def test_parquet_keeps_columns_that_appear_later(tmp_path):
     a = pd.DataFrame({"run_id": pd.array(["a"], dtype="string"), "metrics.x": [1.0], "params.p": ["1"]})
     b = pd.DataFrame({"run_id": pd.array(["b"], dtype="string"), "metrics.x": [2.0], "tags.new": ["t"]})
