@@ -34,6 +34,7 @@ class BenchResult:
     image_size: int
     threads: int
     rounds: int
+    allocator: str = "glibc default"  # see coded_resnext.cpu_allocator
     median_ms: dict[str, float] = field(default_factory=dict)
     # Inference of the same networks with and without fuse_for_inference (see the module docstring).
     inference_variants_ms: dict[str, float] = field(default_factory=dict)
@@ -46,7 +47,7 @@ class BenchResult:
     def table(self) -> str:
         lines = [
             f"preset {self.preset}, batch {self.batch_size}, {self.image_size}x{self.image_size}, "
-            f"{self.threads} threads, {self.rounds} interleaved rounds (medians)",
+            f"{self.threads} threads, {self.rounds} interleaved rounds (medians), allocator: {self.allocator}",
             "",
             f"{'step':<34}{'median ms':>12}",
         ]
@@ -97,6 +98,7 @@ def run_benchmark(
     image_size: int | None = None,
     num_classes: int | None = None,
     progress: Callable[[str], None] | None = None,
+    allocator: str = "glibc default",
 ) -> BenchResult:
     """Time train steps (coded, control, materialized) and inference (those plus the binary
     classifier of class 0), interleaved for ``rounds`` rounds after ``warmup`` rounds."""
@@ -149,6 +151,7 @@ def run_benchmark(
         size,
         torch.get_num_threads(),
         rounds,
+        allocator,
         median_ms={name: ms for name, ms in med.items() if name not in variants},
         inference_variants_ms={name: med[name] for name in variants},
     )

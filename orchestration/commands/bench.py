@@ -34,6 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     model.add_argument("--image-size", type=int, default=None, help="input size (default 32 CIFAR, 160 ImageNet)")
     model.add_argument("--num-classes", type=int, default=None, help="classes (default: the preset's)")
     model.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    model.add_argument(
+        "--malloc",
+        choices=("retain", "default"),
+        default="retain",
+        help="'retain' (default) makes glibc keep freed tensor memory for reuse instead of page-faulting "
+        "activations in on every forward (coded_resnext.cpu_allocator); 'default' leaves glibc as it is",
+    )
     model.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     model.set_defaults(run=_run)
 
@@ -52,6 +59,11 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(f"directory {args.json.parent} for --json does not exist; create it first")
     if args.threads:
         torch.set_num_threads(args.threads)
+    allocator = "glibc default"
+    if args.malloc == "retain":
+        from coded_resnext.cpu_allocator import retain_freed_memory
+
+        allocator = "glibc, freed memory retained" if retain_freed_memory() else "unchanged (not glibc)"
     result = run_benchmark(
         args.preset,
         args.batch_size,
@@ -60,6 +72,7 @@ def _run(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         num_classes=args.num_classes,
         progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True),
+        allocator=allocator,
     )
     print(result.table())
     if args.json is not None:
