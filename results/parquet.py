@@ -5,6 +5,10 @@ duplicated, and reading gives the written frame back with its pandas dtypes (the
 
     out/runs/experiment_id=3/part-<time>-0.parquet      (one file per write and partition)
 
+Every row also carries ``__results_write`` and ``__results_row`` (its write's timestamp and its position in
+that write), from which ``read_parquet`` restores the order across partitions and then drops them; readers
+that open the files directly can sort by them too.
+
 Appends from two processes at the same moment are not coordinated; run one report per dataset at a time.
 """
 
