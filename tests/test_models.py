@@ -7,6 +7,7 @@ import torch.nn.functional as F
 import coded_resnext as cr
 from coded_resnext.layers.coded_block import CodedBlock
 from coded_resnext.layers.drop_subnns import drop_subnns_mask
+from coded_resnext.layers.energy import expand_gram, normalized_branches
 from tests.conftest import randomize_batchnorm
 
 # (input size, channels) small enough for a CPU test and large enough for every stride
@@ -95,6 +96,29 @@ def test_gram_and_materialized_paths_agree_in_values_and_gradients(mode):
     ref.loss(out_ref, y).backward()
     for (name, p), q in zip(fast.named_parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_normalization_backward_matches_finite_differences_with_removal_and_dropping(channels_last):
+    # the hand-written backward of the coded block's normalization, through every input that
+    # carries a gradient (h, and the Gram matrices of the live expand weight), with branches removed
+    # (keep) and dropped (DropSubNNs) so every term of the scale and energy gradients is exercised
+    torch.manual_seed(0)
+    b, n, d = 3, 4, 2
+    h = torch.rand(b, n * d, 3, 3, dtype=torch.float64)
+    if channels_last:
+        h = h.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(5, n * d, 1, 1, dtype=torch.float64)
+    keep = torch.tensor([[1, 1, 0, 1], [1, 1, 1, 1], [0, 1, 1, 0]], dtype=torch.float64)
+    drop = torch.tensor([[2.0, 0, 2, 2], [2, 2, 2, 0], [2, 2, 0, 2]], dtype=torch.float64)
+
+    def fn(h, w):
+        scaled, energies = normalized_branches(h, expand_gram(w, n), 5, n, keep, drop)
+        return scaled, energies
+
+    assert torch.autograd.gradcheck(fn, (h.requires_grad_(), w.requires_grad_()))
+    scaled, _ = fn(h, w)
+    assert scaled.is_contiguous(memory_format=torch.channels_last) == channels_last
 
 
 def test_keep_paths_of_agrees_between_paths():

@@ -19,10 +19,10 @@ from typing import NamedTuple
 from torch import Tensor, nn
 
 from coded_resnext.layers.energy import (
-    branch_energies_from_gram,
     branch_energies_materialized,
     branch_outputs,
     expand_gram,
+    normalized_branches,
     normalizer_scale,
 )
 
@@ -113,19 +113,10 @@ class CodedBlock(nn.Module):
                 "this block was fused for inference (its Gram matrices are frozen and bn_sum is folded "
                 "into conv_expand); it cannot be trained. Train the unfused model instead."
             )
-        raw = branch_energies_from_gram(h, gram, self.conv_expand.out_channels)  # (B, N)
-        if keep is not None:
-            raw = raw * keep
-        inv_rms = normalizer_scale(raw, self.normalizer_branches)  # (B,)
-        energies = raw * inv_rms.square()[:, None]
-        scale = inv_rms[:, None].expand(-1, self.num_branches)  # (B, N)
-        if keep is not None:
-            scale = scale * keep
-        if drop is not None:
-            scale = scale * drop
-        # per-branch scale -> per-channel scale of h: (B, N) -> (B, N*d, 1, 1)
-        channel_scale = scale.to(h.dtype).repeat_interleave(self.branch_width, dim=1)[:, :, None, None]
-        return self.conv_expand(h * channel_scale), energies
+        scaled, energies = normalized_branches(
+            h, gram, self.conv_expand.out_channels, self.normalizer_branches, keep, drop
+        )
+        return self.conv_expand(scaled), energies
 
     def _normalized_sum_materialized(
         self, h: Tensor, keep: Tensor | None, drop: Tensor | None

@@ -11,6 +11,9 @@ Two ways to get E(t_n) = mean_{c,h,w} t_n^2 (Eq. 2):
   B*N*d^2*P multiply-adds, a fraction d/C_out (about 4% in the paper's nets) of the expand conv, and
   it never materializes the N branch outputs of size C_out.
 * ``branch_energies_materialized`` (reference): builds every t_n, as the paper's code does.
+
+``normalized_branches`` does a coded block's whole normalization (energies, Eq. 3 scale, branch
+masks) on h with a hand-written backward; see ``_NormalizedBranches`` for why.
 """
 
 from __future__ import annotations
@@ -69,6 +72,108 @@ def branch_outputs(h: Tensor, expand_weight: Tensor, num_branches: int) -> Tenso
 def branch_energies_materialized(branch_out: Tensor) -> Tensor:
     """Eq. 2 on materialized branch outputs (B, N, C_out, H, W) -> (B, N)."""
     return branch_out.to(_energy_dtype(branch_out)).pow(2).mean(dim=(2, 3, 4))
+
+
+def _normalize(
+    raw: Tensor, keep: Tensor | None, drop: Tensor | None, normalizer_branches: int
+) -> tuple[Tensor, Tensor]:
+    """(normalized energies, per-branch scale of h), both (B, N), from raw energies (B, N)."""
+    if keep is not None:
+        raw = raw * keep.to(raw.dtype)
+    inv_rms = normalizer_scale(raw, normalizer_branches)  # (B,)
+    energies = raw * inv_rms.square()[:, None]
+    scale = inv_rms[:, None].expand_as(raw)
+    if keep is not None:
+        scale = scale * keep.to(raw.dtype)
+    if drop is not None:
+        scale = scale * drop.to(raw.dtype)
+    return energies, scale
+
+
+class _NormalizedBranches(torch.autograd.Function):
+    """h -> (h with branch n scaled by s_n, normalized energies); s_n = keep_n drop_n / rms(E).
+
+    Written by hand because autograd's version of this graph does about twice the memory traffic
+    over h in the backward pass, and h is the largest tensor the coded part touches:
+
+    * it treats the two operands of h_n h_n^T as unrelated, so the moments cost two (d x P) bmm's
+      and an add; by symmetry dE_n/dh_n = 2 G_n h_n, one bmm;
+    * it adds the scale path's gradient (g * s) and the energy path's in a separate pass; here
+      ``baddbmm`` adds the energy path's product into the scale path's gradient in the same kernel;
+    * the scale's gradient, sum_{d,p} g * h per branch, is one multiply-sum.
+
+    The (B, N)-sized normalization in between is recomputed in the backward pass and differentiated
+    by autograd (``_normalize``), so this class owns only the large-tensor arithmetic.
+    ``tests/test_models.py`` checks it against the materialized path, which is plain autograd.
+    """
+
+    @staticmethod
+    def forward(ctx, h, gram, keep, drop, normalizer_branches, out_channels):
+        b, nd, height, width = h.shape
+        n, d = gram.shape[0], gram.shape[1]
+        dtype = torch.promote_types(_energy_dtype(h), gram.dtype)
+        with torch.autocast(device_type=h.device.type, enabled=False):
+            hb = h.reshape(b, n, d, height * width).to(dtype)  # (B, N*d, H, W) -> (B, N, d, P)
+            moments = hb @ hb.transpose(-1, -2)  # (B, N, d, d) = sum_p h_n(p) h_n(p)^T
+            raw = (moments * gram.to(dtype)).sum(dim=(-1, -2)) / (out_channels * height * width)
+            energies, scale = _normalize(raw, keep, drop, normalizer_branches)
+            scaled = (hb * scale[:, :, None, None]).to(h.dtype).reshape(b, nd, height, width)
+        ctx.save_for_backward(h, gram, moments, raw, keep, drop)
+        ctx.normalizer_branches, ctx.out_channels = normalizer_branches, out_channels
+        return scaled.contiguous(memory_format=torch.channels_last) if _is_channels_last(h) else scaled, energies
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_scaled, grad_energies):
+        h, gram, moments, raw, keep, drop = ctx.saved_tensors
+        b, nd, height, width = h.shape
+        n, d = gram.shape[0], gram.shape[1]
+        dtype = moments.dtype
+        with torch.autocast(device_type=h.device.type, enabled=False):
+            hb = h.reshape(b, n, d, height * width).to(dtype)
+            gb = grad_scaled.reshape(b, n, d, height * width).to(dtype)
+            raw = raw.detach().requires_grad_()
+            with torch.enable_grad():
+                energies, scale = _normalize(raw, keep, drop, ctx.normalizer_branches)
+            grad_scale = (gb * hb).sum(dim=(2, 3))  # (B, N)
+            if grad_energies is None:
+                grad_energies = torch.zeros_like(energies)
+            (grad_raw,) = torch.autograd.grad((energies, scale), raw, (grad_energies, grad_scale))
+            grad_raw = grad_raw / (ctx.out_channels * height * width)
+            grad_h = None
+            if ctx.needs_input_grad[0]:
+                # g * s (scale path) + 2 G_n h_n dE_n (energy path), the add fused into baddbmm
+                through_scale = (gb * scale.detach()[:, :, None, None]).reshape(b * n, d, -1)
+                coef = (gram.to(dtype) * (2 * grad_raw)[:, :, None, None]).reshape(b * n, d, d)
+                grad_h = torch.baddbmm(through_scale, coef, hb.reshape(b * n, d, -1))
+                grad_h = grad_h.reshape(b, nd, height, width).to(h.dtype)
+                if _is_channels_last(h):
+                    grad_h = grad_h.contiguous(memory_format=torch.channels_last)
+            grad_gram = torch.einsum("bn,bnde->nde", grad_raw, moments) if ctx.needs_input_grad[1] else None
+        return grad_h, grad_gram, None, None, None, None
+
+
+def _is_channels_last(x: Tensor) -> bool:
+    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def normalized_branches(
+    h: Tensor,
+    gram: Tensor,
+    out_channels: int,
+    normalizer_branches: int,
+    keep: Tensor | None = None,
+    drop: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """A coded block's normalization on the expand conv's input (PAPER.md Eq. 2, 3).
+
+    Returns h with branch n scaled by keep_n * drop_n / rms(E) (so that ``expand(result)`` is the
+    normalized, masked branch sum) and the normalized energies (B, N), rows summing to
+    ``normalizer_branches`` over the kept branches. ``keep`` (B, N) 0/1 removes branches before the
+    normalization; ``drop`` (B, N) (DropSubNNs) scales them after it. ``gram`` is (N, d, d) from
+    ``expand_gram``.
+    """
+    return _NormalizedBranches.apply(h, gram, keep, drop, normalizer_branches, out_channels)
 
 
 def normalizer_scale(raw_energies: Tensor, normalizer_branches: int, eps: float = ENERGY_EPS) -> Tensor:
