@@ -145,7 +145,7 @@ class _NormalizedBranches(torch.autograd.Function):
                 # g * s (scale path) + 2 G_n h_n dE_n (energy path), the add fused into baddbmm
                 through_scale = (gb * scale.detach()[:, :, None, None]).reshape(b * n, d, -1)
                 coef = (gram.to(dtype) * (2 * grad_raw)[:, :, None, None]).reshape(b * n, d, d)
-                grad_h = torch.baddbmm(through_scale, coef, hb.reshape(b * n, d, -1))
+                grad_h = through_scale.baddbmm_(coef, hb.reshape(b * n, d, -1))  # in place: no copy of it
                 grad_h = grad_h.reshape(b, nd, height, width).to(h.dtype)
                 if _is_channels_last(h):
                     grad_h = grad_h.contiguous(memory_format=torch.channels_last)
