@@ -112,7 +112,15 @@ def build_model(cfg: RunConfig, num_classes: int, in_chans: int, schemes: dict[s
         schemes=schemes,
     )
     resized = tuple(_stage_for_scheme(stage, schemes.get(stage.name), cfg.coding) for stage in config.stages)
-    return CodedResNeXt(dataclasses.replace(config, stages=resized))
+    model = CodedResNeXt(dataclasses.replace(config, stages=resized))
+    count, block = len(model.coded_blocks), cfg.eval.removal_block
+    if block is not None and count and not -count <= block < count:
+        # checked here, before training, rather than when the evaluation suite reaches it
+        raise UserError(
+            f"eval.removal_block={block}: model {cfg.model.name} has {count} coded blocks; "
+            f"give 0..{count - 1}, -1 for the last, or null for all of them"
+        )
+    return model
 
 
 def _stage_for_scheme(stage: StageConfig, spec: Any, coding) -> StageConfig:

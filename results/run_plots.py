@@ -96,15 +96,18 @@ def removal_plot(suite: SuiteResult, out_dir: Path) -> list[Path]:
     rows = suite.tables.get("removal_curve")
     if not rows:
         return []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for which, style in (("active", "o-"), ("inactive", "s--")):
-        mine = sorted((r for r in rows if r["which"] == which), key=lambda r: r["k"])
-        ax.plot([r["k"] for r in mine], [r["accuracy"] * 100 for r in mine], style, label=f"remove k {which} branches")
-    ax.set_xlabel("branches removed for the true class, k")
-    ax.set_ylabel("validation accuracy (%)")
-    ax.set_title(f"specialization: branch removal in coded block {rows[0]['block']}")
-    ax.legend()
-    ax.grid(alpha=0.3)
+    blocks = sorted({int(r["block"]) for r in rows})
+    fig, axes = plt.subplots(1, len(blocks), figsize=(4.2 * len(blocks), 3.8), sharey=True, squeeze=False)
+    for ax, block in zip(axes[0], blocks, strict=True):
+        for which, style in (("active", "o-"), ("inactive", "s--")):
+            mine = sorted((r for r in rows if r["block"] == block and r["which"] == which), key=lambda r: r["k"])
+            ax.plot([r["k"] for r in mine], [r["accuracy"] * 100 for r in mine], style, label=f"remove k {which}")
+        ax.set_title(f"coded block {block}")
+        ax.set_xlabel("branches removed for the true class, k")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("validation accuracy (%)")
+    axes[0][0].legend()
+    fig.suptitle("specialization: branch removal")
     fig.tight_layout()
     path = out_dir / "removal_curves.png"
     fig.savefig(path, dpi=110)

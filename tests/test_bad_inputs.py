@@ -132,6 +132,13 @@ CONFIG_CASES = [
         "its stages are",
         {"run.yaml": QUICK + "coding: {c5: paper:cifar10/5/10}\n"},
     ),
+    Case(
+        "config-removal-block-out-of-range",
+        TRAIN,
+        "eval.removal_block=9: model coded_resnext_mini has 4 coded blocks",
+        "null for all of them",
+        {"run.yaml": QUICK + "eval: {removal_block: 9}\n"},
+    ),
 ]
 
 SCHEME_CASES = [

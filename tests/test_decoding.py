@@ -5,6 +5,7 @@ import torch
 
 import coded_resnext as cr
 from coded_resnext.coding import paper_scheme
+from coded_resnext.evaluation.removal import removal_curves, removal_summary
 
 
 def test_decoding_picks_the_class_whose_codeword_the_energies_follow():
@@ -49,3 +50,33 @@ def test_removal_rejects_more_branches_than_available():
     model = cr.create_model("coded_resnext_mini", in_chans=1)
     with pytest.raises(ValueError, match="cannot remove 4"):
         cr.removal_masks(model, 2, torch.tensor([0]), k=4, which="active")  # c4 is 3/10
+
+
+def test_removal_curves_cover_every_coded_block_by_default_or_the_one_asked_for():
+    model = cr.create_model("coded_resnext_mini", in_chans=1)
+    batches = [(torch.randn(4, 1, 28, 28), torch.tensor([0, 3, 7, 9]))]
+    every = removal_curves(model, batches, torch.device("cpu"), None, limit=4)
+    assert sorted({r["block"] for r in every}) == [0, 1, 2, 3]
+    # per block: k = 0..active and 0..inactive (c3 5/10, c4 3/10)
+    assert [sum(r["block"] == b for r in every) for b in range(4)] == [12, 12, 12, 12]
+    last = removal_curves(model, batches, torch.device("cpu"), -1, limit=4)
+    assert {r["block"] for r in last} == {3}
+    with pytest.raises(ValueError, match="removal block 4 out of range"):
+        removal_curves(model, batches, torch.device("cpu"), 4, limit=4)
+
+
+def test_removal_summary_gives_each_blocks_drops_and_their_mean():
+    def curve(block, active, inactive):
+        rows = [{"block": block, "which": "active", "k": k, "accuracy": a} for k, a in enumerate(active)]
+        return rows + [{"block": block, "which": "inactive", "k": k, "accuracy": a} for k, a in enumerate(inactive)]
+
+    # block 0: 2 active, 3 inactive -> compared at k = 2; block 1: 1 active, 1 inactive -> k = 1
+    rows = curve(0, [0.9, 0.8, 0.5], [0.9, 0.92, 0.95, 0.1]) + curve(1, [0.9, 0.7], [0.9, 0.9])
+    out = removal_summary(rows)
+    assert out["removal/k/block_0"] == 2 and out["removal/k/block_1"] == 1
+    assert out["removal/active_drop/block_0"] == pytest.approx(0.4)
+    assert out["removal/inactive_drop/block_0"] == pytest.approx(-0.05)
+    assert out["removal/active_drop/block_1"] == pytest.approx(0.2)
+    assert out["removal/inactive_drop/block_1"] == pytest.approx(0.0)
+    assert out["removal/active_drop"] == pytest.approx(0.3)
+    assert out["removal/inactive_drop"] == pytest.approx(-0.025)

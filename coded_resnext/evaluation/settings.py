@@ -12,7 +12,7 @@ class EvalSettings:
     binary_fit_samples: int = 5000  # training samples used to fit each threshold (max F1)
     negatives_per_positive: int = 9  # validation negatives subsampled to this many per positive (paper: 9)
     early_exit_thresholds: int = 41  # confidence thresholds swept for the early-exit curve
-    removal_block: int = -1  # coded block (network order, -1 the last) of the specialization diagnostic
+    removal_block: int | None = None  # coded block (network order, -1 the last) of the removal diagnostic; None: all
     removal_samples: int = 2000  # validation images for the removal curves
     invariance_samples: int = 512  # validation images for the invariance checks
     limit_val: int | None = None  # evaluate on at most this many validation images
