@@ -35,6 +35,7 @@ class BenchResult:
     threads: int
     rounds: int
     allocator: str = "glibc default"  # see coded_resnext.cpu_allocator
+    train_layout: str = "channels-last"
     median_ms: dict[str, float] = field(default_factory=dict)
     # Inference of the same networks with and without fuse_for_inference (see the module docstring).
     inference_variants_ms: dict[str, float] = field(default_factory=dict)
@@ -47,7 +48,8 @@ class BenchResult:
     def table(self) -> str:
         lines = [
             f"preset {self.preset}, batch {self.batch_size}, {self.image_size}x{self.image_size}, "
-            f"{self.threads} threads, {self.rounds} interleaved rounds (medians), allocator: {self.allocator}",
+            f"{self.threads} threads, {self.rounds} interleaved rounds (medians), allocator: {self.allocator}, "
+            f"train steps {self.train_layout}",
             "",
             f"{'step':<34}{'median ms':>12}",
         ]
@@ -99,13 +101,17 @@ def run_benchmark(
     num_classes: int | None = None,
     progress: Callable[[str], None] | None = None,
     allocator: str = "glibc default",
+    train_channels_last: bool = True,
 ) -> BenchResult:
     """Time train steps (coded, control, materialized) and inference (those plus the binary
     classifier of class 0), interleaved for ``rounds`` rounds after ``warmup`` rounds."""
     torch.manual_seed(0)
-    coded = create_model(preset, num_classes)
-    control = create_model(preset, num_classes, control=True)
-    materialized = create_model(preset, num_classes, energy_impl="materialized")
+    # By default trained as the trainer trains (orchestration/training.py): channels-last, which on
+    # CPU is about 1.4x faster per step than contiguous NCHW for these nets.
+    layout = torch.channels_last if train_channels_last else torch.contiguous_format
+    coded = create_model(preset, num_classes).to(memory_format=layout)
+    control = create_model(preset, num_classes, control=True).to(memory_format=layout)
+    materialized = create_model(preset, num_classes, energy_impl="materialized").to(memory_format=layout)
     materialized.load_state_dict(coded.state_dict())
     size = image_size or default_image_size(coded)
     x = torch.randn(batch_size, coded.config.in_chans, size, size)
@@ -152,6 +158,7 @@ def run_benchmark(
         torch.get_num_threads(),
         rounds,
         allocator,
+        "channels-last" if train_channels_last else "contiguous",
         median_ms={name: ms for name, ms in med.items() if name not in variants},
         inference_variants_ms={name: med[name] for name in variants},
     )

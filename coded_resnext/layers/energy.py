@@ -90,71 +90,122 @@ def _normalize(
     return energies, scale
 
 
+class _BranchLayout:
+    """Views of an activation (B, N*d, H, W) with its branches, channels and positions as separate
+    dims, without copying: (B, N, d, P) for a contiguous tensor, (B, P, N, d) for a channels-last
+    one (the layout training uses: see ``orchestration/training.py``). A copy into the other layout
+    would cost a pass over h each way in each direction."""
+
+    def __init__(self, h: Tensor, num_branches: int) -> None:
+        self.shape = h.shape
+        self.channels_last = not h.is_contiguous() and h.is_contiguous(memory_format=torch.channels_last)
+        _, nd, height, width = h.shape
+        self.n, self.d, self.p = num_branches, nd // num_branches, height * width
+
+    def split(self, t: Tensor) -> Tensor:
+        b, n, d, p = self.shape[0], self.n, self.d, self.p
+        if self.channels_last:
+            return t.permute(0, 2, 3, 1).reshape(b, p, n, d)
+        return t.reshape(b, n, d, p)
+
+    def merge(self, t: Tensor) -> Tensor:
+        b, nd, height, width = self.shape
+        if self.channels_last:
+            return t.reshape(b, height, width, nd).permute(0, 3, 1, 2)
+        return t.reshape(b, nd, height, width)
+
+    def per_branch(self, v: Tensor) -> Tensor:
+        """(B, N) -> broadcastable against ``split`` views."""
+        return v[:, None, :, None] if self.channels_last else v[:, :, None, None]
+
+    def branch_sum(self, t: Tensor) -> Tensor:
+        """Sum over channels and positions of each branch: a ``split`` view -> (B, N)."""
+        return t.sum(dim=(1, 3) if self.channels_last else (2, 3))
+
+    def moments(self, x: Tensor) -> Tensor:
+        """(B, N, d, d) = sum_p h_n(p) h_n(p)^T of a ``split`` view."""
+        if self.channels_last:
+            # one bmm per branch over strided (P, d) views: einsum would first copy x into
+            # (B, N, d, P) order, a pass over h
+            out = x.new_empty(x.shape[0], self.n, self.d, self.d)
+            for n in range(self.n):
+                xn = x[:, :, n, :]  # (B, P, d), rows N*d apart
+                torch.bmm(xn.transpose(1, 2), xn, out=out[:, n])
+            return out
+        return x @ x.transpose(-1, -2)
+
+    def gram_times(self, x: Tensor, gram: Tensor) -> Tensor:
+        """G_n h_n(p) for every branch and position, in ``x``'s layout."""
+        if self.channels_last:
+            # (B, P, N, d) -> (N, B*P, d) is a view (rows N*d apart): one bmm, no copy of x
+            b, p, n, d = x.shape
+            flat = x.permute(2, 0, 1, 3).reshape(n, b * p, d)
+            return torch.bmm(flat, gram.transpose(1, 2)).reshape(n, b, p, d).permute(1, 2, 0, 3)
+        return gram @ x
+
+
 class _NormalizedBranches(torch.autograd.Function):
     """h -> (h with branch n scaled by s_n, normalized energies); s_n = keep_n drop_n / rms(E).
 
     Written by hand because autograd's version of this graph does about twice the memory traffic
     over h in the backward pass, and h is the largest tensor the coded part touches:
 
-    * it treats the two operands of h_n h_n^T as unrelated, so the moments cost two (d x P) bmm's
-      and an add; by symmetry dE_n/dh_n = 2 G_n h_n, one bmm;
-    * it adds the scale path's gradient (g * s) and the energy path's in a separate pass; here
-      ``baddbmm`` adds the energy path's product into the scale path's gradient in the same kernel;
-    * the scale's gradient, sum_{d,p} g * h per branch, is one multiply-sum.
+    * it treats the two operands of h_n h_n^T as unrelated, so the moments cost two (d x P)
+      products and an add; by symmetry dE_n/dh_n = 2 G_n h_n, one product;
+    * it adds the scale path's gradient (g * s) and the energy path's in a separate pass; here one
+      ``addcmul`` does both;
+    * the scale's gradient, sum_{d,p} g * h per branch, is one multiply-sum;
+    * and it works on views in h's own memory layout (``_BranchLayout``), so a channels-last h is
+      never copied.
 
     The (B, N)-sized normalization in between is recomputed in the backward pass and differentiated
     by autograd (``_normalize``), so this class owns only the large-tensor arithmetic.
-    ``tests/test_models.py`` checks it against the materialized path, which is plain autograd.
+    ``tests/test_models.py`` checks it against finite differences and against the materialized
+    path, which is plain autograd.
     """
 
     @staticmethod
     def forward(ctx, h, gram, keep, drop, normalizer_branches, out_channels):
-        b, nd, height, width = h.shape
-        n, d = gram.shape[0], gram.shape[1]
+        layout = _BranchLayout(h, gram.shape[0])
         dtype = torch.promote_types(_energy_dtype(h), gram.dtype)
         with torch.autocast(device_type=h.device.type, enabled=False):
-            hb = h.reshape(b, n, d, height * width).to(dtype)  # (B, N*d, H, W) -> (B, N, d, P)
-            moments = hb @ hb.transpose(-1, -2)  # (B, N, d, d) = sum_p h_n(p) h_n(p)^T
-            raw = (moments * gram.to(dtype)).sum(dim=(-1, -2)) / (out_channels * height * width)
+            x = layout.split(h).to(dtype)
+            moments = layout.moments(x)
+            raw = (moments * gram.to(dtype)).sum(dim=(-1, -2)) / (out_channels * layout.p)
             energies, scale = _normalize(raw, keep, drop, normalizer_branches)
-            scaled = (hb * scale[:, :, None, None]).to(h.dtype).reshape(b, nd, height, width)
+            scaled = layout.merge((x * layout.per_branch(scale)).to(h.dtype))
         ctx.save_for_backward(h, gram, moments, raw, keep, drop)
         ctx.normalizer_branches, ctx.out_channels = normalizer_branches, out_channels
-        return scaled.contiguous(memory_format=torch.channels_last) if _is_channels_last(h) else scaled, energies
+        return scaled, energies
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_scaled, grad_energies):
         h, gram, moments, raw, keep, drop = ctx.saved_tensors
-        b, nd, height, width = h.shape
-        n, d = gram.shape[0], gram.shape[1]
+        layout = _BranchLayout(h, gram.shape[0])
         dtype = moments.dtype
         with torch.autocast(device_type=h.device.type, enabled=False):
-            hb = h.reshape(b, n, d, height * width).to(dtype)
-            gb = grad_scaled.reshape(b, n, d, height * width).to(dtype)
+            x = layout.split(h).to(dtype)
+            g = layout.split(grad_scaled).to(dtype)
             raw = raw.detach().requires_grad_()
             with torch.enable_grad():
                 energies, scale = _normalize(raw, keep, drop, ctx.normalizer_branches)
-            grad_scale = (gb * hb).sum(dim=(2, 3))  # (B, N)
+            grad_scale = layout.branch_sum(g * x)  # (B, N)
             if grad_energies is None:
                 grad_energies = torch.zeros_like(energies)
             (grad_raw,) = torch.autograd.grad((energies, scale), raw, (grad_energies, grad_scale))
-            grad_raw = grad_raw / (ctx.out_channels * height * width)
+            grad_raw = grad_raw / (ctx.out_channels * layout.p)
             grad_h = None
             if ctx.needs_input_grad[0]:
-                # g * s (scale path) + 2 G_n h_n dE_n (energy path), the add fused into baddbmm
-                through_scale = (gb * scale.detach()[:, :, None, None]).reshape(b * n, d, -1)
-                coef = (gram.to(dtype) * (2 * grad_raw)[:, :, None, None]).reshape(b * n, d, d)
-                grad_h = through_scale.baddbmm_(coef, hb.reshape(b * n, d, -1))  # in place: no copy of it
-                grad_h = grad_h.reshape(b, nd, height, width).to(h.dtype)
-                if _is_channels_last(h):
-                    grad_h = grad_h.contiguous(memory_format=torch.channels_last)
+                # g * s (scale path) + 2 dE_n G_n h_n (energy path) in one addcmul
+                grad_x = torch.addcmul(
+                    g * layout.per_branch(scale.detach()),
+                    layout.gram_times(x, gram.to(dtype)),
+                    layout.per_branch(2 * grad_raw),
+                )
+                grad_h = layout.merge(grad_x.to(h.dtype))
             grad_gram = torch.einsum("bn,bnde->nde", grad_raw, moments) if ctx.needs_input_grad[1] else None
         return grad_h, grad_gram, None, None, None, None
-
-
-def _is_channels_last(x: Tensor) -> bool:
-    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
 def normalized_branches(

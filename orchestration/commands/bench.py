@@ -41,6 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="'retain' (default) makes glibc keep freed tensor memory for reuse instead of page-faulting "
         "activations in on every forward (coded_resnext.cpu_allocator); 'default' leaves glibc as it is",
     )
+    model.add_argument(
+        "--train-layout",
+        choices=("channels-last", "contiguous"),
+        default="channels-last",
+        help="memory layout of the timed train steps: 'channels-last' (default) is how the trainer trains; "
+        "'contiguous' (NCHW) is a model as create_model returns it",
+    )
     model.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     model.set_defaults(run=_run)
 
@@ -73,6 +80,7 @@ def _run(args: argparse.Namespace) -> int:
         num_classes=args.num_classes,
         progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True),
         allocator=allocator,
+        train_channels_last=args.train_layout == "channels-last",
     )
     print(result.table())
     if args.json is not None:
