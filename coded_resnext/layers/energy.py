@@ -127,11 +127,8 @@ class _BranchLayout:
         if self.channels_last:
             # one bmm per branch over strided (P, d) views: einsum would first copy x into
             # (B, N, d, P) order, a pass over h
-            out = x.new_empty(x.shape[0], self.n, self.d, self.d)
-            for n in range(self.n):
-                xn = x[:, :, n, :]  # (B, P, d), rows N*d apart
-                torch.bmm(xn.transpose(1, 2), xn, out=out[:, n])
-            return out
+            per_branch = (x[:, :, n, :] for n in range(self.n))  # (B, P, d) each, rows N*d apart
+            return torch.stack([torch.bmm(xn.transpose(1, 2), xn) for xn in per_branch], dim=1)
         return x @ x.transpose(-1, -2)
 
     def gram_times(self, x: Tensor, gram: Tensor) -> Tensor:
