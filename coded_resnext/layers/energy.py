@@ -144,8 +144,8 @@ class _BranchLayout:
 class _NormalizedBranches(torch.autograd.Function):
     """h -> (h with branch n scaled by s_n, normalized energies); s_n = keep_n drop_n / rms(E).
 
-    Written by hand because autograd's version of this graph does about twice the memory traffic
-    over h in the backward pass, and h is the largest tensor the coded part touches:
+    Written by hand because autograd's version of this graph makes several more passes over h, the
+    largest tensor the coded part touches:
 
     * it treats the two operands of h_n h_n^T as unrelated, so the moments cost two (d x P)
       products and an add; by symmetry dE_n/dh_n = 2 G_n h_n, one product;
