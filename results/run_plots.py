@@ -97,15 +97,22 @@ def removal_plot(suite: SuiteResult, out_dir: Path) -> list[Path]:
     if not rows:
         return []
     blocks = sorted({int(r["block"]) for r in rows})
-    fig, axes = plt.subplots(1, len(blocks), figsize=(4.2 * len(blocks), 3.8), sharey=True, squeeze=False)
-    for ax, block in zip(axes[0], blocks, strict=True):
+    cols = min(4, len(blocks))
+    rows_of_panels = -(-len(blocks) // cols)
+    fig, axes = plt.subplots(
+        rows_of_panels, cols, figsize=(4.2 * cols, 3.8 * rows_of_panels), sharey=True, squeeze=False
+    )
+    for ax in axes.flat[len(blocks) :]:
+        ax.set_visible(False)
+    for ax, block in zip(axes.flat, blocks, strict=False):
         for which, style in (("active", "o-"), ("inactive", "s--")):
             mine = sorted((r for r in rows if r["block"] == block and r["which"] == which), key=lambda r: r["k"])
             ax.plot([r["k"] for r in mine], [r["accuracy"] * 100 for r in mine], style, label=f"remove k {which}")
         ax.set_title(f"coded block {block}")
         ax.set_xlabel("branches removed for the true class, k")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("validation accuracy (%)")
+    for row in axes:
+        row[0].set_ylabel("validation accuracy (%)")
     axes[0][0].legend()
     fig.suptitle("specialization: branch removal")
     fig.tight_layout()
