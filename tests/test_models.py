@@ -117,8 +117,12 @@ def test_normalization_backward_matches_finite_differences_with_removal_and_drop
         return scaled, energies
 
     assert torch.autograd.gradcheck(fn, (h.requires_grad_(), w.requires_grad_()))
-    scaled, _ = fn(h, w)
+    scaled, energies = fn(h, w)
     assert scaled.is_contiguous(memory_format=torch.channels_last) == channels_last
+    # the same values whichever layout h comes in (gradcheck alone would pass a consistent wrong forward)
+    scaled_nchw, energies_nchw = fn(h.detach().contiguous(), w)
+    torch.testing.assert_close(scaled, scaled_nchw)
+    torch.testing.assert_close(energies, energies_nchw)
 
 
 def test_keep_paths_of_agrees_between_paths():

@@ -6,14 +6,16 @@ t_n = W_n h_n with W_n = expand_weight[:, n*d:(n+1)*d].
 
 Two ways to get E(t_n) = mean_{c,h,w} t_n^2 (Eq. 2):
 
-* ``branch_energies_gram`` (default, fast): E(t_n) = sum_p h_n(p)^T (W_n^T W_n) h_n(p) / (C_out P).
-  It needs the (d x d) second-moment matrix of h_n and the (d x d) Gram matrix of W_n, so its cost is
-  B*N*d^2*P multiply-adds, a fraction d/C_out (about 4% in the paper's nets) of the expand conv, and
-  it never materializes the N branch outputs of size C_out.
+* from Gram matrices (``branch_energies_gram``; the coded block's path, inside
+  ``normalized_branches``): E(t_n) = sum_p h_n(p)^T (W_n^T W_n) h_n(p) / (C_out P). It needs the
+  (d x d) second-moment matrix of h_n and the (d x d) Gram matrix of W_n, so its cost is B*N*d^2*P
+  multiply-adds, a fraction d/C_out (about 4% in the paper's nets) of the expand conv, and it never
+  materializes the N branch outputs of size C_out.
 * ``branch_energies_materialized`` (reference): builds every t_n, as the paper's code does.
 
 ``normalized_branches`` does a coded block's whole normalization (energies, Eq. 3 scale, branch
-masks) on h with a hand-written backward; see ``_NormalizedBranches`` for why.
+masks) on h with a hand-written backward; see ``_NormalizedBranches`` for why. Both Gram-matrix
+entry points share ``_raw_energies``.
 """
 
 from __future__ import annotations
@@ -44,14 +46,16 @@ def branch_energies_from_gram(h: Tensor, gram: Tensor, out_channels: int) -> Ten
 
     An inference copy keeps the Gram matrices of the expand weight as it was before a BatchNorm was
     folded into it (``coded_resnext.fusion``), so energies never depend on the folded weight."""
-    b, _, height, width = h.shape
-    num_branches, d = gram.shape[0], gram.shape[1]
+    layout = _BranchLayout(h, gram.shape[0])
     dtype = torch.promote_types(_energy_dtype(h), gram.dtype)
     with torch.autocast(device_type=h.device.type, enabled=False):
-        hb = h.to(dtype).reshape(b, num_branches, d, height * width)  # (B, N*d, H, W) -> (B, N, d, P)
-        moments = hb @ hb.transpose(-1, -2)  # (B, N, d, d) = sum_p h_n(p) h_n(p)^T
-        energy = (moments * gram.to(dtype)).sum(dim=(-1, -2))  # (B, N)
-    return energy / (out_channels * height * width)
+        return _raw_energies(layout, layout.split(h).to(dtype), gram.to(dtype), out_channels)[1]
+
+
+def _raw_energies(layout: _BranchLayout, x: Tensor, gram: Tensor, out_channels: int) -> tuple[Tensor, Tensor]:
+    """(moments (B, N, d, d), raw energies E(t_n) (B, N)) of a ``layout.split`` view ``x``."""
+    moments = layout.moments(x)
+    return moments, (moments * gram).sum(dim=(-1, -2)) / (out_channels * layout.p)
 
 
 def branch_energies_gram(h: Tensor, expand_weight: Tensor, num_branches: int) -> Tensor:
@@ -167,8 +171,7 @@ class _NormalizedBranches(torch.autograd.Function):
         dtype = torch.promote_types(_energy_dtype(h), gram.dtype)
         with torch.autocast(device_type=h.device.type, enabled=False):
             x = layout.split(h).to(dtype)
-            moments = layout.moments(x)
-            raw = (moments * gram.to(dtype)).sum(dim=(-1, -2)) / (out_channels * layout.p)
+            moments, raw = _raw_energies(layout, x, gram.to(dtype), out_channels)
             energies, scale = _normalize(raw, keep, drop, normalizer_branches)
             scaled = layout.merge((x * layout.per_branch(scale)).to(h.dtype))
         ctx.save_for_backward(h, gram, moments, raw, keep, drop)
