@@ -40,6 +40,7 @@ DISPLAY = {
     "binary/param_fraction": Display("binary-classifier parameters", 100, "% of the full network"),
     "binary/param_fraction_paper": Display("binary-classifier parameters, paper's count", 100, "% of the full network"),
     "binary/f1_mean": Display("binary-classifier F1, mean over classes", 100, "%"),
+    "binary/refit_f1_mean": Display("binary F1 with the output row refit, mean", 100, "%"),
     "binary/precision_mean": Display("binary precision, mean", 100, "%"),
     "binary/recall_mean": Display("binary recall, mean", 100, "%"),
     "binary/ood_precision_mean": Display("binary precision with OOD negatives, mean", 100, "%"),

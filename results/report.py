@@ -41,6 +41,7 @@ SUMMARY_METRICS = (
     "binary/param_fraction",
     "binary/param_fraction_paper",
     "binary/f1_mean",
+    "binary/refit_f1_mean",
     "binary/ood_precision_mean",
     "early_exit/compute_at_99pct_accuracy",
     "early_exit/accuracy_at_half_compute",

@@ -70,6 +70,15 @@ def binary_scatter(suite: SuiteResult, out_dir: Path) -> list[Path]:
     ax.scatter([r["recall"] for r in rows], [r["precision"] for r in rows], label="in-distribution negatives")
     if "ood_precision" in rows[0]:
         ax.scatter([r["recall"] for r in rows], [r["ood_precision"] for r in rows], marker="x", label="OOD negatives")
+    if "refit_f1" in rows[0]:
+        ax.scatter(
+            [r["refit_recall"] for r in rows],
+            [r["refit_precision"] for r in rows],
+            marker="^",
+            facecolors="none",
+            edgecolors="tab:green",
+            label="output row refit (in-distribution)",
+        )
     ax.scatter(
         [r["full_recall"] for r in rows],
         [r["full_precision"] for r in rows],

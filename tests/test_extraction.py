@@ -127,3 +127,65 @@ def test_fused_classifier_refuses_training_and_fused_models_refuse_extraction(mi
         fused.train()(x)
     with pytest.raises(ValueError, match="fuse_for_inference"):
         cr.extract_binary_classifier(fuse_for_inference(mini), 1)
+
+
+def _features_and_labels(binary, n=400, seed=0):
+    """Pruned features of random images, labelled by a direction of those features the paper's row ignores."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, 28, 28, generator=g)
+    with torch.no_grad():
+        features = binary.features(x)
+    row = binary.fc.weight[0].detach()
+    direction = torch.randn(features.shape[1], generator=g)
+    direction -= (direction @ row) / (row @ row) * row  # orthogonal to the paper's row
+    projection = features @ direction
+    return x, features, projection > projection.median()
+
+
+def test_refit_row_is_the_logistic_regression_on_the_pruned_features(mini):
+    """The folded row (scaler inside) outputs exactly sklearn's decision function; the original is untouched."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from coded_resnext.evaluation.refit import refit_binary_classifier
+
+    binary = cr.extract_binary_classifier(mini, 3)
+    x, features, positive = _features_and_labels(binary)
+    targets = torch.where(positive, 3, 7)  # labels as class indices: positives are the classifier's class
+    refit = refit_binary_classifier(binary, features, targets)
+    reference = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=5000))
+    reference.fit(features.double().numpy(), positive.numpy())
+    with torch.no_grad():
+        out = refit(x)
+    assert out.shape == (len(x),)
+    torch.testing.assert_close(
+        out.double(), torch.from_numpy(reference.decision_function(features.double().numpy())), rtol=1e-3, atol=1e-3
+    )
+    torch.testing.assert_close(binary(x), mini.forward_with_aux(x, keep_paths_of=3).logits[:, 3], rtol=1e-4, atol=1e-5)
+    assert cr.parameter_count(refit) == cr.parameter_count(binary) + 1  # the offset
+    exported = torch.export.export(refit, (x[:2],), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+    torch.testing.assert_close(exported.module()(x[:5]), out[:5])
+
+
+def test_refit_row_learns_what_the_papers_row_misses(mini):
+    from sklearn.metrics import roc_auc_score
+
+    from coded_resnext.evaluation.refit import refit_binary_classifier
+
+    binary = cr.extract_binary_classifier(mini, 3)
+    x, features, positive = _features_and_labels(binary, n=600, seed=1)
+    refit = refit_binary_classifier(binary, features[:400], torch.where(positive[:400], 3, 0))
+    with torch.no_grad():
+        held_out_auc = roc_auc_score(positive[400:].numpy(), refit(x[400:]).numpy())
+        paper_auc = roc_auc_score(positive[400:].numpy(), binary(x[400:]).numpy())
+    assert held_out_auc > 0.9 and abs(paper_auc - 0.5) < 0.2
+
+
+def test_refit_without_positives_is_a_clear_error(mini):
+    from coded_resnext.evaluation.refit import RefitError, refit_binary_classifier
+
+    binary = cr.extract_binary_classifier(mini, 3)
+    features = torch.randn(20, binary.fc.in_features)
+    with pytest.raises(RefitError, match="0 positives of 20"):
+        refit_binary_classifier(binary, features, torch.zeros(20, dtype=torch.long))

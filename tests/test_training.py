@@ -72,6 +72,8 @@ def test_run_logs_metrics_params_artifacts_and_a_loadable_model(trained):
         "binary/precision_mean",
         "binary/recall_mean",
         "binary/ood_precision_mean",
+        "binary/refit_f1_mean",
+        "binary/refit_ood_precision_mean",
         "early_exit/compute_at_99pct_accuracy",
         "removal/active_drop",
         "removal/inactive_drop",
@@ -158,6 +160,38 @@ def test_extract_writes_the_binary_classifier_of_a_trained_run(trained, tmp_path
     x = torch.randn(5, 1, 28, 28)
     expected = model.forward_with_aux(x, keep_paths_of=2).logits[:, 2]
     torch.testing.assert_close(binary(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_extract_refit_writes_the_classifier_refit_on_the_runs_training_data(trained, tmp_path, capsys):
+    import yaml
+
+    from coded_resnext import extract_binary_classifier
+    from coded_resnext.datasets import build_dataset
+    from coded_resnext.evaluation.refit import pruned_features, refit_binary_classifier
+    from orchestration.cli import main
+    from orchestration.config import config_from_dict
+
+    _, result = trained
+    checkpoint = list_checkpoints(result.checkpoint_dir)[-1]
+    out = tmp_path / "class2_refit.pt2"
+    args = ["extract", "--checkpoint", str(checkpoint), "--class", "2", "--out", str(out), "--refit"]
+    assert main([*args, "--refit-samples", "300"]) == 0
+    assert "output row refit on 300 training samples" in capsys.readouterr().out
+    state = load_checkpoint(checkpoint)
+    model = training.model_from_checkpoint(state)
+    cfg = config_from_dict(yaml.safe_load(state["config"]))
+    binary = extract_binary_classifier(model, 2)
+    loader = training.eval_loader(build_dataset(training.data_spec(cfg)).train_eval, cfg)
+    expected = refit_binary_classifier(binary, *pruned_features(binary, loader, torch.device("cpu"), 300))
+    x = torch.randn(5, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.export.load(out).module()(x), expected(x))
+        assert not torch.allclose(expected(x), binary(x), atol=1e-3)
+    assert (
+        main(["extract", "--checkpoint", str(checkpoint), "--class", "2", "--out", str(out), "--refit-samples", "300"])
+        == 2
+    )
+    assert "--refit-samples 300: give it with --refit" in capsys.readouterr().err
 
 
 def test_extract_rejects_a_class_out_of_range(trained, tmp_path, capsys):

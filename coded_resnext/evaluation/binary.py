@@ -10,6 +10,7 @@ decision (softmax probability of k, threshold fitted the same way) is scored bes
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import partial
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ from torch import Tensor
 
 from coded_resnext.accounting import parameter_count
 from coded_resnext.evaluation.collect import take
+from coded_resnext.evaluation.refit import fit_score_row, pruned_features, refit_scores
 from coded_resnext.extraction import extract_binary_classifier
 from coded_resnext.models import CodedResNeXt
 
@@ -52,10 +54,6 @@ def _scores_and_targets(
     return torch.cat(out), torch.cat(targets)
 
 
-def _scores(module: torch.nn.Module, loader: Iterable, device: torch.device, limit: int | None) -> Tensor:
-    return _scores_and_targets(module, loader, device, limit)[0]
-
-
 def _metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
     pred = scores >= threshold
     return {
@@ -72,6 +70,10 @@ def choose_classes(num_classes: int, how_many: int, seed: int) -> list[int]:
     return sorted(int(c) for c in rng.choice(num_classes, size=how_many, replace=False))
 
 
+def _paper_scores(binary: torch.nn.Module, features: Tensor) -> np.ndarray:
+    return binary.fc(features.to(binary.fc.weight.device)).float().cpu()[:, 0].numpy()
+
+
 @torch.no_grad()
 def evaluate_binary_classifiers(
     model: CodedResNeXt,
@@ -84,9 +86,11 @@ def evaluate_binary_classifiers(
     ood_loader: Iterable | None = None,
     negatives_per_positive: int = 9,
     seed: int = 0,
+    refit: bool = True,
 ) -> list[dict[str, float]]:
     """One row per class: sizes, threshold, validation precision/recall/F1, OOD precision, and the
-    full network's one-vs-rest figures for the same class."""
+    full network's one-vs-rest figures for the same class. With ``refit``, the same figures (``refit_*``)
+    for the classifier whose output row is refit to its own features on the fit samples (``refit.py``)."""
     model.eval()
     fit_logits, fit_targets = _scores_and_targets(model, fit_loader, device, fit_limit)
     val_logits, val_targets = _scores_and_targets(model, val_loader, device, val_limit)
@@ -100,32 +104,46 @@ def evaluate_binary_classifiers(
     for k in classes:
         # Unfused: sizes counted like the full model's (BatchNorms included); scores are the same either way.
         binary = extract_binary_classifier(model, k, fuse=False).to(device)
-        fit_scores = _scores(binary, fit_loader, device, fit_limit).numpy()
-        val_scores = _scores(binary, val_loader, device, val_limit).numpy()
+        # One pass per data set gives the pruned features; both score rows (paper's, refit) read them.
+        fit_features, _ = pruned_features(binary, fit_loader, device, fit_limit)
+        val_features, _ = pruned_features(binary, val_loader, device, val_limit)
+        ood_features = pruned_features(binary, ood_loader, device, None)[0] if ood_loader is not None else None
         fit_labels, val_labels = fit_targets == k, val_targets == k
         keep = subsample_negatives(val_labels, negatives_per_positive, rng)
-        threshold = best_f1_threshold(fit_labels, fit_scores)
+        if ood_features is not None:
+            ood_limit = negatives_per_positive * max(int(val_labels.sum()), 1)
+            ood_keep = np.arange(len(ood_features))
+            if len(ood_keep) > ood_limit:
+                ood_keep = np.sort(rng.choice(len(ood_keep), size=ood_limit, replace=False))
+            ood_features = ood_features[torch.from_numpy(ood_keep)]
         row: dict[str, float] = {
             "class": k,
             "param_fraction": parameter_count(binary) / full_params,
             "param_fraction_paper": parameter_count(binary, paper_accounting=True) / full_params_paper,
-            "threshold": threshold,
             "val_positives": int(val_labels.sum()),
             "val_negatives": int(len(keep) - val_labels[keep].sum()),
         }
-        row.update(_metrics(val_labels[keep], val_scores[keep], threshold))
+        # score rows: the paper's (row k of the final layer) and, with ``refit``, the refit one
+        rows_to_score = {"": None}
+        if refit and 0 < fit_labels.sum() < len(fit_labels):
+            rows_to_score["refit_"] = fit_score_row(fit_features, torch.from_numpy(fit_labels))
+        for prefix, fitted in rows_to_score.items():
+            if fitted is None:
+                score = partial(_paper_scores, binary)
+            else:
+                score = partial(refit_scores, weight=fitted[0], bias=fitted[1])
+            fit_scores, val_scores = score(fit_features), score(val_features)
+            threshold = best_f1_threshold(fit_labels, fit_scores)
+            row[f"{prefix}threshold"] = threshold
+            row.update({f"{prefix}{m}": v for m, v in _metrics(val_labels[keep], val_scores[keep], threshold).items()})
+            if ood_features is not None:
+                pos = val_scores[val_labels]
+                ood = score(ood_features)
+                labels = np.concatenate([np.ones(len(pos), bool), np.zeros(len(ood), bool)])
+                row[f"{prefix}ood_precision"] = _metrics(labels, np.concatenate([pos, ood]), threshold)["precision"]
+                row["ood_negatives"] = len(ood)
         full_threshold = best_f1_threshold(fit_labels, full_fit[:, k])
         row.update({f"full_{m}": v for m, v in _metrics(val_labels[keep], full_val[keep, k], full_threshold).items()})
-        if ood_loader is not None:
-            ood_scores = _scores(binary, ood_loader, device, None).numpy()
-            pos_scores = val_scores[val_labels]
-            limit = negatives_per_positive * max(len(pos_scores), 1)
-            if len(ood_scores) > limit:
-                ood_scores = rng.choice(ood_scores, size=limit, replace=False)
-            labels = np.concatenate([np.ones(len(pos_scores), bool), np.zeros(len(ood_scores), bool)])
-            scores = np.concatenate([pos_scores, ood_scores])
-            row["ood_precision"] = _metrics(labels, scores, threshold)["precision"]
-            row["ood_negatives"] = len(ood_scores)
         rows.append(row)
     return rows
 
@@ -144,4 +162,10 @@ def binary_summary(rows: list[dict[str, float]]) -> dict[str, float]:
     }
     if "ood_precision" in rows[0]:
         out["binary/ood_precision_mean"] = mean("ood_precision")
+    if all("refit_f1" in r for r in rows):
+        out["binary/refit_f1_mean"] = mean("refit_f1")
+        out["binary/refit_precision_mean"] = mean("refit_precision")
+        out["binary/refit_recall_mean"] = mean("refit_recall")
+        if "refit_ood_precision" in rows[0]:
+            out["binary/refit_ood_precision_mean"] = mean("refit_ood_precision")
     return out

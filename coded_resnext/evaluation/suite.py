@@ -90,6 +90,7 @@ def run_suite(
             ood_loader=ood_loader,
             negatives_per_positive=settings.negatives_per_positive,
             seed=seed,
+            refit=settings.binary_refit,
         )
         result.tables["binary_classifiers"] = rows
         metrics.update(binary_summary(rows))

@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Extract the binary classifier of one class (the branches on its path only) from a trained "
             "model and save it with torch.export (load with torch.export.load; its output is the class score "
-            "(B,)). The model comes from an MLflow run's final checkpoint (--run-id) or a checkpoint file."
+            "(B,)). The model comes from an MLflow run's final checkpoint (--run-id) or a checkpoint file. "
+            "With --refit, the output row is refit to the pruned network's own features of training samples "
+            "(the checkpoint's data), and the score becomes the class's log-odds; same branches, same speed."
         ),
     )
     source = p.add_mutually_exclusive_group(required=True)
@@ -23,6 +25,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--checkpoint", type=Path, help="checkpoint file (runs/checkpoints/<hash>/epoch-NNNN.pt)")
     p.add_argument("--class", dest="class_index", type=int, required=True, help="class index k")
     p.add_argument("--out", type=Path, required=True, help="output file, e.g. class3.pt2")
+    p.add_argument(
+        "--refit",
+        action="store_true",
+        help="refit the output row on training samples of the checkpoint's data set (better F1; see refit.py)",
+    )
+    p.add_argument(
+        "--refit-samples",
+        type=int,
+        default=None,
+        metavar="S",
+        help="training samples for --refit (default: the run's eval.binary_fit_samples)",
+    )
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite file under runs/)")
     p.add_argument("--register", metavar="NAME", default=None, help="also register it in the MLflow model registry")
     p.set_defaults(run=_run)
@@ -38,6 +52,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if not args.out.parent.exists():
         raise UserError(f"output directory {args.out.parent} does not exist; create it first")
+    if args.refit_samples is not None and (not args.refit or args.refit_samples < 10):
+        raise UserError(f"--refit-samples {args.refit_samples}: give it with --refit, and at least 10")
     uri = args.tracking_uri or default_tracking_uri()
     if args.run_id:
         from mlflow.exceptions import MlflowException
@@ -59,6 +75,10 @@ def _run(args: argparse.Namespace) -> int:
     if not 0 <= args.class_index < model.num_classes:
         raise UserError(f"--class {args.class_index} out of range; the model has classes 0..{model.num_classes - 1}")
     binary = extract_binary_classifier(model, args.class_index)
+    how = ""
+    if args.refit:
+        binary, samples = _refit(binary, state, args.refit_samples)
+        how = f", output row refit on {samples:,} training samples"
     size = state["image_size"]
     example = torch.randn(2, model.config.in_chans, size, size)
     batch = torch.export.Dim("batch", min=1)
@@ -66,7 +86,8 @@ def _run(args: argparse.Namespace) -> int:
     torch.export.save(exported, args.out)
     fraction = parameter_count(binary) / parameter_count(model)
     print(
-        f"wrote {args.out}: class {args.class_index}, {parameter_count(binary):,} parameters ({fraction:.1%} of the model)"
+        f"wrote {args.out}: class {args.class_index}, {parameter_count(binary):,} parameters "
+        f"({fraction:.1%} of the model){how}"
     )
     if args.register:
         tracker = RunTracker(
@@ -79,3 +100,23 @@ def _run(args: argparse.Namespace) -> int:
         tracker.finish()
         print(f"registered as {args.register!r} in the MLflow model registry at {uri}")
     return 0
+
+
+def _refit(binary, state: dict, samples: int | None):
+    """The classifier with its output row refit on the checkpoint's own training data (``refit.py``)."""
+    import torch
+    import yaml
+
+    from coded_resnext.datasets import build_dataset
+    from coded_resnext.evaluation.refit import RefitError, pruned_features, refit_binary_classifier
+    from orchestration.config import config_from_dict
+    from orchestration.training import data_spec, eval_loader
+
+    cfg = config_from_dict(yaml.safe_load(state["config"]))
+    samples = samples or cfg.eval.binary_fit_samples
+    bundle = build_dataset(data_spec(cfg))
+    features, targets = pruned_features(binary, eval_loader(bundle.train_eval, cfg), torch.device("cpu"), samples)
+    try:
+        return refit_binary_classifier(binary, features, targets), len(targets)
+    except RefitError as err:
+        raise UserError(f"--refit: {err}") from None
