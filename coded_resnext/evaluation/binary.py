@@ -18,8 +18,8 @@ from sklearn.metrics import f1_score, precision_recall_curve, precision_score, r
 from torch import Tensor
 
 from coded_resnext.accounting import parameter_count
-from coded_resnext.evaluation.collect import take
-from coded_resnext.evaluation.refit import fit_score_row, pruned_features, refit_scores
+from coded_resnext.evaluation.collect import outputs_and_targets
+from coded_resnext.evaluation.refit import pruned_features, refit_binary_classifier
 from coded_resnext.extraction import extract_binary_classifier
 from coded_resnext.models import CodedResNeXt
 
@@ -43,17 +43,6 @@ def subsample_negatives(labels: np.ndarray, ratio: int, rng: np.random.Generator
     return np.concatenate([pos, neg])
 
 
-def _scores_and_targets(
-    module: torch.nn.Module, loader: Iterable, device: torch.device, limit: int | None
-) -> tuple[Tensor, Tensor]:
-    out, targets = [], []
-    with torch.no_grad():
-        for x, y in take(loader, limit):
-            out.append(module(x.to(device, non_blocking=True)).float().cpu())
-            targets.append(y)
-    return torch.cat(out), torch.cat(targets)
-
-
 def _metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
     pred = scores >= threshold
     return {
@@ -70,8 +59,9 @@ def choose_classes(num_classes: int, how_many: int, seed: int) -> list[int]:
     return sorted(int(c) for c in rng.choice(num_classes, size=how_many, replace=False))
 
 
-def _paper_scores(binary: torch.nn.Module, features: Tensor) -> np.ndarray:
-    return binary.fc(features.to(binary.fc.weight.device)).float().cpu()[:, 0].numpy()
+def _row_scores(classifier: torch.nn.Module, features: Tensor) -> np.ndarray:
+    """The classifier's output (B,) from its precomputed pooled features: its output row only."""
+    return classifier.fc(features.to(classifier.fc.weight.device)).float().cpu()[:, 0].numpy()
 
 
 @torch.no_grad()
@@ -92,8 +82,8 @@ def evaluate_binary_classifiers(
     full network's one-vs-rest figures for the same class. With ``refit``, the same figures (``refit_*``)
     for the classifier whose output row is refit to its own features on the fit samples (``refit.py``)."""
     model.eval()
-    fit_logits, fit_targets = _scores_and_targets(model, fit_loader, device, fit_limit)
-    val_logits, val_targets = _scores_and_targets(model, val_loader, device, val_limit)
+    fit_logits, fit_targets = outputs_and_targets(model, fit_loader, device, fit_limit)
+    val_logits, val_targets = outputs_and_targets(model, val_loader, device, val_limit)
     full_fit = torch.softmax(fit_logits, 1).numpy()
     full_val = torch.softmax(val_logits, 1).numpy()
     fit_targets, val_targets = fit_targets.numpy(), val_targets.numpy()
@@ -123,15 +113,12 @@ def evaluate_binary_classifiers(
             "val_positives": int(val_labels.sum()),
             "val_negatives": int(len(keep) - val_labels[keep].sum()),
         }
-        # score rows: the paper's (row k of the final layer) and, with ``refit``, the refit one
-        rows_to_score = {"": None}
+        # the paper's classifier (row k of the final layer) and, with ``refit``, its refit copy
+        classifiers = {"": binary}
         if refit and 0 < fit_labels.sum() < len(fit_labels):
-            rows_to_score["refit_"] = fit_score_row(fit_features, torch.from_numpy(fit_labels))
-        for prefix, fitted in rows_to_score.items():
-            if fitted is None:
-                score = partial(_paper_scores, binary)
-            else:
-                score = partial(refit_scores, weight=fitted[0], bias=fitted[1])
+            classifiers["refit_"] = refit_binary_classifier(binary, fit_features, torch.from_numpy(fit_targets))
+        for prefix, classifier in classifiers.items():
+            score = partial(_row_scores, classifier)
             fit_scores, val_scores = score(fit_features), score(val_features)
             threshold = best_f1_threshold(fit_labels, fit_scores)
             row[f"{prefix}threshold"] = threshold

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +34,18 @@ def take(loader: Iterable, limit: int | None) -> Iterable[tuple[Tensor, Tensor]]
         yield x, y
         if limit is not None and seen >= limit:
             return
+
+
+@torch.no_grad()
+def outputs_and_targets(
+    fn: Callable[[Tensor], Tensor], loader: Iterable, device: torch.device, limit: int | None = None
+) -> tuple[Tensor, Tensor]:
+    """``fn`` of every batch (concatenated, float, on CPU) and the targets, for at most ``limit`` samples."""
+    out, targets = [], []
+    for x, y in take(loader, limit):
+        out.append(fn(x.to(device, non_blocking=True)).float().cpu())
+        targets.append(y)
+    return torch.cat(out), torch.cat(targets)
 
 
 @torch.no_grad()

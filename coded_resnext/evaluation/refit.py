@@ -22,13 +22,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable
 
-import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor, nn
 
-from coded_resnext.evaluation.collect import take
+from coded_resnext.evaluation.collect import outputs_and_targets
 from coded_resnext.extraction import BinaryClassifier
 
 
@@ -36,17 +35,12 @@ class RefitError(ValueError):
     """The training samples cannot fit a score row (e.g. no positives)."""
 
 
-@torch.no_grad()
 def pruned_features(
     binary: BinaryClassifier, loader: Iterable, device: torch.device, limit: int | None = None
 ) -> tuple[Tensor, Tensor]:
     """The pooled features (S, D) the classifier's output row sees, and the targets (S,), on CPU."""
     binary.eval()
-    features, targets = [], []
-    for x, y in take(loader, limit):
-        features.append(binary.features(x.to(device, non_blocking=True)).float().cpu())
-        targets.append(y)
-    return torch.cat(features), torch.cat(targets)
+    return outputs_and_targets(binary.features, loader, device, limit)
 
 
 def fit_score_row(features: Tensor, positive: Tensor, c: float = 0.01) -> tuple[Tensor, float]:
@@ -84,8 +78,3 @@ def refit_binary_classifier(
     samples whose labels are ``targets``; the positives are its class."""
     weight, bias = fit_score_row(features, targets == binary.classes[0], c)
     return with_score_row(binary, weight, bias)
-
-
-def refit_scores(features: Tensor, weight: Tensor, bias: float) -> np.ndarray:
-    """What the refit classifier outputs, from precomputed features (saves a second pass over the data)."""
-    return (features.double() @ weight.double() + bias).numpy()
