@@ -41,6 +41,8 @@ DISPLAY = {
     "binary/param_fraction_paper": Display("binary-classifier parameters, paper's count", 100, "% of the full network"),
     "binary/f1_mean": Display("binary-classifier F1, mean over classes", 100, "%"),
     "binary/refit_f1_mean": Display("binary F1 with the output row refit, mean", 100, "%"),
+    "binary/full_f1_mean": Display("full network's one-vs-rest F1 (softmax), mean", 100, "%"),
+    "binary/full_logit_f1_mean": Display("full network's one-vs-rest F1 by its logit, mean", 100, "%"),
     "binary/precision_mean": Display("binary precision, mean", 100, "%"),
     "binary/recall_mean": Display("binary recall, mean", 100, "%"),
     "binary/ood_precision_mean": Display("binary precision with OOD negatives, mean", 100, "%"),

@@ -88,6 +88,29 @@ def test_control_model_binary_classifier_keeps_everything_but_one_row():
     assert cr.parameter_count(control) - cr.parameter_count(binary) == 9 * control.fc.in_features
 
 
+def test_full_logit_reference_is_what_a_control_models_binary_classifier_scores():
+    """A control's binary classifier is its full net's logit k, so its F1 is the ``full_logit`` reference
+    exactly; the softmax reference (``full_f1``) is a different score."""
+    from coded_resnext.evaluation.binary import evaluate_binary_classifiers
+
+    control = cr.create_model("coded_resnext_mini", in_chans=1, control=True).eval()
+    randomize_batchnorm(control)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(600, 1, 28, 28, generator=generator)
+    with torch.no_grad():
+        logits = control(x)
+    z = (logits - logits.mean(0)) / logits.std(0)  # per-class z-scores: every class gets positives
+    y = (z + 0.5 * torch.randn(z.shape, generator=generator)).argmax(1)  # labels the logits predict, noisily
+    batches = lambda lo, hi: [(x[i : i + 100], y[i : i + 100]) for i in range(lo, hi, 100)]  # noqa: E731
+    rows = evaluate_binary_classifiers(
+        control, range(10), batches(0, 300), 300, batches(300, 600), None, torch.device("cpu"), refit=False
+    )
+    for row in rows:
+        for metric in ("f1", "precision", "recall"):
+            assert row[metric] == pytest.approx(row[f"full_logit_{metric}"], abs=1e-9), (row["class"], metric)
+    assert any(abs(row["full_f1"] - row["full_logit_f1"]) > 1e-3 for row in rows)
+
+
 @pytest.mark.parametrize("k", [0, 4, 9])
 def test_fused_classifier_equals_unfused_one_in_eval_mode(mini, k):
     """The default (BatchNorms folded, channels-last) computes what the pruned net with BNs computes."""

@@ -74,6 +74,8 @@ def test_run_logs_metrics_params_artifacts_and_a_loadable_model(trained):
         "binary/ood_precision_mean",
         "binary/refit_f1_mean",
         "binary/refit_ood_precision_mean",
+        "binary/full_f1_mean",
+        "binary/full_logit_f1_mean",
         "early_exit/compute_at_99pct_accuracy",
         "removal/active_drop",
         "removal/inactive_drop",
