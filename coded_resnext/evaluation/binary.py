@@ -88,7 +88,7 @@ def evaluate_binary_classifiers(
     val_logits, val_targets = outputs_and_targets(model, val_loader, device, val_limit)
     full_fit = torch.softmax(fit_logits, 1).numpy()
     full_val = torch.softmax(val_logits, 1).numpy()
-    fit_logit, val_logit = fit_logits.float().numpy(), val_logits.float().numpy()
+    fit_logit, val_logit = fit_logits.numpy(), val_logits.numpy()  # float already (outputs_and_targets)
     fit_targets, val_targets = fit_targets.numpy(), val_targets.numpy()
     full_params = parameter_count(model)
     full_params_paper = parameter_count(model, paper_accounting=True)
