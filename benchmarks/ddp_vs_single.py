@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +34,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+    json_out = args.json.resolve() if args.json else None  # before the chdir below
+    work = Path(tempfile.mkdtemp(prefix="ddp-vs-single-"))
+    os.chdir(work)  # Ray Train and MLflow write their files here; removed at the end
+    try:
+        figures = _measure(args, work)
+    finally:
+        os.chdir(ROOT)
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(figures, indent=1))
+    if json_out:
+        json_out.write_text(json.dumps(figures, indent=1))
+
+
+def _measure(args: argparse.Namespace, work: Path) -> dict:
     import torch
 
     from orchestration.config import load_config
@@ -41,8 +56,6 @@ def main(argv: list[str] | None = None) -> None:
     from orchestration.ray_train import make_trainer
     from orchestration.training import fit
 
-    work = Path(tempfile.mkdtemp(prefix="ddp-vs-single-"))
-    os.chdir(work)
     common = [
         f"data.limit_train={args.limit_train}", f"train.epochs={args.epochs}", "train.progress=none",
         "optim.warmup_epochs=0.25", "eval.binary_classes=0", "eval.invariance_samples=0", "eval.removal_samples=64",
@@ -72,16 +85,13 @@ def main(argv: list[str] | None = None) -> None:
             })
             print(json.dumps(per_seed[-1]), flush=True)
     singles = [r["single_val_accuracy"] for r in per_seed]
-    figures = {
+    return {
         "per_seed": per_seed,
         "mean_gap_points": sum(r["gap_points"] for r in per_seed) / len(per_seed),
         "max_abs_gap_points": max(abs(r["gap_points"]) for r in per_seed),
         "single_seed_spread_points": 100 * (max(singles) - min(singles)),
         "max_param_divergence": max(r["ddp_param_divergence"] for r in per_seed),
     }
-    print(json.dumps(figures, indent=1))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -32,13 +33,25 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+    json_out = args.json.resolve() if args.json else None  # before the chdir below
+    work = Path(tempfile.mkdtemp(prefix="tune-overhead-"))
+    os.chdir(work)  # Ray Tune and MLflow write their files here; removed at the end
+    try:
+        figures = _measure(args, work)
+    finally:
+        os.chdir(ROOT)
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(figures, indent=1))
+    if json_out:
+        json_out.write_text(json.dumps(figures, indent=1))
+
+
+def _measure(args: argparse.Namespace, work: Path) -> dict:
     from orchestration.ray_runtime import ray_session
     from orchestration.search_space import load_search_space
     from orchestration.sweep import Sweep
     from orchestration.training import fit
 
-    work = Path(tempfile.mkdtemp(prefix="tune-overhead-"))
-    os.chdir(work)
     overrides = [f"train.epochs={args.epochs}", f"train.cpus_per_worker={args.cpus}"]
     space = load_search_space(args.space, overrides)
     space.tune = dataclasses.replace(space.tune, num_samples=args.trials, max_concurrent_trials=1, name="overhead")
@@ -65,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"plain: {args.trials} trials in {plain_seconds:.1f}s", flush=True)
 
     startup = startup_costs(work)
-    figures = {
+    return {
         "trials": args.trials,
         "epochs": args.epochs,
         "tune_seconds": tune_seconds,
@@ -75,9 +88,6 @@ def main(argv: list[str] | None = None) -> None:
         "overhead_per_trial_seconds": (tune_seconds - plain_seconds) / args.trials,
         **startup,
     }
-    print(json.dumps(figures, indent=1))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=1))
 
 
 def startup_costs(work: Path) -> dict[str, float]:
