@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
+
+from _throwaway import run_in_throwaway_dir  # benchmarks/ itself, on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,17 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-    json_out = args.json.resolve() if args.json else None  # before the chdir below
-    work = Path(tempfile.mkdtemp(prefix="ddp-vs-single-"))
-    os.chdir(work)  # Ray Train and MLflow write their files here; removed at the end
-    try:
-        figures = _measure(args, work)
-    finally:
-        os.chdir(ROOT)
-        shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(figures, indent=1))
-    if json_out:
-        json_out.write_text(json.dumps(figures, indent=1))
+    run_in_throwaway_dir("ddp-vs-single-", lambda work: _measure(args, work), args.json)
 
 
 def _measure(args: argparse.Namespace, work: Path) -> dict:
