@@ -24,14 +24,21 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
     cfg = config_from_dict(loop_config["config"])
     session = TrainWorkerSession()
     progress = Progress(cfg.train.progress if session.rank == 0 else "none", cfg.train.epochs)
-    train_loop(cfg, session, Lineage(**loop_config["lineage"]), progress)
+    train_loop(cfg, session, Lineage(**loop_config["lineage"]), progress, measure_test=loop_config["measure_test"])
 
 
 def make_trainer(
-    cfg: RunConfig, lineage: Lineage, *, storage_path: str, name: str, callbacks: list | None = None
+    cfg: RunConfig,
+    lineage: Lineage,
+    *,
+    storage_path: str,
+    name: str,
+    callbacks: list | None = None,
+    measure_test: bool = False,
 ):
     """A ``TorchTrainer`` for ``cfg`` (``cfg.train.num_workers`` ranks). Re-creating it with the same
-    ``name`` and ``storage_path`` resumes from that run's last checkpoint (Ray Train V2)."""
+    ``name`` and ``storage_path`` resumes from that run's last checkpoint (Ray Train V2).
+    ``measure_test``: a single ``train`` run's end measures the test split (a trial's never does)."""
     from ray.train import FailureConfig, ScalingConfig
     from ray.train import RunConfig as RayRunConfig
     from ray.train.torch import TorchTrainer
@@ -42,7 +49,11 @@ def make_trainer(
         resources["GPU"] = t.gpus_per_worker
     return TorchTrainer(
         worker_loop,
-        train_loop_config={"config": cfg.to_dict(), "lineage": dataclasses.asdict(lineage)},
+        train_loop_config={
+            "config": cfg.to_dict(),
+            "lineage": dataclasses.asdict(lineage),
+            "measure_test": measure_test,
+        },
         scaling_config=ScalingConfig(
             num_workers=t.num_workers, use_gpu=t.gpus_per_worker > 0, resources_per_worker=resources
         ),

@@ -24,11 +24,12 @@ def removal_curves(
     loader: Iterable,
     device: torch.device,
     coded_block: int | None,
-    limit: int,
+    limit: int | None,
     seed: int = 0,
 ) -> list[dict[str, float]]:
     """Rows (block, which, k, accuracy) for k = 0..available branches of each kind, in coded block
-    ``coded_block`` (network order, negative from the end) or, with None, in every coded block."""
+    ``coded_block`` (network order, negative from the end) or, with None, in every coded block; on at most
+    ``limit`` samples of ``loader`` (None: all)."""
     model.eval()
     if not model.coded_blocks:
         return []
