@@ -16,6 +16,17 @@ def reference_json(name: str) -> dict:
     return json.loads(path.read_text())
 
 
+# Tests not marked slow or ray are meant to take seconds; this bounds them (fixture set-up included, e.g.
+# a module's one finished run, on a busy machine) far below pyproject's default for the slow ones.
+FAST_TEST_TIMEOUT_S = 300
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if not any(item.get_closest_marker(mark) for mark in ("slow", "ray", "timeout")):
+            item.add_marker(pytest.mark.timeout(FAST_TEST_TIMEOUT_S))
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
