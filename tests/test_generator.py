@@ -70,7 +70,6 @@ def test_published_parameters_reproduced_with_distance_at_least_published_and_pe
     assert result.scheme.min_distance >= published.min_distance
     assert result.scheme.column_spread == 0 == published.column_spread
     assert result.reached_target
-    assert result.seconds < 10
 
 
 @pytest.mark.slow
