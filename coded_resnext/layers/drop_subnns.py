@@ -19,4 +19,3 @@ def drop_subnns_mask(
         raise ValueError(f"drop probability must be in [0, 1), got {p}")
     keep = torch.rand(batch, num_branches, device=device) >= p
     return keep.to(dtype) / (1.0 - p)
-
