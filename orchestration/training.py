@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from coded_resnext import CodedResNeXt, model_config
-from coded_resnext.coding import resolve_scheme
+from coded_resnext.coding import CodingScheme, resolve_scheme
 from coded_resnext.coding.defaults import GeneratedScheme
 from coded_resnext.datasets import DatasetBundle, DataSpec, build_dataset, build_ood_dataset
 from coded_resnext.datasets.sampling import stratified_subset
@@ -132,6 +132,8 @@ def _stage_for_scheme(stage: StageConfig, spec: Any, coding) -> StageConfig:
     generator = getattr(coding, stage.name, None)
     if isinstance(generator, SchemeGenerator) and generator.branches:
         branches, active = generator.branches, generator.active
+    elif isinstance(spec, CodingScheme):  # a checkpoint's saved scheme
+        branches, active = spec.num_branches, spec.num_active
     elif isinstance(spec, str) and spec != SCHEME_OFF:
         scheme = resolve_scheme(spec)
         branches, active = scheme.num_branches, scheme.num_active
@@ -367,7 +369,9 @@ def train_loop(
             f"data.val_fraction is 0 and {cfg.data.name} at data.root={cfg.data.root} has no test split: nothing "
             "to evaluate on; set data.val_fraction in (0, 1)"
         )
-    model = build_model(cfg, bundle.num_classes, bundle.in_chans).to(device, memory_format=torch.channels_last)
+    schemes = None if state is None else resume_schemes(cfg, state, bundle.num_classes, bundle.in_chans)
+    model = build_model(cfg, bundle.num_classes, bundle.in_chans, schemes)
+    model = model.to(device, memory_format=torch.channels_last)
     step_module = session.wrap(TrainStep(model))
     steps = len(train_loader(bundle, cfg, 0, session.rank, session.world_size))
     opt, scheduler = make_optimizer(model, cfg, steps)
@@ -478,18 +482,39 @@ def _state(model, opt, scheduler, epoch: int, run_id: str, cfg: RunConfig, image
     }
 
 
+def _saved_schemes(cfg: RunConfig, state: dict[str, Any]) -> dict[str, CodingScheme | str]:
+    """Per stage of the model, the checkpoint's scheme as codewords, or "off"."""
+    saved = {stage: CodingScheme.from_dict(entry) for stage, entry in json.loads(state["schemes"]).items()}
+    return {stage.name: saved.get(stage.name, SCHEME_OFF) for stage in model_config(cfg.model.name).stages}
+
+
+def resume_schemes(cfg: RunConfig, state: dict[str, Any], num_classes: int, in_chans: int) -> dict[str, Any]:
+    """The schemes a resumed run is built with: the checkpoint's. The codewords are non-persistent
+    buffers, so loading the weights into a model with another scheme would go unnoticed; a config that
+    now asks for another scheme (a generator change, an edited scheme file) is an error naming both."""
+    saved = _saved_schemes(cfg, state)
+    with torch.device("meta"):  # the config's schemes, without allocating the model
+        asked = build_model(cfg, num_classes, in_chans).scheme_hashes()
+    for stage, scheme in saved.items():
+        was = scheme.content_hash if isinstance(scheme, CodingScheme) else SCHEME_OFF
+        if was != asked.get(stage, SCHEME_OFF):
+            raise UserError(
+                f"coding.{stage}: the checkpoint was trained with scheme {was} but the config now gives scheme "
+                f"{asked.get(stage, SCHEME_OFF)}; resuming would train another code on the old weights, so start "
+                "this run over (remove its checkpoints) instead of resuming"
+            )
+    return saved
+
+
 def model_from_checkpoint(state: dict[str, Any]) -> CodedResNeXt:
     """Rebuild the trained model from a checkpoint alone: its config, its schemes (as codewords, so a
     moved scheme file or a regenerated scheme cannot change it) and its weights."""
     import yaml
 
-    from coded_resnext.coding import CodingScheme
     from orchestration.config import config_from_dict
 
     cfg = config_from_dict(yaml.safe_load(state["config"]))
-    saved = {stage: CodingScheme.from_dict(entry) for stage, entry in json.loads(state["schemes"]).items()}
-    stages = [stage.name for stage in model_config(cfg.model.name).stages]
-    model = build_model(cfg, state["num_classes"], state["in_chans"], {s: saved.get(s, SCHEME_OFF) for s in stages})
+    model = build_model(cfg, state["num_classes"], state["in_chans"], _saved_schemes(cfg, state))
     model.load_state_dict(state["model"])
     return model.eval()
 

@@ -126,6 +126,13 @@ CONFIG_CASES = [
         {"run.yaml": QUICK},
     ),
     Case(
+        "override-momentum-out-of-range",
+        [*TRAIN, "--set", "optim.momentum=1"],
+        "optim.momentum: must be in [0, 1), got 1",
+        None,
+        {"run.yaml": QUICK},
+    ),
+    Case(
         "config-stage-not-in-model",
         TRAIN,
         "has no stage c5",
