@@ -54,7 +54,9 @@ def _get_run(client: MlflowClient, run_id: str) -> Run:
     try:
         return client.get_run(run_id)
     except MlflowException:
-        raise UserError(f"run {run_id}: no such run at {client.tracking_uri}; check the id and --tracking-uri") from None
+        raise UserError(
+            f"run {run_id}: no such run at {client.tracking_uri}; check the id and --tracking-uri"
+        ) from None
 
 
 def plan_run(client: MlflowClient, run_id: str, work: Path, *, force: bool, data_cache: dict | None = None) -> TestPlan:
@@ -147,13 +149,19 @@ class SweepFront:
 def find_sweep(client: MlflowClient, name: str) -> Run:
     """The most recent parent run of sweep ``name`` (tags role=sweep, sweep=name) in any experiment."""
     experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
-    runs = client.search_runs(
-        experiments,
-        filter_string=f"tags.role = 'sweep' and tags.sweep = '{name}'",
-        order_by=["attributes.start_time DESC"],
-    ) if experiments else []
+    runs = (
+        client.search_runs(
+            experiments,
+            filter_string=f"tags.role = 'sweep' and tags.sweep = '{name}'",
+            order_by=["attributes.start_time DESC"],
+        )
+        if experiments
+        else []
+    )
     if not runs:
-        raise UserError(f"no sweep named {name!r} at {client.tracking_uri} (a sweep's name is tune.name or its file's stem)")
+        raise UserError(
+            f"no sweep named {name!r} at {client.tracking_uri} (a sweep's name is tune.name or its file's stem)"
+        )
     return runs[0]
 
 

@@ -351,6 +351,16 @@ def param_divergence(model: nn.Module, session: Session) -> float:
     return session.all_reduce(own).item()
 
 
+def checkpoint_due(cfg: RunConfig, epoch: int) -> bool:
+    """A checkpoint after ``epoch`` (0-based): every ``train.checkpoint_every`` epochs and after the last."""
+    return (epoch + 1) % cfg.train.checkpoint_every == 0 or epoch == cfg.train.epochs - 1
+
+
+def suite_due(cfg: RunConfig, epoch: int) -> bool:
+    """The whole evaluation suite after ``epoch`` besides the last: every ``eval.every`` epochs (0: never)."""
+    return bool(cfg.eval.every) and (epoch + 1) % cfg.eval.every == 0
+
+
 def train_loop(
     cfg: RunConfig, session: Session, lineage: Lineage, progress: Progress, *, measure_test: bool = False
 ) -> LoopResult:
@@ -420,8 +430,8 @@ def train_loop(
             metrics["time/epoch_seconds"] = time.perf_counter() - started
             metrics["epoch"] = epoch + 1
             last_epoch = epoch == cfg.train.epochs - 1
-            every = cfg.eval.every and (epoch + 1) % cfg.eval.every == 0
-            checkpoint = (epoch + 1) % cfg.train.checkpoint_every == 0 or last_epoch
+            every = suite_due(cfg, epoch)
+            checkpoint = checkpoint_due(cfg, epoch)
             state = None
             if chief:
                 if last_epoch or every:

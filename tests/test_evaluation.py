@@ -81,9 +81,15 @@ def test_the_test_split_is_measured_at_what_train_and_val_chose(model):
     assert result.primary == "val"
     for key, value in without.metrics.items():  # measuring test changes nothing on val
         assert result.metrics[key] == pytest.approx(value, nan_ok=True), key
-    for key in ("test/accuracy", "test/loss", "test/decode_accuracy/block_0", "test/binary/f1_mean",
-                "test/early_exit/compute_at_99pct_accuracy", "test/removal/active_drop",
-                "test/invariance/decode_agreement/block_0"):
+    for key in (
+        "test/accuracy",
+        "test/loss",
+        "test/decode_accuracy/block_0",
+        "test/binary/f1_mean",
+        "test/early_exit/compute_at_99pct_accuracy",
+        "test/removal/active_drop",
+        "test/invariance/decode_agreement/block_0",
+    ):
         assert key in result.metrics, key
     assert {"test_binary_classifiers", "test_early_exit_curve", "test_removal_curve"} <= set(result.tables)
     # the thresholds are the fit's, the early-exit operating point the validation curve's

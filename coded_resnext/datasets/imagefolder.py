@@ -40,9 +40,13 @@ def build_imagefolder(spec: DataSpec) -> DatasetBundle:
         test_base = _folder(test_dir)
         if test_base.classes != train_base.classes:
             missing = sorted(set(train_base.classes) ^ set(test_base.classes))
-            raise DataError(f"imagefolder: {train_dir} and {test_dir} have different class folders (e.g. {missing[:3]})")
+            raise DataError(
+                f"imagefolder: {train_dir} and {test_dir} have different class folders (e.g. {missing[:3]})"
+            )
     if spec.val_fraction and len(train_base) < 2:
-        raise DataError(f"imagefolder: {train_dir} has {len(train_base)} image(s); a validation hold-out needs 2 or more")
+        raise DataError(
+            f"imagefolder: {train_dir} has {len(train_base)} image(s); a validation hold-out needs 2 or more"
+        )
     size = spec.image_size or DEFAULT_IMAGE_SIZE
     transforms = Transforms(
         *imagenet_transforms(size, IMAGENET_MEAN, IMAGENET_STD, augment=spec.augment, randaugment=spec.randaugment)

@@ -84,7 +84,9 @@ class DatasetBundle:
 
     def sizes(self) -> dict[str, int]:
         """Samples per role (0 for a role this dataset lacks): ``train``, ``val``, ``test``."""
-        return {role: 0 if getattr(self, role) is None else len(getattr(self, role)) for role in ("train", "val", "test")}
+        return {
+            role: 0 if getattr(self, role) is None else len(getattr(self, role)) for role in ("train", "val", "test")
+        }
 
     def targets(self, which: str = "train") -> torch.Tensor:
         """Labels of one role as a long tensor, without loading any image."""

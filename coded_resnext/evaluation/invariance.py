@@ -51,7 +51,7 @@ def invariance_rows(model: CodedResNeXt, loader: Iterable, device: torch.device,
                 acc[1] += cosine
         count += len(x)
     return [
-        {"transform": name, "block": b, "decode_agreement": a / count, "energy_cosine": c / count}
+        {"transform": name, "block": b, "decode_agreement": a / count, "energy_cosine": c / count, "samples": count}
         for (name, b), (a, c) in sums.items()
     ]
 

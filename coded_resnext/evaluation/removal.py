@@ -49,7 +49,9 @@ def removal_curves(
                     logits = removal_logits(model, x, y, block, k, which, generator)
                     correct += (logits.argmax(1) == y).sum().item()
                     total += len(y)
-                rows.append({"block": block, "which": which, "k": k, "accuracy": correct / max(total, 1)})
+                rows.append(
+                    {"block": block, "which": which, "k": k, "accuracy": correct / max(total, 1), "samples": total}
+                )
     return rows
 
 

@@ -187,7 +187,12 @@ def _measure(model, role, dataset, data: SuiteData, fitted: _Fitted, device, set
     metrics = basic_metrics(model, collected)
     tables: dict[str, list[dict]] = {
         "decode_accuracy": [
-            {"block": i, "stage": info.stage, "accuracy": metrics[f"val/decode_accuracy/block_{i}"]}
+            {
+                "block": i,
+                "stage": info.stage,
+                "accuracy": metrics[f"val/decode_accuracy/block_{i}"],
+                "samples": len(part),
+            }
             for i, info in enumerate(model.coded_blocks)
         ]
     }
