@@ -430,7 +430,7 @@ def train_loop(
             metrics["time/epoch_seconds"] = time.perf_counter() - started
             metrics["epoch"] = epoch + 1
             last_epoch = epoch == cfg.train.epochs - 1
-            every = suite_due(cfg, epoch)
+            every = suite_due(cfg, epoch) and bundle.val is not None  # without val, nothing to measure before the end
             checkpoint = checkpoint_due(cfg, epoch)
             state = None
             if chief:
