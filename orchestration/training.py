@@ -36,7 +36,9 @@ from orchestration.checkpoint import save_checkpoint
 from orchestration.config import RunConfig, SchemeGenerator
 from orchestration.errors import UserError
 from orchestration.lineage import Lineage
+from orchestration.provenance import log_provenance
 from orchestration.sessions import LocalSession, Session
+from orchestration.system_metrics import start_on_every_rank
 from orchestration.tracking import RunTracker
 
 Say = Callable[[str], None]
@@ -351,6 +353,11 @@ def train_loop(cfg: RunConfig, session: Session, lineage: Lineage, progress: Pro
     chief = session.rank == 0
     device = session.device() or resolve_device(cfg.train.device)
     state = session.restore()
+    done = session.broadcast(lineage.finished_metrics(cfg.tracking.uri, cfg.tracking.experiment) if chief else None)
+    if done is not None:  # a trial that had finished before its sweep's driver died: report, do not retrain
+        progress.say("this trial's MLflow run had already finished; reporting its final metrics")
+        session.report({**done, "epoch": cfg.train.epochs}, cfg.train.epochs - 1, None)
+        return LoopResult(None, done, None)
     seed_everything(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
     bundle = build_dataset(data_spec(cfg))
     model = build_model(cfg, bundle.num_classes, bundle.in_chans).to(device, memory_format=torch.channels_last)
@@ -383,6 +390,8 @@ def train_loop(cfg: RunConfig, session: Session, lineage: Lineage, progress: Pro
         )
         tracker.log_params(params)
         _log_config_artifacts(tracker, cfg, model)
+        log_provenance(tracker, cfg.data.name, cfg.data.root, {"train": bundle.train_eval, "val": bundle.val})
+    side = start_on_every_rank(cfg.tracking, session, tracker, lineage.tracking_uri or cfg.tracking.uri)
 
     metrics: dict[str, float] = {}
     suite = None
@@ -423,6 +432,9 @@ def train_loop(cfg: RunConfig, session: Session, lineage: Lineage, progress: Pro
         if tracker is not None:
             tracker.finish("FAILED")
         raise
+    finally:
+        if side is not None:  # another rank's system metrics, into rank 0's run
+            side.close()
     return LoopResult(tracker.run_id if tracker else None, metrics, suite)
 
 
