@@ -1,5 +1,6 @@
 """The report of an experiment (a sweep, an ablation, or single runs): Parquet tables, figures,
-``report.md`` and a self-contained ``report.html``, attached to the sweep's parent run in MLflow.
+``report.md`` and a self-contained ``report.html``. It reads runs and writes files, never MLflow: the
+``report`` command attaches it to the sweep's parent run (``Report.parent_runs``).
 
     out/report.md, out/report.html          the report (the HTML embeds its figures)
     out/plots/*.png                         the figures
@@ -73,7 +74,6 @@ class ReportOptions:
     parent_run_id: str | None = None  # only this sweep's or ablation's trials
     objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES
     top: int = 10  # rows in the best-runs table
-    attach: bool = True  # log the report to the parent run
     ablation_metrics: tuple[str, ...] = ABLATION_METRICS
 
 
@@ -86,7 +86,7 @@ class Report:
     figures: list[Path] = field(default_factory=list)
     parquet: dict[str, ParquetWrite] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    attached_to: list[str] = field(default_factory=list)
+    parent_runs: list[str] = field(default_factory=list)  # the sweeps/ablations the reported runs belong to
 
 
 # ---- pieces --------------------------------------------------------------------------------------------
@@ -187,19 +187,6 @@ def _with_experiment_id(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame
     if table.empty or "run_id" not in table.columns:
         return table
     return table.merge(runs[["run_id", "experiment_id"]], on="run_id", how="left")
-
-
-def _attach(report: Report, parents: list[str], tracking_uri: str | None) -> None:
-    client = client_for(tracking_uri)
-    for parent in parents:
-        try:
-            client.get_run(parent)
-            client.log_artifact(parent, str(report.markdown), "report")
-            client.log_artifact(parent, str(report.html), "report")
-            client.log_artifacts(parent, str(report.out_dir / "plots"), "report/plots")
-            report.attached_to.append(parent)
-        except (MlflowException, OSError) as err:
-            report.notes.append(f"could not attach the report to parent run {parent}: {err}")
 
 
 # ---- the report ----------------------------------------------------------------------------------------
@@ -339,12 +326,7 @@ def build_report(
 
     report.markdown.write_text(to_markdown(doc, out_dir))
     report.html.write_text(to_html(doc))
-    if options.attach:
-        targets = [options.parent_run_id] if options.parent_run_id else parents
-        if len(targets) == 1:
-            _attach(report, targets, uri)
-        elif len(targets) > 1:
-            report.notes.append(f"not attached: runs come from {len(targets)} parent runs; pass --parent RUN_ID")
+    report.parent_runs = [options.parent_run_id] if options.parent_run_id else parents
     return report
 
 

@@ -9,9 +9,9 @@ import shutil
 import subprocess
 
 import pytest
+from synthetic_runs import SyntheticSpec, write_synthetic_experiment
 
 from results.report import ReportOptions, build_report
-from results.synthetic import SyntheticSpec, write_synthetic_experiment
 
 BROWSER = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
 
@@ -28,7 +28,7 @@ def test_report_html_renders_its_images_in_a_browser(tmp_path):
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     write_synthetic_experiment(uri, SyntheticSpec("browse", runs=6, kind="sweep", epochs=2))
-    report = build_report("browse", tmp_path / "out", ReportOptions(tracking_uri=uri, attach=False))
+    report = build_report("browse", tmp_path / "out", ReportOptions(tracking_uri=uri))
     page = tmp_path / "probe.html"
     page.write_text(report.html.read_text() + PROBE)
     result = subprocess.run(

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from synthetic_runs import SyntheticSpec, write_synthetic_experiment
 
 from orchestration.cli import main as cli_main
 from results.ablation import summarize_ablation
@@ -18,7 +19,6 @@ from results.pareto import Objective, pareto_front
 from results.parquet import read_parquet, write_parquet
 from results.report import ReportOptions, build_report
 from results.runs import load_runs
-from results.synthetic import SyntheticSpec, write_synthetic_experiment
 
 
 # ---- ablation summaries ----------------------------------------------------------------------------
@@ -284,20 +284,25 @@ def test_report_writes_tables_figures_and_attaches_to_the_parent(store, sweep_re
 
     client = MlflowClient(store["uri"])
     parent = load_runs("sweep", tracking_uri=store["uri"])["parent_run_id"].iloc[0]
-    assert report.attached_to == [parent]
+    assert report.parent_runs == [parent]
+    assert not client.list_artifacts(parent, "report")  # results/ writes files, never MLflow
+    from orchestration.commands.report import attach_report  # the report command attaches it
+
+    assert attach_report(report, store["uri"]) == [parent]
     attached = {a.path for a in client.list_artifacts(parent, "report")}
     assert {"report/report.html", "report/report.md", "report/plots"} <= attached
+    assert client.get_run(parent).info.status == "FINISHED"  # attaching leaves the parent's state alone
 
 
 def test_report_rerun_appends_nothing(store, sweep_report):
     _, out = sweep_report
-    again = build_report("sweep", out, ReportOptions(tracking_uri=store["uri"], attach=False))
+    again = build_report("sweep", out, ReportOptions(tracking_uri=store["uri"]))
     assert all(w.rows_written == 0 for w in again.parquet.values())
     assert len(read_parquet(out / "parquet", "runs")) == 12
 
 
 def test_report_of_an_ablation_has_intervals_and_paired_deltas(store, tmp_path):
-    report = build_report("ablation", tmp_path, ReportOptions(tracking_uri=store["uri"], attach=False))
+    report = build_report("ablation", tmp_path, ReportOptions(tracking_uri=store["uri"]))
     summary = pd.read_csv(tmp_path / "ablation.csv")
     assert set(summary["cell"]) == {
         "control", "loss.mu=3,loss.p_drop=0.1", "loss.mu=6,loss.p_drop=0.1", "loss.mu=6,loss.p_drop=0.0"
@@ -310,7 +315,7 @@ def test_report_of_an_ablation_has_intervals_and_paired_deltas(store, tmp_path):
 
 def test_report_of_single_runs_without_tables(store, tmp_path):
     report = build_report("single", tmp_path, ReportOptions(tracking_uri=store["uri"]))
-    assert report.runs == 3 and report.attached_to == []  # no parent to attach to
+    assert report.runs == 3 and report.parent_runs == []  # no parent to attach to
     names = {p.name for p in report.figures}
     assert "pareto_front.png" in names  # the metrics are there...
     assert not names & {"early_exit_front.png", "binary_precision_recall.png"}  # ...the tables are not

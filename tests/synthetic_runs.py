@@ -1,11 +1,12 @@
-"""A synthetic MLflow experiment shaped like the real ones, for tests and for timing the report.
+"""A synthetic MLflow experiment shaped like the real ones, for tests and for timing the report (it
+writes a fake store directly with MlflowClient: test data, not a tracked run).
 
 Runs carry what ``orchestration.training`` logs (the flattened config as params, per-epoch metrics, the
 suite's final metrics, ``tables/*.csv``, ``plots/energy_heatmap_block_*.png``) and the tags of the sweep
 and ablation contracts (``role``, ``mlflow.parentRunId``, ``ablation_cell``). The numbers are made up
 but move with mu, p_drop and width the way the paper's do, so fronts and ablations are not degenerate.
 
-    python -m results.synthetic --tracking-uri sqlite:////tmp/s/mlflow.db --runs 200 --experiment synth
+    python tests/synthetic_runs.py --tracking-uri sqlite:////tmp/s/mlflow.db --runs 200 --experiment synth
 """
 
 from __future__ import annotations
