@@ -32,12 +32,18 @@ def unfinished(statuses: dict[str, str]) -> list[str]:
 
 
 def close_child_runs(
-    uri: str, experiment: str, parent_run_id: str, select: Callable[[str], bool], status: str, reason: str
+    uri: str,
+    experiment: str,
+    parent_run_id: str,
+    select: Callable[[str], bool],
+    status: str,
+    reason: str,
+    among: tuple[str, ...] = ("RUNNING",),
 ) -> list[str]:
-    """Close (as ``status``, tag ``killed_reason``) every RUNNING trial run under ``parent_run_id`` whose
-    trial id ``select`` picks; returns their trial ids."""
+    """Close (as ``status``, tag ``killed_reason``) every trial run under ``parent_run_id`` in a status of
+    ``among`` whose trial id ``select`` picks; returns their trial ids."""
     closed = []
-    for run in find_runs(uri, experiment, {"mlflow.parentRunId": parent_run_id}, statuses=("RUNNING",)):
+    for run in find_runs(uri, experiment, {"mlflow.parentRunId": parent_run_id}, statuses=among):
         trial_id = run.data.tags.get("trial_id", "")
         if select(trial_id):
             close_run(uri, run.info.run_id, status, killed_reason=reason)

@@ -341,6 +341,7 @@ class Sweep:
         outcome = SweepOutcome(parent.run_id, path, rows, failed, self._planned(parent, name))
         if self._interrupted(outcome, parent):
             return outcome
+        parent.set_tags({"interrupted": "false", "runs_done": f"{len(rows)}/{outcome.planned or len(rows)}"})
         self._log_summary(parent, rows)
         parent.finish("FINISHED" if not failed else "FAILED")
         return outcome
@@ -382,9 +383,11 @@ class Sweep:
         from orchestration.reconcile import close_child_runs
 
         reason = f"interrupted (Ctrl-C) before it finished; continue with: {self.resume_command()}"
+        # FAILED too: the Ctrl-C reaches the trial's process, whose loop then fails its own run
         return close_child_runs(
-            self.tracking_uri, self.base_cfg.tracking.experiment, parent_run_id, select, "KILLED", reason
-        )
+            self.tracking_uri, self.base_cfg.tracking.experiment, parent_run_id, select, "KILLED", reason,
+            among=("RUNNING", "FAILED"),
+        )  # fmt: skip
 
     def _interrupted(self, outcome: SweepOutcome, parent: RunTracker) -> bool:
         """Tune ends ``fit`` normally on Ctrl-C, with trials unfinished: say so, close their runs, mark the
