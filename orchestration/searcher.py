@@ -41,12 +41,13 @@ def check_url(url: str) -> None:
     shown = redact_uri(url)
     try:
         parsed = sqlalchemy.engine.make_url(url)
-        parsed.get_dialect()
     except (ArgumentError, ValueError):
         raise SearcherStorageError(
             f"tune.searcher_storage {shown!r}: not a database URL; use e.g. "
             "postgresql+psycopg2://user@host:5432/optuna or sqlite:///path/optuna.db"
         ) from None
+    try:
+        parsed.get_dialect()
     except NoSuchModuleError:
         raise SearcherStorageError(
             f"tune.searcher_storage {shown!r}: unknown database kind {parsed.drivername!r}; "

@@ -176,7 +176,13 @@ def call_with_retry(
 
 
 def _quote(value: str) -> str:
-    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """A string literal of MLflow's search syntax, which has no escapes: single or double quotes."""
+    value = str(value)
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise TrackingError(f"cannot search for a tag value holding both kinds of quote: {value!r}")
 
 
 def find_runs(

@@ -351,13 +351,13 @@ def param_divergence(model: nn.Module, session: Session) -> float:
 def train_loop(cfg: RunConfig, session: Session, lineage: Lineage, progress: Progress) -> LoopResult:
     """The training loop shared by every place a run can execute (see ``sessions.py``)."""
     chief = session.rank == 0
-    device = session.device() or resolve_device(cfg.train.device)
     state = session.restore()
     done = session.broadcast(lineage.finished_metrics(cfg.tracking.uri, cfg.tracking.experiment) if chief else None)
     if done is not None:  # a trial that had finished before its sweep's driver died: report, do not retrain
         progress.say("this trial's MLflow run had already finished; reporting its final metrics")
         session.report({**done, "epoch": cfg.train.epochs}, cfg.train.epochs - 1, None)
         return LoopResult(None, done, None)
+    device = session.device() or resolve_device(cfg.train.device)
     seed_everything(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
     bundle = build_dataset(data_spec(cfg))
     model = build_model(cfg, bundle.num_classes, bundle.in_chans).to(device, memory_format=torch.channels_last)
