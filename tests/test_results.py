@@ -345,3 +345,36 @@ def test_report_command_prints_where_the_report_is(store, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "8 runs" in printed and str(out / "report.html") in printed
     assert (out / "report.md").exists() and (out / "parquet" / "runs").is_dir()
+
+
+# ---- labels and importance -----------------------------------------------------------------------------
+def test_short_labels_round_numbers_and_abbreviate_schemes():
+    from results.labels import short_run_names, short_value
+
+    assert short_value("loss.mu", "3.8127361528716237") == "3.81" and short_value("loss.mu", "6.0") == "6"
+    assert short_value("coding.c3", "generate:active=4,min_distance=4,seed=0") == "gen 4 d4"
+    assert short_value("coding.c3", "generate:active=6,branches=12,min_distance=None,seed=1") == "gen 6/12 s1"
+    assert short_value("coding.c3", "paper:cifar10/5/10") == "paper 5/10"
+    assert short_value("model.name", "coded_resnext_mini") == "coded_resnext_mini"
+    names = pd.Series(["quickstart-ab12c_00000", "quickstart-ab12c_00001"])
+    assert short_run_names(names).tolist() == ["ab12c_00000", "ab12c_00001"]
+
+
+def test_importance_names_the_parameter_that_drives_each_objective():
+    from results.importance import param_importances, study_from_runs
+
+    rng = np.random.default_rng(0)
+    mu, p_drop = rng.uniform(1, 10, 40), rng.choice([0.0, 0.1, 0.2], 40)
+    runs = pd.DataFrame(
+        {
+            "params.loss.mu": pd.Series(mu.astype(str), dtype="string"),
+            "params.loss.p_drop": pd.Series(p_drop.astype(str), dtype="string"),
+            "metrics.val/accuracy": 0.9 - 0.01 * mu + rng.normal(0, 1e-4, 40),  # driven by mu
+            "metrics.binary/param_fraction": 0.5 + p_drop + rng.normal(0, 1e-4, 40),  # driven by p_drop
+        }
+    )
+    objectives = (Objective("val/accuracy", "max"), Objective("binary/param_fraction", "min"))
+    table = param_importances(study_from_runs(runs, ["loss.mu", "loss.p_drop"], objectives), objectives)
+    assert table["val/accuracy"].idxmax() == "loss.mu" and table["val/accuracy"]["loss.mu"] > 0.9
+    assert table["binary/param_fraction"].idxmax() == "loss.p_drop"
+    assert study_from_runs(runs.head(3), ["loss.mu"], objectives) is None  # too few runs to say anything
