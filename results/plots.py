@@ -272,5 +272,8 @@ def parallel_coordinates(study, objective: Objective, params: Sequence[str], pat
         )
     fig = ax.figure
     fig.set_size_inches(max(7.0, 1.6 * (len(params) + 1)), 4.6)
-    ax.set_title(f"{len(study.trials)} runs across the searched parameters, coloured by {display(objective.metric).label}", fontsize=10)
+    ax.set_title(
+        f"{len(study.trials)} runs across the searched parameters, coloured by {display(objective.metric).label}",
+        fontsize=10,
+    )
     return _save(fig, path)

@@ -85,5 +85,7 @@ def test_the_quickstart_report_fits_a_1280_px_window_with_nothing_clipped(tmp_pa
     assert layout["wide"] == []  # no element reaches past the window's right edge
     assert len(layout["images"]) == len(report.figures)
     shot = tmp_path / "report.png"
-    subprocess.run([*common, f"--screenshot={shot}", report.html.as_uri()], capture_output=True, timeout=120, check=False)
+    subprocess.run(
+        [*common, f"--screenshot={shot}", report.html.as_uri()], capture_output=True, timeout=120, check=False
+    )
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # what a person would see (kept in tmp_path)
