@@ -1,4 +1,5 @@
-"""Kill a smoke sweep's driver (kill -9 of its whole process group, Ray included) at random moments,
+"""Kill a smoke sweep's driver (kill -9 of its whole process group, Ray included) at random moments
+(uniformly within ``--window`` seconds of its trials running, whatever Ray's start-up took),
 resume it each time, and count what a crash could leave wrong once it is done:
 
 - runs left RUNNING in MLflow, and Optuna trials left RUNNING in the study;
@@ -39,8 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cycles", type=int, default=10, help="kills, each followed by --resume")
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--concurrent", type=int, default=2)
-    parser.add_argument("--earliest", type=float, default=12.0, help="seconds after a driver starts")
-    parser.add_argument("--latest", type=float, default=45.0)
+    parser.add_argument(
+        "--window", type=float, default=20.0, help="kill uniformly within this many seconds of trials running"
+    )
     parser.add_argument("--seed", type=int, default=0, help="of the kill moments")
     parser.add_argument("--json", type=Path, help="also write the counts here")
     args = parser.parse_args(argv)
@@ -105,11 +107,14 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
     log = open(work / "drivers.log", "w")  # noqa: SIM115 - closed below
     while kills < args.cycles:
         command = [*base, "--resume"] if resume else base
+        offset = log.tell()
         driver = subprocess.Popen(command, cwd=work, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
-        at = time.monotonic() + rng.uniform(args.earliest, args.latest)
-        runs = []
-        while time.monotonic() < at and driver.poll() is None:
+        delay = rng.uniform(0, args.window)
+        runs, at = [], None
+        while driver.poll() is None and (at is None or time.monotonic() < at):
             runs = watcher.poll()
+            if at is None and " started" in (work / "drivers.log").read_text()[offset:]:
+                at = time.monotonic() + delay  # this driver's trials are running: kill within the window
             time.sleep(0.25)
         if driver.poll() is not None:  # the sweep finished (or failed) before this kill: no more cycles
             print(f"driver ended by itself (exit {driver.returncode}) before kill {kills + 1}", flush=True)
@@ -120,6 +125,7 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
         driver.wait()
+        log.seek(0, os.SEEK_END)
         kills += 1
         resume = True
         print(

@@ -153,6 +153,8 @@ class Sweep:
             run_name=f"{self.space.role}-{self.space.name}",
             tags={"role": self.space.role, "sweep": self.space.name, "storage_path": self.storage_path},
         )
+        if self.base_cfg.tracking.system_metrics:  # the driver's machine (the head node) while the sweep runs
+            tracker.start_system_metrics(self.base_cfg.tracking.system_metrics_interval)
         if run_id is None:
             t = self.space.tune
             params = {

@@ -308,6 +308,7 @@ def test_resume_closes_runs_and_fails_optuna_trials_the_restored_experiment_does
     states = {t.user_attrs[TRIAL_ATTR]: t.state.name for t in optuna.load_study(study_name="study", storage=url).trials}
     assert states == {"known": "RUNNING", "orphan": "FAIL"}
     assert said and "1 trial run(s)" in said[0] and "1 Optuna trial(s)" in said[0]
+    parent.finish()
 
 
 def test_the_planned_trial_count_and_the_resume_command(tmp_path, monkeypatch):
