@@ -3,7 +3,7 @@
 so drifts of a shared machine hit both alike.
 
     python benchmarks/system_metrics_overhead.py --pairs 3 --epochs 4           # the measurement (~25 min)
-    python benchmarks/system_metrics_overhead.py --pairs 1 --epochs 1 --limit-train 3000  # does it work
+    python benchmarks/system_metrics_overhead.py --pairs 1 --smoke-test --interval 2     # does it work
 
 Prints each run's wall time, the medians and their ratio (on / off). The sampling interval is the
 default (10 s) unless ``--interval`` says otherwise. Everything runs in a throwaway directory.
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", type=int, default=3, help="runs with and without, interleaved")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--limit-train", type=int, default=None, help="a seeded subset of the training set")
+    parser.add_argument("--smoke-test", action="store_true", help="tiny data and evaluation (does it work)")
     parser.add_argument("--interval", type=float, default=10.0, help="system-metrics sampling interval, seconds")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _measure(args: argparse.Namespace, work: Path) -> dict:
-    from orchestration.config import load_config
+    from orchestration.config import load_config, smoke_test_config
     from orchestration.training import fit
 
     times: dict[str, list[float]] = {"on": [], "off": []}
@@ -54,6 +55,8 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
             if args.limit_train:
                 overrides.append(f"data.limit_train={args.limit_train}")
             cfg = load_config(args.config, overrides)
+            if args.smoke_test:
+                cfg = smoke_test_config(cfg)
             started = time.perf_counter()
             fit(cfg, checkpoint_root=work / f"ckpt-{setting}", tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
             seconds = time.perf_counter() - started
