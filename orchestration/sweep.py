@@ -112,6 +112,7 @@ class SweepOutcome:
     failed: int
     planned: int | None = None  # trials this Tune experiment was to run (None: unknown)
     interrupted: bool = False  # stopped (Ctrl-C) before every planned trial finished
+    done: int | None = None  # trials finished (or failed) when it stopped
     resume_command: str = ""
 
 
@@ -331,8 +332,11 @@ class Sweep:
                 )
                 tuner = self._tuner(name, parent.run_id, samples, extension)
             grid = tuner.fit()
-        except KeyboardInterrupt:
-            self._close_interrupted(parent.run_id, path, lambda _trial_id: True)
+        except KeyboardInterrupt:  # a second Ctrl-C, or one before Tune took over
+            from orchestration.reconcile import trial_statuses, unfinished
+
+            waiting = set(unfinished(trial_statuses(path)))
+            self._close_interrupted(parent.run_id, path, lambda trial_id: trial_id in waiting)
             parent.finish("KILLED")
             raise
         except BaseException:
@@ -351,6 +355,7 @@ class Sweep:
     def _planned(self, parent: RunTracker, name: str) -> int | None:
         from orchestration.tracking import call_with_retry
 
+        parent.flush()  # the tag written at the start, if it waited for the store
         tags = call_with_retry(
             lambda: parent.client.get_run(parent.run_id).data.tags,
             what="read the parent run",
@@ -404,6 +409,7 @@ class Sweep:
             return False
         self._close_interrupted(parent.run_id, outcome.experiment_path, lambda trial_id: trial_id in waiting)
         outcome.interrupted = True
+        outcome.done = done
         outcome.resume_command = self.resume_command()
         outcome.trials = [r for r in outcome.trials if r["trial_id"] not in waiting]
         parent.set_tags(
@@ -441,7 +447,7 @@ def print_outcome(
     ok = [r for r in outcome.trials if r["status"] == "OK" and all(r.get(k) is not None for k in objectives)]
     if outcome.interrupted:
         print(
-            f"\nINTERRUPTED: {len(outcome.trials)} of {outcome.planned or '?'} trials done; "
+            f"\nINTERRUPTED: {outcome.done} of {outcome.planned or '?'} trials done; "
             f"continue with:\n  {outcome.resume_command}",
             file=stream,
         )
