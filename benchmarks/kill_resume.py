@@ -45,19 +45,33 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="of the kill moments")
     parser.add_argument("--json", type=Path, help="also write the counts here")
+    parser.add_argument("--keep", type=Path, help="work in this (new) directory and keep it, to look into")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    if args.keep:
+        args.keep.mkdir(parents=True)
+        os.chdir(args.keep)
+        _measure(args, args.keep.resolve())
+        return
     run_in_throwaway_dir("kill-resume-", lambda work: _measure(args, work), args.json)
 
 
 def _space(work: Path, args: argparse.Namespace) -> Path:
     doc = {
         "base": str(ROOT / "search_spaces" / "quickstart_train.yaml"),
-        "config": {
-            "data": {"name": "synthetic", "ood": None},
+        "config": {  # smoke-sized trials (tune --smoke-test would also cap the sweep at 3 trials)
+            "data": {"name": "synthetic", "ood": None, "limit_train": 512, "limit_val": 256},
             "train": {"epochs": 2},
+            "optim": {"batch_size": 64, "warmup_epochs": 0.0},
             "tracking": {"experiment": EXPERIMENT, "log_model": False},
-            "eval": {"binary_classes": 2},
+            "eval": {
+                "binary_classes": 2,
+                "binary_fit_samples": 256,
+                "invariance_samples": 64,
+                "removal_samples": 256,
+                "early_exit_thresholds": 11,
+                "limit_val": 256,
+            },
         },
         "search": {"loss.mu": {"loguniform": [1.0, 12.0]}, "loss.p_drop": {"choice": [0.0, 0.1, 0.2]}},
         "tune": {
@@ -99,7 +113,7 @@ class Watcher:
 def _measure(args: argparse.Namespace, work: Path) -> dict:
     uri = f"sqlite:///{work / 'mlflow.db'}"
     space = _space(work, args)
-    base = [sys.executable, "-m", "orchestration.cli", "tune", str(space), "--smoke-test", "--tracking-uri", uri]
+    base = [sys.executable, "-m", "orchestration.cli", "tune", str(space), "--tracking-uri", uri]
     rng = random.Random(args.seed)
     watcher = Watcher(uri)
     kills, hard_moments = 0, 0
@@ -156,6 +170,9 @@ def _count(args, work: Path, uri: str, watcher: Watcher, kills: int, hard: int, 
         for key in ("train/loss", "val/accuracy"):
             steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
             duplicates += len(steps) - len(set(steps))
+    for trial_id, status in sorted(statuses.items()):
+        mine = [r.info.status for r in runs if r.data.tags.get("trial_id") == trial_id]
+        print(f"  trial {trial_id}: Tune {status}, MLflow {', '.join(mine) or 'no run'}")
     study = optuna.load_study(
         study_name=EXPERIMENT, storage=f"sqlite:///{work / 'runs' / 'tune' / f'{EXPERIMENT}.optuna.db'}"
     )

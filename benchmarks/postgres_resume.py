@@ -32,19 +32,33 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--keep", type=Path, help="work in this (new) directory and keep it, to look into")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    if args.keep:
+        args.keep.mkdir(parents=True)
+        os.chdir(args.keep)
+        _measure(args, args.keep.resolve())
+        return
     run_in_throwaway_dir("pg-resume-", lambda work: _measure(args, work), args.json)
 
 
 def _space(work: Path, trials: int) -> Path:
     doc = {
         "base": str(ROOT / "search_spaces" / "quickstart_train.yaml"),
-        "config": {
-            "data": {"name": "synthetic", "ood": None},
+        "config": {  # smoke-sized trials (tune --smoke-test would also cap the sweep at 3 trials)
+            "data": {"name": "synthetic", "ood": None, "limit_train": 512, "limit_val": 256},
             "train": {"epochs": 2},
+            "optim": {"batch_size": 64, "warmup_epochs": 0.0},
             "tracking": {"experiment": EXPERIMENT, "log_model": False},
-            "eval": {"binary_classes": 2},
+            "eval": {
+                "binary_classes": 2,
+                "binary_fit_samples": 256,
+                "invariance_samples": 64,
+                "removal_samples": 256,
+                "early_exit_thresholds": 11,
+                "limit_val": 256,
+            },
         },
         "search": {"loss.mu": {"loguniform": [1.0, 12.0]}, "loss.p_drop": {"choice": [0.0, 0.1, 0.2]}},
         "tune": {"name": EXPERIMENT, "algorithm": "motpe", "num_samples": trials, "max_concurrent_trials": 1},
@@ -81,7 +95,7 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
     try:
         with PostgresCluster() as pg:
             study_url = pg.create_database("optuna")
-            command = [sys.executable, "-m", "orchestration.cli", "tune", str(space), "--smoke-test",
+            command = [sys.executable, "-m", "orchestration.cli", "tune", str(space),
                        "--address", f"127.0.0.1:{port}", "--tracking-uri", uri, "--storage-path", str(work / "shared"),
                        "--searcher-storage", study_url]  # fmt: skip
             first, second = work / "driver-a", work / "driver-b"
@@ -108,6 +122,8 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(driver.pid, signal.SIGKILL)  # the driver only: the Ray head lives on
             driver.wait()
+            if driver.returncode not in (-signal.SIGKILL, None) and driver.returncode != 0:
+                raise SystemExit(f"the first driver failed (exit {driver.returncode}); see {work / 'drivers.log'}")
             before = {r.info.run_id: r.info.end_time for r in trials() if r.info.status == "FINISHED"}
             study_before = optuna.load_study(study_name=EXPERIMENT, storage=study_url).trials
             complete_before = {t.number for t in study_before if t.state.name == "COMPLETE"}
