@@ -116,7 +116,7 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
     base = [sys.executable, "-m", "orchestration.cli", "tune", str(space), "--tracking-uri", uri]
     rng = random.Random(args.seed)
     watcher = Watcher(uri)
-    kills, hard_moments = 0, 0
+    kills, hard_moments, crashes = 0, 0, 0
     resume = False
     log = open(work / "drivers.log", "w")  # noqa: SIM115 - closed below
     while kills < args.cycles:
@@ -130,9 +130,15 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
             if at is None and " started" in (work / "drivers.log").read_text()[offset:]:
                 at = time.monotonic() + delay  # this driver's trials are running: kill within the window
             time.sleep(0.25)
-        if driver.poll() is not None:  # the sweep finished (or failed) before this kill: no more cycles
+        if driver.poll() is not None:  # the sweep ended before this kill
             print(f"driver ended by itself (exit {driver.returncode}) before kill {kills + 1}", flush=True)
-            break
+            if driver.returncode == 0:
+                break  # done: no more cycles
+            if crashes >= 5:
+                break
+            crashes += 1  # e.g. Ray's out-of-memory killer on a crowded machine: resume, as a user would
+            resume = True
+            continue
         now_ms = time.time() * 1000
         young = [r for r in runs if r.info.status == "RUNNING" and now_ms - r.info.start_time < 3000]
         hard_moments += bool(young)
@@ -148,7 +154,9 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
     final = subprocess.run([*base, "--resume"] if resume else base, cwd=work, stdout=log, stderr=subprocess.STDOUT)
     log.close()
     watcher.poll()
-    return _count(args, work, uri, watcher, kills, hard_moments, final.returncode)
+    counts = _count(args, work, uri, watcher, kills, hard_moments, final.returncode)
+    counts["driver_crashes_resumed"] = crashes
+    return counts
 
 
 def _count(args, work: Path, uri: str, watcher: Watcher, kills: int, hard: int, final_exit: int) -> dict:

@@ -88,9 +88,12 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
     space = _space(work, args.trials)
     port = free_port()
     ray_bin = str(Path(sys.executable).with_name("ray"))
+    # loopback only, and no token: the head, its driver and this script are the only parties, all local
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     head = subprocess.Popen(
-        [ray_bin, "start", "--head", "--port", str(port), "--num-cpus", "2", "--include-dashboard=false", "--block"],
-        cwd=work, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [ray_bin, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
+         "--include-dashboard=false", "--block"],
+        cwd=work, start_new_session=True, stdout=open(work / "head.log", "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
     )  # fmt: skip
     try:
         with PostgresCluster() as pg:
