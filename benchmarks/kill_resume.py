@@ -10,7 +10,7 @@ and, for the record, the trial runs closed as KILLED on resume (a configuration 
 started but not yet recorded; the searcher ran another in its place) and the kills that landed within
 3 s of a trial's start (the hard moment).
 
-    python benchmarks/kill_resume.py --cycles 10 --seed 0          # about 15-25 minutes on 2 cores
+    python benchmarks/kill_resume.py --cycles 10 --seed 3          # about 20-30 minutes on 2 cores
 
 Everything runs in a throwaway directory. Counts, not timings: a busy machine changes when the kills
 land, not what they may leave behind.
@@ -38,10 +38,10 @@ EXPERIMENT = "kill-resume"
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cycles", type=int, default=10, help="kills, each followed by --resume")
-    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--trials", type=int, default=20, help="enough that the sweep outlives the kills")
     parser.add_argument("--concurrent", type=int, default=2)
     parser.add_argument(
-        "--window", type=float, default=20.0, help="kill uniformly within this many seconds of trials running"
+        "--window", type=float, default=30.0, help="kill uniformly within this many seconds of trials running"
     )
     parser.add_argument("--seed", type=int, default=0, help="of the kill moments")
     parser.add_argument("--json", type=Path, help="also write the counts here")
