@@ -152,6 +152,10 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
             f"kill {kills}: {len(runs)} trial runs so far{' (a trial had just started)' if young else ''}", flush=True
         )
     final = subprocess.run([*base, "--resume"] if resume else base, cwd=work, stdout=log, stderr=subprocess.STDOUT)
+    while final.returncode != 0 and crashes < 5:  # a crash (not a kill) at the end: resume, as a user would
+        crashes += 1
+        watcher.poll()
+        final = subprocess.run([*base, "--resume"], cwd=work, stdout=log, stderr=subprocess.STDOUT)
     log.close()
     watcher.poll()
     counts = _count(args, work, uri, watcher, kills, hard_moments, final.returncode)
