@@ -113,3 +113,12 @@ def summarize(space: SearchSpace, metrics: list[str], parent_run_id: str, tracki
 
     runs = load_runs(space.base_config().tracking.experiment, tracking_uri, parent_run_id=parent_run_id)
     return summarize_ablation(runs, metrics, cell_column=f"tags.{CELL_KEY}", control_cell=CONTROL)
+
+
+def smoke_test_ablation(space: SearchSpace, cells: int = 2, seeds: int = 2) -> None:
+    """Shrink the ablation to a few runs, as ``tune --smoke-test`` does: the control and the first
+    ``cells - 1`` cells, on the first ``seeds`` seeds (two, so the paired difference is exercised)."""
+    keep = list(space.cells)[:cells]  # the control comes first
+    space.cells = {name: space.cells[name] for name in keep}
+    space.domains[CELL_KEY] = Domain("grid", values=tuple(keep))
+    space.domains["seed"] = Domain("grid", values=space.domains["seed"].values[:seeds])

@@ -187,6 +187,15 @@ class TrackingSection:
     experiment: str = "coded-resnext"
     run_name: str | None = None
     log_model: bool = True  # log the final model with mlflow.pytorch
+    system_metrics: bool = True  # CPU, memory, disk, network (and GPU) as system/... metrics of the run
+    system_metrics_interval: float = 10.0  # seconds between samples
+
+    def __post_init__(self) -> None:
+        _check(
+            self.system_metrics_interval > 0,
+            "tracking.system_metrics_interval",
+            f"must be > 0 seconds, got {self.system_metrics_interval}",
+        )
 
 
 @dataclass

@@ -46,10 +46,6 @@ class TestPlan:
     forced: bool
 
 
-def _client(uri: str) -> MlflowClient:
-    return MlflowClient(uri)
-
-
 def _get_run(client: MlflowClient, run_id: str) -> Run:
     try:
         return client.get_run(run_id)
@@ -118,12 +114,16 @@ def measure(plan: TestPlan, tracking_uri: str, say: Say, device: str = "auto") -
     say(f"run {plan.run_id}: measuring the test split ({len(bundle.test)} images)")
     result = run_suite(model, data, device=target, settings=cfg.eval, seed=cfg.seed, progress=say)
     metrics = {k: v for k, v in result.metrics.items() if k.startswith("test/")}
-    tracker = RunTracker(tracking_uri, plan.experiment, run_id=plan.run_id)
+    step = state["epoch"]
+    if plan.forced:  # a later measurement: the next step, so the history keeps both
+        earlier = MlflowClient(tracking_uri).get_metric_history(plan.run_id, "test/accuracy")
+        step = max([step - 1, *(m.step for m in earlier)]) + 1
+    tracker = RunTracker.attach(tracking_uri, plan.run_id)  # writes only: the run's status stays as it is
     try:
-        step = state["epoch"]
-        if plan.forced:  # a later measurement: the next step, so the history keeps both
-            step = max(step, tracker.last_step("test/accuracy") + 1)
+        from orchestration.provenance import data_inputs
+
         tracker.log_metrics(metrics, step=step)
+        tracker.log_inputs(data_inputs(cfg.data.name, cfg.data.root, {"test": bundle.test}))
         with tempfile.TemporaryDirectory() as tmp:
             tables = Path(tmp) / "tables"
             tables.mkdir()
@@ -134,7 +134,7 @@ def measure(plan: TestPlan, tracking_uri: str, say: Say, device: str = "auto") -
         stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         tracker.set_tags({TESTED_TAG: f"{stamp} by coded-resnext evaluate{' --force' if plan.forced else ''}"})
     finally:
-        tracker.finish(plan.status)  # reattaching marked it RUNNING: put its status back
+        tracker.close()
     return metrics
 
 
@@ -148,16 +148,14 @@ class SweepFront:
 
 def find_sweep(client: MlflowClient, name: str) -> Run:
     """The most recent parent run of sweep ``name`` (tags role=sweep, sweep=name) in any experiment."""
-    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
-    runs = (
-        client.search_runs(
-            experiments,
-            filter_string=f"tags.role = 'sweep' and tags.sweep = '{name}'",
-            order_by=["attributes.start_time DESC"],
-        )
-        if experiments
-        else []
-    )
+    from orchestration.tracking import find_runs
+
+    runs = [
+        run
+        for exp in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
+        for run in find_runs(client.tracking_uri, exp.name, {"role": "sweep", "sweep": name})
+    ]
+    runs.sort(key=lambda run: run.info.start_time, reverse=True)
     if not runs:
         raise UserError(
             f"no sweep named {name!r} at {client.tracking_uri} (a sweep's name is tune.name or its file's stem)"

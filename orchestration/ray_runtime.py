@@ -31,6 +31,9 @@ def quiet_ray_env() -> None:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no CSV/JSON/TensorBoard trial loggers
     # Per-epoch reports carry accuracy; the binary/early-exit objectives arrive with the last epoch.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    # Save the experiment state on every controller step (each trial start, result and end), not every
+    # 10+ s: a driver killed in between would otherwise forget trials that started or finished.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
 
 
 @contextlib.contextmanager

@@ -4,12 +4,15 @@ Each rank runs ``training.train_loop`` with a ``TrainWorkerSession``: a ``Distri
 every epoch's permutation, DDP gradient sync (gloo on CPU, NCCL on GPU), validation summed over ranks,
 and rank 0 alone logging to MLflow and attaching checkpoints. ``FailureConfig(max_failures)`` restarts
 the group from the last reported checkpoint when a worker dies; the checkpoint carries the MLflow run
-id, so the restarted rank 0 continues the same run and the tracker drops steps it already has.
+id, so the restarted rank 0 continues the same run and the tracker drops steps it already has. A run
+that is not a trial gets a ``run_key`` here, once per trainer, so a group restarted before its first
+checkpoint was registered finds its run by that tag instead of creating a second one (``lineage.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from typing import Any
 
 from orchestration.config import RunConfig, config_from_dict
@@ -43,6 +46,8 @@ def make_trainer(
     from ray.train import RunConfig as RayRunConfig
     from ray.train.torch import TorchTrainer
 
+    if not lineage.identity():
+        lineage = dataclasses.replace(lineage, run_key=uuid.uuid4().hex)
     t = cfg.train
     resources = {"CPU": t.cpus_per_worker}
     if t.gpus_per_worker:

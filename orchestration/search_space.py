@@ -134,6 +134,8 @@ class TuneSection:
     seed: int = 0  # the searcher's seed
     name: str | None = None  # the sweep's name in storage and MLflow; default: the file's stem
     storage_path: str | None = None  # shared dir or object-store URI; default runs/ray
+    # the Optuna study's database URL (e.g. the MLflow server's PostgreSQL); default runs/tune/<name>.optuna.db
+    searcher_storage: str | None = None
 
     def __post_init__(self) -> None:
         def check(ok: bool, key: str, msg: str) -> None:
@@ -148,6 +150,10 @@ class TuneSection:
         for key, mode in self.objectives.items():
             check(mode in ("max", "min"), f"objectives.{key}", f"must be max or min, got {mode!r}")
         check(bool(self.objectives), "objectives", "needs at least one metric: direction")
+        if self.searcher_storage is not None:
+            from orchestration.searcher import check_url
+
+            check_url(self.searcher_storage)
         check(
             not (self.scheduler == "asha" and self.multi_objective),
             "scheduler",

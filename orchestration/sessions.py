@@ -45,6 +45,9 @@ class Session(Protocol):
     def device(self) -> torch.device | None:
         """The device this rank must use, when the runtime decides it (None: the config decides)."""
 
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank (a picklable object, e.g. the MLflow run id)."""
+
 
 def _state_from_directory(directory: Path, say: Say | None = None) -> dict[str, Any] | None:
     """The newest good checkpoint's state (a corrupt newer one is skipped, and said so)."""
@@ -64,6 +67,9 @@ class _SingleProcess:
 
     def device(self) -> torch.device | None:
         return None
+
+    def broadcast(self, value: Any) -> Any:
+        return value
 
 
 class LocalSession(_SingleProcess):
@@ -163,6 +169,13 @@ class TrainWorkerSession:
         values = values.clone()
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
         return values
+
+    def broadcast(self, value: Any) -> Any:
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
     def wrap(self, module: nn.Module) -> nn.Module:
         import ray.train.torch

@@ -7,12 +7,16 @@ is named after the trial id, so a restored trial's trainer resumes from its own 
 
 Searchers: random / grid (``BasicVariantGenerator``), Optuna TPE, and multi-objective Optuna (NSGA-II or
 multi-objective TPE).
-Optuna studies live in a SQLite file beside the sweep's local state (``runs/tune/<name>.optuna.db``), so
-``--extend`` continues the same study: the sampler sees every earlier trial.
+Optuna studies live in ``tune.searcher_storage`` (default: a SQLite file beside the sweep's local state,
+``runs/tune/<name>.optuna.db``; on a cluster the MLflow server's PostgreSQL), so ``--extend`` continues the
+same study, from any driver: the sampler sees every earlier trial (``searcher.py``).
 
 Lifecycle: ``--resume`` restores the Tune experiment (finished trials are not re-run; unfinished and
-errored ones continue from their checkpoints) and reattaches the parent run, found by its tags.
-``--extend N`` adds N trials as a follow-up Tune experiment under the same parent run.
+errored ones continue from their checkpoints) and reattaches the parent run, found by its tags; child
+runs the restored experiment does not know (a driver killed right after a trial started) are closed as
+KILLED and their Optuna trials failed (``reconcile.py``). ``--extend N`` adds N trials as a follow-up Tune
+experiment under the same parent run. A sweep interrupted by Ctrl-C says so, on its parent run too (runs
+done, the ``--resume`` command), and closes its interrupted child runs.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import dataclasses
 import json
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +33,10 @@ from typing import Any
 from orchestration.errors import UserError
 from orchestration.lineage import Lineage
 from orchestration.ray_runtime import storage_uri
+from orchestration.redaction import redact_uri
 from orchestration.search_space import CELL_KEY, SearchSpace, decode
-from orchestration.tracking import RunTracker, default_tracking_uri
-
-LOCAL_STATE = Path("runs") / "tune"
+from orchestration.searcher import OPTUNA_ALGORITHMS, check_study, fail_orphans, make_searcher, storage_url
+from orchestration.tracking import RunTracker, default_tracking_uri, find_runs
 
 
 @dataclass
@@ -105,6 +110,10 @@ class SweepOutcome:
     experiment_path: str
     trials: list[dict[str, Any]]  # one row per trial: id, status, sampled values, objectives
     failed: int
+    planned: int | None = None  # trials this Tune experiment was to run (None: unknown)
+    interrupted: bool = False  # stopped (Ctrl-C) before every planned trial finished
+    done: int | None = None  # trials finished (or failed) when it stopped
+    resume_command: str = ""
 
 
 class Sweep:
@@ -133,18 +142,8 @@ class Sweep:
         return names
 
     def find_parent(self) -> str | None:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(self.tracking_uri)
-        exp = client.get_experiment_by_name(self.base_cfg.tracking.experiment)
-        if exp is None:
-            return None
-        runs = client.search_runs(
-            [exp.experiment_id],
-            filter_string=f"tags.role = '{self.space.role}' and tags.sweep = '{self.space.name}'",
-            order_by=["attributes.start_time DESC"],
-        )
-        runs = [r for r in runs if r.data.tags.get("storage_path") == self.storage_path]
+        tags = {"role": self.space.role, "sweep": self.space.name, "storage_path": self.storage_path}
+        runs = find_runs(self.tracking_uri, self.base_cfg.tracking.experiment, tags)
         return runs[0].info.run_id if runs else None
 
     def open_parent(self, run_id: str | None) -> RunTracker:
@@ -155,6 +154,8 @@ class Sweep:
             run_name=f"{self.space.role}-{self.space.name}",
             tags={"role": self.space.role, "sweep": self.space.name, "storage_path": self.storage_path},
         )
+        if self.base_cfg.tracking.system_metrics:  # the driver's machine (the head node) while the sweep runs
+            tracker.start_system_metrics(self.base_cfg.tracking.system_metrics_interval)
         if run_id is None:
             t = self.space.tune
             params = {
@@ -182,33 +183,37 @@ class Sweep:
 
     # ---- Tune objects ---------------------------------------------------------------------------
     def _searcher(self, extension: int):
-        t = self.space.tune
-        from ray.tune.search import ConcurrencyLimiter
-        from ray.tune.search.basic_variant import BasicVariantGenerator
+        return make_searcher(self.space.tune, self._objectives(), extension, self.space.name, self.space.hash)
 
-        if t.algorithm in ("random", "grid"):
-            return BasicVariantGenerator(random_state=t.seed + extension, max_concurrent=t.max_concurrent_trials)
-        import optuna
-        from ray.tune.search.optuna import OptunaSearch
+    @property
+    def searcher_url(self) -> str | None:
+        """The Optuna study's database, for the Optuna searchers (None for random and grid)."""
+        if self.space.tune.algorithm not in OPTUNA_ALGORITHMS:
+            return None
+        return storage_url(self.space.tune.searcher_storage, self.space.name)
 
-        LOCAL_STATE.mkdir(parents=True, exist_ok=True)
-        storage = optuna.storages.RDBStorage(f"sqlite:///{(LOCAL_STATE / f'{self.space.name}.optuna.db').resolve()}")
-        objectives = self._objectives()
-        if t.algorithm == "nsga2":
-            sampler = optuna.samplers.NSGAIISampler(seed=t.seed + extension, population_size=max(4, t.max_concurrent_trials))
-        elif t.algorithm == "motpe":
-            # Multi-objective TPE: fewer repeated configurations than NSGA-II's crossover on small budgets.
-            sampler = optuna.samplers.TPESampler(seed=t.seed + extension, n_startup_trials=min(10, max(2, t.num_samples // 2)))
-        else:
-            sampler = optuna.samplers.TPESampler(seed=t.seed + extension, n_startup_trials=min(10, max(2, t.num_samples // 2)))
-        searcher = OptunaSearch(
-            metric=list(objectives) if t.multi_objective else t.metric,
-            mode=list(objectives.values()) if t.multi_objective else t.mode,
-            sampler=sampler,
-            study_name=f"{self.space.name}-{self.space.hash}",
-            storage=storage,
-        )
-        return ConcurrencyLimiter(searcher, max_concurrent=t.max_concurrent_trials)
+    def planned_trials(self, samples: int) -> int:
+        """Trials a Tune experiment of ``samples`` samples runs: each sample over every grid combination."""
+        exhaustive = self.space.tune.algorithm == "grid"
+        combos = 1
+        for domain in self.space.domains.values():
+            if domain.kind == "grid" or (exhaustive and domain.kind == "choice"):
+                combos *= len(domain.values)
+        return samples * combos
+
+    def resume_command(self) -> str:
+        """The command line that finishes this sweep after an interruption."""
+        command = "ablate" if self.space.role == "ablation" else "tune"
+        parts = ["coded-resnext", command, str(self.space.path), "--resume"]
+        if command == "tune" and self.space.name != self.space.path.stem:
+            parts += ["--name", self.space.name]
+        if self.space.tune.storage_path:
+            parts += ["--storage-path", self.space.tune.storage_path]
+        if self.tracking_uri != default_tracking_uri():
+            parts += ["--tracking-uri", redact_uri(self.tracking_uri)]
+        if self.smoke_test:
+            parts.append("--smoke-test")
+        return " ".join(parts)
 
     def _scheduler(self):
         t = self.space.tune
@@ -290,6 +295,9 @@ class Sweep:
                 f"sweep {self.space.name!r} already exists in {self.storage_path}; pass --resume to finish it, "
                 "--extend N to add trials, or set tune.name (or --name) for a new sweep"
             )
+        if self.searcher_url is not None:
+            given = self.space.tune.searcher_storage is not None
+            check_study(self.searcher_url, self.space.name, self.space.hash, continuing=bool(resume or extend), given=given)
         return existing, parent_id
 
     def run(self, resume: bool = False, extend: int | None = None) -> SweepOutcome:
@@ -298,29 +306,37 @@ class Sweep:
         existing, parent_id = self.check(resume, extend)
         parent = self.open_parent(parent_id if (resume or extend) else None)
         say = print
+        extension = len(existing) if extend else 0
+        name = existing[-1] if resume else self.space.name if not extend else f"{self.space.name}-ext{extension}"
+        path = f"{self.storage_path}/{name}"
         try:
+            if resume or extend:
+                self._reconcile(parent.run_id, path if resume else None, say)
             if resume:
-                name = existing[-1]
-                say(f"resuming sweep {self.space.name!r} ({name}) from {self.storage_path}/{name}")
+                say(f"resuming sweep {self.space.name!r} ({name}) from {path}")
                 ctx = TrialContext(self.space, self.tracking_uri, parent.run_id, self.storage_path, name, self.smoke_test)
                 tuner = tune.Tuner.restore(
-                    f"{self.storage_path}/{name}",
+                    path,
                     trainable=self._trainable(ctx),
                     resume_unfinished=True,
                     resume_errored=True,
                     param_space=self.space.param_space(),
                 )
             else:
-                extension = len(existing) if extend else 0
-                name = self.space.name if not extend else f"{self.space.name}-ext{extension}"
                 samples = extend or self.space.tune.num_samples
+                planned = self.planned_trials(samples)
+                parent.set_tags({f"planned_trials.{name}": str(planned)})
                 say(
-                    f"sweep {self.space.name!r}: {samples} trial(s), {self.space.tune.algorithm} search over "
+                    f"sweep {self.space.name!r}: {planned} trial(s), {self.space.tune.algorithm} search over "
                     f"{', '.join(self.space.domains) or 'nothing'}; MLflow parent run {parent.run_id}"
                 )
                 tuner = self._tuner(name, parent.run_id, samples, extension)
             grid = tuner.fit()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # a second Ctrl-C, or one before Tune took over
+            from orchestration.reconcile import trial_statuses, unfinished
+
+            waiting = set(unfinished(trial_statuses(path)))
+            self._close_interrupted(parent.run_id, path, lambda trial_id: trial_id in waiting)
             parent.finish("KILLED")
             raise
         except BaseException:
@@ -328,9 +344,79 @@ class Sweep:
             raise
         rows = self._summarize(grid)
         failed = sum(1 for r in rows if r["status"] == "ERROR")
+        outcome = SweepOutcome(parent.run_id, path, rows, failed, self._planned(parent, name))
+        if self._interrupted(outcome, parent):
+            return outcome
+        parent.set_tags({"interrupted": "false", "runs_done": f"{len(rows)}/{outcome.planned or len(rows)}"})
         self._log_summary(parent, rows)
         parent.finish("FINISHED" if not failed else "FAILED")
-        return SweepOutcome(parent.run_id, f"{self.storage_path}/{name}", rows, failed)
+        return outcome
+
+    def _planned(self, parent: RunTracker, name: str) -> int | None:
+        from orchestration.tracking import call_with_retry
+
+        parent.flush()  # the tag written at the start, if it waited for the store
+        tags = call_with_retry(
+            lambda: parent.client.get_run(parent.run_id).data.tags,
+            what="read the parent run",
+            display_uri=parent.display_uri,
+            deadline=time.monotonic() + 60,
+        )
+        value = tags.get(f"planned_trials.{name}")
+        return int(value) if value and value.isdigit() else None
+
+    def _reconcile(self, parent_run_id: str, experiment_path: str | None, say) -> None:
+        """Before resuming ``experiment_path`` (or extending: None): close the child runs no restored trial
+        will continue, and fail their Optuna trials."""
+        from orchestration.reconcile import close_child_runs, trial_statuses
+
+        known = set(trial_statuses(experiment_path)) if experiment_path else set()
+        reason = (
+            "its sweep's driver was killed before Tune recorded this trial; the resumed sweep ran another "
+            "configuration in its place"
+        )
+        experiment = self.base_cfg.tracking.experiment
+        closed = close_child_runs(
+            self.tracking_uri, experiment, parent_run_id, lambda trial_id: trial_id not in known, "KILLED", reason
+        )
+        failed = fail_orphans(self.searcher_url, self.space.name, known) if self.searcher_url else 0
+        if closed or failed:
+            say(
+                f"reconciled: {len(closed)} trial run(s) the killed driver left RUNNING closed as KILLED "
+                f"({', '.join(closed) or 'none'}); {failed} Optuna trial(s) marked failed"
+            )
+
+    def _close_interrupted(self, parent_run_id: str, path: str, select) -> list[str]:
+        from orchestration.reconcile import close_child_runs
+
+        reason = f"interrupted (Ctrl-C) before it finished; continue with: {self.resume_command()}"
+        # FAILED too: the Ctrl-C reaches the trial's process, whose loop then fails its own run
+        return close_child_runs(
+            self.tracking_uri, self.base_cfg.tracking.experiment, parent_run_id, select, "KILLED", reason,
+            among=("RUNNING", "FAILED"),
+        )  # fmt: skip
+
+    def _interrupted(self, outcome: SweepOutcome, parent: RunTracker) -> bool:
+        """Tune ends ``fit`` normally on Ctrl-C, with trials unfinished: say so, close their runs, mark the
+        parent KILLED with what is done and how to go on. True when that was the case."""
+        from orchestration.reconcile import trial_statuses, unfinished
+
+        statuses = trial_statuses(outcome.experiment_path)
+        waiting = set(unfinished(statuses))
+        done = len(statuses) - len(waiting)
+        planned = outcome.planned if outcome.planned is not None else len(statuses)
+        if not waiting and done >= planned:
+            return False
+        self._close_interrupted(parent.run_id, outcome.experiment_path, lambda trial_id: trial_id in waiting)
+        outcome.interrupted = True
+        outcome.done = done
+        outcome.resume_command = self.resume_command()
+        outcome.trials = [r for r in outcome.trials if r["trial_id"] not in waiting]
+        parent.set_tags(
+            {"interrupted": "true", "runs_done": f"{done}/{planned}", "resume_command": outcome.resume_command}
+        )
+        parent.finish("KILLED")
+        return True
 
     def _summarize(self, grid) -> list[dict[str, Any]]:
         rows = []
@@ -359,7 +445,14 @@ def print_outcome(
 ) -> None:
     stream = stream or sys.stdout
     ok = [r for r in outcome.trials if r["status"] == "OK" and all(r.get(k) is not None for k in objectives)]
-    print(f"\n{len(outcome.trials)} trials ({outcome.failed} failed)", file=stream)
+    if outcome.interrupted:
+        print(
+            f"\nINTERRUPTED: {outcome.done} of {outcome.planned or '?'} trials done; "
+            f"continue with:\n  {outcome.resume_command}",
+            file=stream,
+        )
+    else:
+        print(f"\n{len(outcome.trials)} trials ({outcome.failed} failed)", file=stream)
     if ok:
         key, mode = next(iter(objectives.items()))
         best = sorted(ok, key=lambda r: r[key], reverse=mode == "max")[:5]

@@ -14,6 +14,12 @@ for the server, up to ``flush_timeout``. Resending is idempotent: a metric keeps
 given when first queued, and MLflow stores an identical (key, step, timestamp, value) once, so a batch
 whose reply was lost is not duplicated; params and tags are set-if-absent and artifacts overwrite.
 
+Every MLflow write of the project goes through this module: a run's own tracker, ``RunTracker.attach``
+for another run (closing a trial's run from the driver, attaching a report to a sweep's parent), and
+``find_runs`` (the one lookup of runs by tags) for reads. A local SQLite store is created and migrated
+once, under a file lock (``prepare_store``), so commands started together on a fresh machine do not
+race through MLflow's schema migrations.
+
 Nothing the tracker records carries a secret: param and tag values and text artifacts pass through
 ``redaction.redact`` (URI credentials, credential environment variables); a binary artifact that holds
 one is not uploaded.
@@ -21,12 +27,14 @@ one is not uploaded.
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -34,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import DatasetInput, Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -42,7 +50,9 @@ from orchestration.errors import UserError
 from orchestration.redaction import contains_secret, redact, redact_uri
 
 DEFAULT_RUNS_DIR = Path("runs")
-_TEXT_SUFFIXES = {".yaml", ".yml", ".json", ".txt", ".csv", ".md", ".log", ".toml", ".ini", ".cfg", ".html"}
+_TEXT_SUFFIXES = {
+    ".yaml", ".yml", ".json", ".txt", ".csv", ".md", ".log", ".toml", ".ini", ".cfg", ".html", ".patch", ".diff"
+}  # fmt: skip
 
 Say = Callable[[str], None]
 
@@ -60,12 +70,44 @@ def _is_local(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:")) or "://" not in uri
 
 
-def git_commit() -> str:
+_PREPARED: set[str] = set()
+
+
+def prepare_store(uri: str) -> None:
+    """Create and migrate a local SQLite store once, under an exclusive file lock beside it.
+
+    MLflow creates the schema (alembic migrations) the first time a process opens a store; two processes
+    doing so at once on a file that does not exist yet both migrate and crash ("Online migration expected
+    to match one row"). Under the lock the first process migrates and the others find the schema done.
+    Servers and other stores migrate themselves; once per process and URI.
+    """
+    if not uri.startswith("sqlite:///") or uri in _PREPARED:
+        return
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            MlflowClient(uri).search_experiments(max_results=1)  # opening the store runs its migrations
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _PREPARED.add(uri)
+
+
+_SOURCE = Path(__file__).resolve().parents[1]  # the checkout this code runs from, not the caller's cwd
+
+
+def git(*args: str) -> str | None:
+    """``git ARGS`` in the source checkout of this package; None outside a git checkout or without git."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
-        return out.stdout.strip() or "unknown"
+        out = subprocess.run(["git", *args], cwd=_SOURCE, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def git_commit() -> str:
+    return (git("rev-parse", "HEAD") or "").strip() or "unknown"
 
 
 def _warn(message: str) -> None:
@@ -100,6 +142,88 @@ class _Unavailable(Exception):
         self.cause = cause
 
 
+def call_with_retry(
+    fn: Callable[[], Any],
+    *,
+    what: str,
+    display_uri: str,
+    deadline: float,
+    retry_base: float = 0.5,
+    retry_max: float = 30.0,
+    on_retry: Callable[[], None] | None = None,
+) -> Any:
+    """``fn()``, retried with exponential backoff on transient failures until ``deadline``; a refusal or
+    a store that stays down is a ``TrackingError`` naming ``what``."""
+    delay = retry_base
+    started = time.monotonic()
+    while True:
+        try:
+            return fn()
+        except Exception as err:
+            if not is_transient(err):
+                if isinstance(err, MlflowException):
+                    raise TrackingError(f"could not {what} at {display_uri}: {_reason(err)}") from None
+                raise
+            if time.monotonic() + delay > deadline:
+                raise TrackingError(
+                    f"could not {what}: tracking store {display_uri} unreachable for "
+                    f"{time.monotonic() - started:.0f} s ({_reason(err)}); start the server or check --tracking-uri"
+                ) from None
+            if on_retry is not None:
+                on_retry()
+            time.sleep(delay)
+            delay = min(delay * 2, retry_max)
+
+
+def _quote(value: str) -> str:
+    """A string literal of MLflow's search syntax, which has no escapes: single or double quotes."""
+    value = str(value)
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise TrackingError(f"cannot search for a tag value holding both kinds of quote: {value!r}")
+
+
+def find_runs(
+    uri: str,
+    experiment: str,
+    tags: dict[str, str],
+    *,
+    statuses: tuple[str, ...] | None = None,
+    newest_first: bool = True,
+    timeout: float = 120.0,
+) -> list[Run]:
+    """Every run of ``experiment`` whose tags equal ``tags`` (all of them), optionally only in ``statuses``,
+    newest first; an empty list when the experiment does not exist. Reads are retried like writes.
+
+    The one lookup of runs by tags: a trial's earlier run (lineage), a sweep's parent, a trial's run to
+    close, the children of a sweep to reconcile on resume.
+    """
+    prepare_store(uri)
+    client = MlflowClient(uri)
+    where = " and ".join(f"tags.`{key}` = {_quote(value)}" for key, value in tags.items())
+    order = ["attributes.start_time DESC" if newest_first else "attributes.start_time ASC"]
+
+    def search() -> list[Run]:
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            return []
+        runs: list[Run] = []
+        token = None
+        while True:
+            page = client.search_runs([exp.experiment_id], where, max_results=1000, order_by=order, page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    runs = call_with_retry(
+        search, what=f"search runs of {experiment!r}", display_uri=redact_uri(uri), deadline=time.monotonic() + timeout
+    )
+    return [r for r in runs if statuses is None or r.info.status in statuses]
+
+
 @dataclass
 class _Item:
     """One queued call: metrics, params, tags or an artifact; ``send`` is safe to repeat."""
@@ -122,12 +246,12 @@ class TrackerStats:
 
 
 class RunTracker:
-    """One MLflow run: created, or reattached by id (resume)."""
+    """One MLflow run: created, reattached by id (resume), or attached to as a writer only (``attach``)."""
 
     def __init__(
         self,
         uri: str | None,
-        experiment: str,
+        experiment: str | None,
         *,
         run_id: str | None = None,
         run_name: str | None = None,
@@ -138,6 +262,7 @@ class RunTracker:
         retry_max: float = 30.0,
         connect_timeout: float = 300.0,
         flush_timeout: float = 600.0,
+        reattach: bool = True,
     ) -> None:
         self.uri = uri or default_tracking_uri()
         self.say = say or _warn
@@ -151,12 +276,16 @@ class RunTracker:
         self._retry_at = 0.0
         self._down_since: float | None = None
         self._spool: Path | None = None
+        self._lock = threading.RLock()  # the system-metrics thread logs through the same queue
+        self._monitor = None
         if self.uri.startswith(("http://", "https://")):
             # This class retries (with backoff) and buffers; MLflow's own retry loop would block
             # training for minutes per call first. A user's explicit setting still wins.
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+        deadline = time.monotonic() + connect_timeout
         try:
+            self._call_until(lambda: prepare_store(self.uri), deadline, "open the tracking store")
             self.client = MlflowClient(self.uri)
         except MlflowException as err:
             raise TrackingError(
@@ -165,12 +294,17 @@ class RunTracker:
             ) from None
         self._floor: dict[str, int] = {}
         self._param_keys: set[str] = set()  # params already sent or queued (MLflow params are write-once)
+        if run_id is not None and not reattach:  # a writer for a run someone else manages
+            self.experiment_id = None
+            self.run_id = run_id
+            return
         all_tags = dict(tags or {})
         all_tags.setdefault("git_commit", git_commit())
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         all_tags = {k: redact(str(v)) for k, v in all_tags.items()}
-        deadline = time.monotonic() + connect_timeout
+        if experiment is None:
+            raise ValueError("RunTracker: an experiment is needed to create or reattach a run")
         self.experiment_id = self._call_until(lambda: self._experiment_id(experiment), deadline, "open the experiment")
         if run_id is None:
             run = self._call_until(
@@ -185,6 +319,13 @@ class RunTracker:
             self.run_id = run_id
             self._call_until(lambda: self._reattach(run_id), deadline, f"reattach to run {run_id}")
             self.set_tags(all_tags)
+
+    @classmethod
+    def attach(cls, uri: str, run_id: str, **kwargs: Any) -> RunTracker:
+        """A tracker that writes to the existing run ``run_id`` without reattaching to it: its status,
+        tags and metric history are left alone until this tracker writes (closing a trial's run from the
+        driver, a report attached to a parent, a rank's system metrics)."""
+        return cls(uri, None, run_id=run_id, reattach=False, **kwargs)
 
     @property
     def display_uri(self) -> str:
@@ -225,29 +366,31 @@ class RunTracker:
 
     def _call_until(self, fn: Callable[[], Any], deadline: float, what: str) -> Any:
         """``fn()``, retried with exponential backoff on transient failures until ``deadline``."""
-        delay = self.retry_base
-        started = time.monotonic()
-        while True:
-            try:
-                return self._once(fn)
-            except _Unavailable as err:
-                if time.monotonic() + delay > deadline:
-                    raise TrackingError(
-                        f"could not {what}: tracking store {self.display_uri} unreachable for "
-                        f"{time.monotonic() - started:.0f} s ({err}); start the server or check --tracking-uri"
-                    ) from None
-                self.stats.retries += 1
-                time.sleep(delay)
-                delay = min(delay * 2, self.retry_max)
-            except MlflowException as err:
-                raise TrackingError(f"could not {what} at {self.display_uri}: {_reason(err)}") from None
+
+        def once() -> Any:
+            self.stats.calls += 1
+            return fn()
+
+        def retried() -> None:
+            self.stats.retries += 1
+
+        return call_with_retry(
+            once,
+            what=what,
+            display_uri=self.display_uri,
+            deadline=deadline,
+            retry_base=self.retry_base,
+            retry_max=self.retry_max,
+            on_retry=retried,
+        )
 
     def _enqueue(self, item: _Item) -> None:
-        self._pending.append(item)
-        self.stats.buffered_max = max(self.stats.buffered_max, len(self._pending))
-        self._drain()
-        if self._pending and item.spool is not None:  # FIFO: if anything waits, this item does too
-            item.spool()
+        with self._lock:
+            self._pending.append(item)
+            self.stats.buffered_max = max(self.stats.buffered_max, len(self._pending))
+            self._drain()
+            if self._pending and item.spool is not None:  # FIFO: if anything waits, this item does too
+                item.spool()
 
     def _drain(self) -> bool:
         """Send queued items in order while the store answers; True when nothing is left waiting."""
@@ -290,6 +433,10 @@ class RunTracker:
         self._retry_at = 0.0
         return True
 
+    def _locked_drain(self) -> bool:
+        with self._lock:
+            return self._drain()
+
     def pending(self) -> int:
         """Items buffered, waiting for the store."""
         return len(self._pending)
@@ -297,7 +444,7 @@ class RunTracker:
     def flush(self, timeout: float | None = None) -> None:
         """Wait (retrying with backoff) until every buffered item is delivered, or raise after ``timeout``."""
         deadline = time.monotonic() + (self.flush_timeout if timeout is None else timeout)
-        while not self._drain():
+        while not self._locked_drain():
             now = time.monotonic()
             if now >= deadline:
                 count = sum(item.size for item in self._pending)
@@ -332,19 +479,43 @@ class RunTracker:
         """Queue finite metrics at ``step`` as one batch and send what the store takes; returns how many
         were accepted (new (key, step) pairs), whether sent now or buffered."""
         now = int(time.time() * 1000)
-        batch = [
-            Metric(k, float(v), now, step)
-            for k, v in metrics.items()
-            if v is not None and math.isfinite(float(v)) and step > self._floor.get(k, -1)
-        ]
-        for m in batch:
-            self._floor[m.key] = step
-        for i in range(0, len(batch), 1000):
-            chunk = batch[i : i + 1000]
-            self._enqueue(
-                _Item("metrics", lambda chunk=chunk: self.client.log_batch(self.run_id, metrics=chunk), len(chunk))
-            )
+        with self._lock:
+            batch = [
+                Metric(k, float(v), now, step)
+                for k, v in metrics.items()
+                if v is not None and math.isfinite(float(v)) and step > self._floor.get(k, -1)
+            ]
+            for m in batch:
+                self._floor[m.key] = step
+            for i in range(0, len(batch), 1000):
+                chunk = batch[i : i + 1000]
+                self._enqueue(
+                    _Item("metrics", lambda chunk=chunk: self.client.log_batch(self.run_id, metrics=chunk), len(chunk))
+                )
         return len(batch)
+
+    def next_step(self, prefix: str) -> int:
+        """The first step after every step logged so far under keys starting with ``prefix``."""
+        with self._lock:
+            return 1 + max((step for key, step in self._floor.items() if key.startswith(prefix)), default=-1)
+
+    def log_inputs(self, inputs: list[DatasetInput]) -> None:
+        """Record datasets the run used (MLflow dataset inputs); MLflow stores a (name, digest) once."""
+        self._enqueue(_Item("inputs", lambda: self.client.log_inputs(self.run_id, datasets=inputs), len(inputs)))
+
+    def start_system_metrics(self, interval: float, node_id: str | None = None) -> None:
+        """Sample CPU, memory, disk, network (and GPU) every ``interval`` s into this run as ``system/...``
+        (``system/<node_id>/...`` for one rank of several), until ``finish``/``close``."""
+        from orchestration.system_metrics import SystemMetrics
+
+        if self._monitor is None:
+            self._monitor = SystemMetrics(self, interval, node_id)
+            self._monitor.start()
+
+    def _stop_system_metrics(self) -> None:
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            monitor.finish()
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self._log_files(Path(path), artifact_path, directory=False)
@@ -447,9 +618,15 @@ class RunTracker:
 
         self._call_until(upload, time.monotonic() + self.flush_timeout, "log the model")
 
+    def close(self) -> None:
+        """Stop sampling system metrics and flush everything buffered; the run's status is left alone."""
+        self._stop_system_metrics()
+        self.flush()
+
     def finish(self, status: str = "FINISHED") -> None:
         """Flush everything buffered, then mark the run ``status``."""
         try:
+            self._stop_system_metrics()
             self.flush()
             self._call_until(
                 lambda: self.client.set_terminated(self.run_id, status=status),

@@ -37,7 +37,9 @@ from orchestration.checkpoint import save_checkpoint
 from orchestration.config import RunConfig, SchemeGenerator
 from orchestration.errors import UserError
 from orchestration.lineage import Lineage
+from orchestration.provenance import log_provenance
 from orchestration.sessions import LocalSession, Session
+from orchestration.system_metrics import start_on_every_rank
 from orchestration.tracking import RunTracker
 
 Say = Callable[[str], None]
@@ -370,8 +372,13 @@ def train_loop(
     with what train and val fixed; a search's trials and an ablation's cells never do (they select).
     """
     chief = session.rank == 0
-    device = session.device() or resolve_device(cfg.train.device)
     state = session.restore()
+    done = session.broadcast(lineage.finished_metrics(cfg.tracking.uri, cfg.tracking.experiment) if chief else None)
+    if done is not None:  # a trial that had finished before its sweep's driver died: report, do not retrain
+        progress.say("this trial's MLflow run had already finished; reporting its final metrics")
+        session.report({**done, "epoch": cfg.train.epochs}, cfg.train.epochs - 1, None)
+        return LoopResult(None, done, None)
+    device = session.device() or resolve_device(cfg.train.device)
     seed_everything(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
     bundle = build_dataset(data_spec(cfg))
     if bundle.val is None and bundle.test is None:
@@ -413,6 +420,9 @@ def train_loop(
         params.update({f"data.{role}_size": n for role, n in bundle.sizes().items()})
         tracker.log_params(params)
         _log_config_artifacts(tracker, cfg, model)
+        splits = {"train": bundle.train_eval, "val": bundle.val, "test": bundle.test if measure_test else None}
+        log_provenance(tracker, cfg.data.name, cfg.data.root, splits)
+    side = start_on_every_rank(cfg.tracking, session, tracker, lineage.tracking_uri or cfg.tracking.uri)
 
     metrics: dict[str, float] = {}
     suite = None
@@ -454,6 +464,9 @@ def train_loop(
         if tracker is not None:
             tracker.finish("FAILED")
         raise
+    finally:
+        if side is not None:  # another rank's system metrics, into rank 0's run
+            side.close()
     return LoopResult(tracker.run_id if tracker else None, metrics, suite)
 
 

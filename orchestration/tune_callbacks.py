@@ -11,10 +11,10 @@ from __future__ import annotations
 import sys
 import time
 
-from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
 from orchestration.search_space import decode
+from orchestration.tracking import RunTracker, find_runs
 
 
 def _short(key: str) -> str:
@@ -78,23 +78,28 @@ class TrialRunCloser(Callback):
         self.epochs = epochs
 
     def _close(self, trial, status: str) -> None:
-        client = MlflowClient(self.tracking_uri)
-        exp = client.get_experiment_by_name(self.experiment)
-        if exp is None:
-            return
-        runs = client.search_runs(
-            [exp.experiment_id],
-            filter_string=f"tags.trial_id = '{trial.trial_id}' and tags.mlflow.parentRunId = '{self.parent_run_id}'",
-        )
-        for run in runs:
-            if run.info.status == "RUNNING":
-                last = trial.last_result or {}
-                if status == "FINISHED" and last.get("epoch", self.epochs) < self.epochs:
-                    client.set_tag(run.info.run_id, "early_stopped", "true")
-                client.set_terminated(run.info.run_id, status=status)
+        identity = {"trial_id": trial.trial_id, "mlflow.parentRunId": self.parent_run_id}
+        for run in find_runs(self.tracking_uri, self.experiment, identity, statuses=("RUNNING",)):
+            last = trial.last_result or {}
+            close_run(
+                self.tracking_uri,
+                run.info.run_id,
+                status,
+                early_stopped=status == "FINISHED" and last.get("epoch", self.epochs) < self.epochs,
+            )
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._close(trial, "FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._close(trial, "FAILED")
+
+
+def close_run(uri: str, run_id: str, status: str, *, early_stopped: bool = False, **tags: str) -> None:
+    """Mark another process's run ``status`` (with ``tags``) through the tracker's retries and buffer."""
+    writer = RunTracker.attach(uri, run_id)
+    if early_stopped:
+        tags["early_stopped"] = "true"
+    if tags:
+        writer.set_tags(tags)
+    writer.finish(status)

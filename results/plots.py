@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from results.ablation import t_interval
+from results.labels import short_number
 from results.pareto import Objective
 from results.runs import metric_values, numeric_param
 
@@ -58,9 +59,21 @@ def display(key: str) -> Display:
     return DISPLAY.get(key, Display(key))
 
 
+def _figure(width: float, height: float, panels: int = 1, **kwargs):
+    """A figure laid out by matplotlib's constrained layout, which keeps legends placed ``outside`` the
+    axes inside the figure (tight_layout lets them run off its edge and squeezes the axes)."""
+    return plt.subplots(1, panels, figsize=(width, height), layout="constrained", squeeze=False, **kwargs)
+
+
+def _legend_below(fig, ax, count: int) -> None:
+    """One legend under the axes, inside the figure: a line per run, as many columns as fit."""
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=7, ncols=1 if count > 3 else count)
+
+
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
@@ -113,7 +126,8 @@ def early_exit_curves(curves: pd.DataFrame, labels: pd.Series, path: Path) -> Pa
     """Accuracy vs mean compute of the runs in ``labels`` (run id -> legend text)."""
     if curves.empty or "compute_fraction" not in curves.columns:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, axes = _figure(7.5, 4.5 + 0.16 * min(len(labels), MAX_LINES))
+    ax = axes[0][0]
     drawn = 0
     for run_id, label in labels.items():
         mine = curves[curves["run_id"] == run_id].sort_values("compute_fraction")
@@ -127,7 +141,7 @@ def early_exit_curves(curves: pd.DataFrame, labels: pd.Series, path: Path) -> Pa
     ax.set_xlabel("mean compute (% of the full network's FLOPs)")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title("early exit at the first confident coded block: Pareto-front runs", fontsize=10)
-    ax.legend(fontsize=7, loc="lower right")
+    _legend_below(fig, ax, drawn)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -141,7 +155,7 @@ def binary_precision_recall(binary: pd.DataFrame, labels: pd.Series, path: Path)
     panels = [("precision", "in-distribution negatives")]
     if has_ood:
         panels.append(("ood_precision", "out-of-distribution negatives"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5), squeeze=False)
+    fig, axes = _figure(5.2 * len(panels), 5 + 0.16 * min(len(labels), MAX_LINES), len(panels))
     drawn = 0
     for run_id, label in list(labels.items())[:MAX_LINES]:
         mine = binary[binary["run_id"] == run_id]
@@ -160,7 +174,7 @@ def binary_precision_recall(binary: pd.DataFrame, labels: pd.Series, path: Path)
         ax.set_ylabel("precision (%)")
         ax.set_title(f"binary classifiers, one point per class:\n{title}", fontsize=10)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="lower left")
+    _legend_below(fig, axes[0][0], drawn)
     return _save(fig, path)
 
 
@@ -195,7 +209,7 @@ def ablation_plot(
             if table.empty:
                 continue
             err = np.vstack([table["mean"] - table["low"], table["high"] - table["mean"]]) * mdisp.scale
-            label = f"{series_param.split('.')[-1]} = {group:g}" if group is not None else "coded"
+            label = f"{series_param.split('.')[-1]} = {short_number(group)}" if group is not None else "coded"
             ax.errorbar(
                 table["x"], table["mean"] * mdisp.scale, yerr=np.nan_to_num(err), marker="o", capsize=3, label=label
             )
@@ -219,7 +233,8 @@ def epoch_curves(histories: pd.DataFrame, labels: pd.Series, path: Path) -> Path
     panels = [("val/accuracy", "validation accuracy (%)", 100), ("train/loss", "training loss (CE + mu * coding)", 1)]
     if histories.empty:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, grid = _figure(11, 4.2 + 0.16 * min(len(labels), MAX_LINES), 2)
+    axes = grid[0]
     drawn = 0
     for run_id, label in list(labels.items())[:MAX_LINES]:
         mine = histories[histories["run_id"] == run_id]
@@ -236,6 +251,29 @@ def epoch_curves(histories: pd.DataFrame, labels: pd.Series, path: Path) -> Path
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    _legend_below(fig, axes[0], drawn)
     fig.suptitle("per-epoch curves of the Pareto-front runs", fontsize=10)
+    return _save(fig, path)
+
+
+def parallel_coordinates(study, objective: Objective, params: Sequence[str], path: Path) -> Path | None:
+    """Optuna's parallel-coordinates plot of the runs (``importance.study_from_runs``): one line per run
+    across the searched params, coloured by ``objective`` (the study's first value)."""
+    import warnings
+
+    from optuna.visualization.matplotlib import plot_parallel_coordinate
+
+    if study is None or len(params) < 1:
+        return None
+    with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
+        warnings.simplefilter("ignore")
+        ax = plot_parallel_coordinate(
+            study, params=list(params), target=lambda t: t.values[0], target_name=display(objective.metric).label
+        )
+    fig = ax.figure
+    fig.set_size_inches(max(7.0, 1.6 * (len(params) + 1)), 4.6)
+    ax.set_title(
+        f"{len(study.trials)} runs across the searched parameters, coloured by {display(objective.metric).label}",
+        fontsize=10,
+    )
     return _save(fig, path)

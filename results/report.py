@@ -1,5 +1,6 @@
 """The report of an experiment (a sweep, an ablation, or single runs): Parquet tables, figures,
-``report.md`` and a self-contained ``report.html``, attached to the sweep's parent run in MLflow.
+``report.md`` and a self-contained ``report.html``. It reads runs and writes files, never MLflow: the
+``report`` command attaches it to the sweep's parent run (``Report.parent_runs``).
 
     out/report.md, out/report.html          the report (the HTML embeds its figures)
     out/plots/*.png                         the figures
@@ -22,7 +23,9 @@ from mlflow.exceptions import MlflowException
 
 from results.ablation import summarize_ablation
 from results.artifacts import load_binary_classifiers, load_early_exit, load_histories, local_artifact_dir
-from results.document import Block, Document, to_html, to_markdown
+from results.document import Block, Cell, Document, to_html, to_markdown
+from results.importance import param_importances, study_from_runs
+from results.labels import short_run_names, short_value
 from results.paper import compare_table2
 from results.pareto import DEFAULT_OBJECTIVES, Objective, pareto_front
 from results.parquet import ParquetWrite, write_parquet
@@ -33,6 +36,7 @@ from results.plots import (
     early_exit_curves,
     epoch_curves,
     front_scatter,
+    parallel_coordinates,
 )
 from results.runs import ResultsError, client_for, load_runs, metric_values, numeric_param, run_status_counts
 
@@ -73,7 +77,6 @@ class ReportOptions:
     parent_run_id: str | None = None  # only this sweep's or ablation's trials
     objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES
     top: int = 10  # rows in the best-runs table
-    attach: bool = True  # log the report to the parent run
     ablation_metrics: tuple[str, ...] = ABLATION_METRICS
 
 
@@ -86,7 +89,7 @@ class Report:
     figures: list[Path] = field(default_factory=list)
     parquet: dict[str, ParquetWrite] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    attached_to: list[str] = field(default_factory=list)
+    parent_runs: list[str] = field(default_factory=list)  # the sweeps/ablations the reported runs belong to
 
 
 # ---- pieces --------------------------------------------------------------------------------------------
@@ -96,15 +99,17 @@ def varying_params(runs: pd.DataFrame) -> list[str]:
 
 
 def run_labels(runs: pd.DataFrame) -> pd.Series:
-    """run id -> "trial-0003 (mu=3, p_drop=0.1)": the run name and the parameters that vary."""
+    """run id -> "00003 (mu=3.81, c3=gen 4 d4)": the short run name and the parameters that vary."""
     keys = varying_params(runs)
+    names = short_run_names(runs["run_name"].fillna(runs["run_id"].str[:8]))
     labels = {}
-    for _, run in runs.iterrows():
-        name = run["run_name"] if pd.notna(run["run_name"]) else str(run["run_id"])[:8]
+    for (_, run), name in zip(runs.iterrows(), names, strict=True):
         values = [
-            f"{PARAM_NAMES[k]}={run[f'params.{k}']}" for k in keys if k != "seed" and pd.notna(run[f"params.{k}"])
+            f"{PARAM_NAMES[k]}={short_value(k, run[f'params.{k}'])}"
+            for k in keys
+            if k != "seed" and pd.notna(run[f"params.{k}"])
         ]
-        labels[run["run_id"]] = f"{name} ({', '.join(values)})" if values else name
+        labels[run["run_id"]] = f"{name} ({', '.join(values)})" if values else str(name)
     return pd.Series(labels, dtype="string")
 
 
@@ -112,20 +117,46 @@ def _percent(values: pd.Series, metric: str) -> pd.Series:
     return values * display(metric).scale
 
 
+def metric_column(metric: str) -> str:
+    """A metric's column name in the tables: its name and display unit."""
+    d = display(metric)
+    return f"{metric}{f' ({d.unit.split()[0]})' if d.unit else ''}"
+
+
 def runs_table(runs: pd.DataFrame, objectives: Sequence[Objective], param_keys: Sequence[str]) -> pd.DataFrame:
-    """Display frame: run, the ``param_keys``, summary metrics (in display units), Pareto rank."""
-    out = pd.DataFrame({"run": runs["run_name"].fillna(runs["run_id"].str[:8]), "run id": runs["run_id"].str[:8]})
+    """Display frame: run (its id as a tooltip), the ``param_keys`` (short labels, full values as
+    tooltips), summary metrics (in display units), Pareto rank. Columns are ``SUMMARY_METRICS`` after the
+    objectives: add a metric there to add a column."""
+    names = short_run_names(runs["run_name"].fillna(runs["run_id"].str[:8]))
+    out = pd.DataFrame({"run": [Cell(str(n), str(r)) for n, r in zip(names, runs["run_id"], strict=True)]})
     for key in param_keys:
-        out[PARAM_NAMES[key]] = runs[f"params.{key}"]
+        out[PARAM_NAMES[key]] = [Cell(short_value(key, v), str(v)) for v in runs[f"params.{key}"]]
     metrics = list(dict.fromkeys([o.metric.removeprefix("metrics.") for o in objectives] + list(SUMMARY_METRICS)))
     for metric in metrics:
         values = metric_values(runs, metric)
         if values.notna().any():
-            d = display(metric)
-            out[f"{metric}{f' ({d.unit.split()[0]})' if d.unit else ''}"] = _percent(values, metric)
+            out[metric_column(metric)] = _percent(values, metric).to_numpy()
     if "pareto_rank" in runs.columns:
-        out["Pareto rank"] = runs["pareto_rank"]
+        out["Pareto rank"] = runs["pareto_rank"].to_numpy()
     return out.reset_index(drop=True)
+
+
+def abbreviations(runs: pd.DataFrame, param_keys: Sequence[str]) -> str | None:
+    """What the short labels of the tables stand for (the coding schemes), one line; None if nothing is short."""
+    pairs = []
+    for key in param_keys:
+        for value in sorted(set(runs[f"params.{key}"].dropna().astype(str))):
+            short = short_value(key, value)
+            if key.startswith("coding.") and short != value:
+                pairs.append(f"{PARAM_NAMES[key]} {short} = {value}")
+    return "Schemes: " + "; ".join(dict.fromkeys(pairs)) + "." if pairs else None
+
+
+def _runs_table_block(doc: Document, runs: pd.DataFrame, objectives, param_keys) -> None:
+    doc.table(runs_table(runs, objectives, param_keys))
+    legend = abbreviations(runs, param_keys)
+    if legend:
+        doc.legend(legend)
 
 
 def ablation_display(summary: pd.DataFrame) -> pd.DataFrame:
@@ -187,19 +218,6 @@ def _with_experiment_id(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame
     if table.empty or "run_id" not in table.columns:
         return table
     return table.merge(runs[["run_id", "experiment_id"]], on="run_id", how="left")
-
-
-def _attach(report: Report, parents: list[str], tracking_uri: str | None) -> None:
-    client = client_for(tracking_uri)
-    for parent in parents:
-        try:
-            client.get_run(parent)
-            client.log_artifact(parent, str(report.markdown), "report")
-            client.log_artifact(parent, str(report.html), "report")
-            client.log_artifacts(parent, str(report.out_dir / "plots"), "report/plots")
-            report.attached_to.append(parent)
-        except (MlflowException, OSError) as err:
-            report.notes.append(f"could not attach the report to parent run {parent}: {err}")
 
 
 # ---- the report ----------------------------------------------------------------------------------------
@@ -285,14 +303,14 @@ def build_report(
     doc.heading("Best runs")
     doc.paragraph(f"The {min(options.top, len(runs))} runs with the highest validation accuracy.")
     best = ranked.assign(_acc=metric_values(ranked, "val/accuracy")).sort_values("_acc", ascending=False)
-    doc.table(runs_table(best.head(options.top), objectives, varying_params(runs)))
+    _runs_table_block(doc, best.head(options.top), objectives, varying_params(runs))
 
     doc.heading("Pareto front")
     doc.paragraph(
         f"{len(front)} non-dominated runs (no other run is at least as good on every objective and better on one). "
         "All runs with their ranks are in pareto.csv."
     )
-    doc.table(runs_table(front, objectives, varying_params(runs)))
+    _runs_table_block(doc, front, objectives, varying_params(runs))
     figures = [
         (
             front_scatter(ranked, objectives, plots / "pareto_front.png"),
@@ -314,6 +332,8 @@ def build_report(
         else:
             doc.figure(path, caption)
             report.figures.append(path)
+
+    _importance_section(doc, report, runs, objectives, plots)
 
     heatmaps, heat_run = copy_energy_heatmaps(runs, plots, uri)
     if heatmaps:
@@ -339,13 +359,30 @@ def build_report(
 
     report.markdown.write_text(to_markdown(doc, out_dir))
     report.html.write_text(to_html(doc))
-    if options.attach:
-        targets = [options.parent_run_id] if options.parent_run_id else parents
-        if len(targets) == 1:
-            _attach(report, targets, uri)
-        elif len(targets) > 1:
-            report.notes.append(f"not attached: runs come from {len(targets)} parent runs; pass --parent RUN_ID")
+    report.parent_runs = [options.parent_run_id] if options.parent_run_id else parents
     return report
+
+
+def _importance_section(doc: Document, report: Report, runs: pd.DataFrame, objectives, plots: Path) -> None:
+    """Which parameters mattered for each objective (fANOVA), and every run across them."""
+    params = varying_params(runs)
+    study = study_from_runs(runs, params, objectives)
+    if study is None:
+        report.notes.append("too few runs with every objective, or nothing varied: no parameter importance")
+        return
+    doc.heading("Which parameters mattered")
+    doc.paragraph(
+        f"Share of each objective's variance over the {len(study.trials)} runs that each parameter explains "
+        "(Optuna's fANOVA; each column sums to 1). With few runs these are rough."
+    )
+    table = param_importances(study, objectives)
+    table.index = [PARAM_NAMES[k] for k in table.index]
+    table.columns = [metric_column(c.removeprefix("metrics.")).split(" (")[0] for c in table.columns]
+    doc.table(table.reset_index(names="parameter"))
+    path = parallel_coordinates(study, objectives[0], params, plots / "parallel_coordinates.png")
+    if path is not None:
+        doc.figure(path, "Every run across the parameters that vary, coloured by the first objective")
+        report.figures.append(path)
 
 
 def _ablation_section(doc: Document, report: Report, runs: pd.DataFrame, options: ReportOptions, plots: Path) -> None:

@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt
+from matplotlib.patches import Patch
 
 from coded_resnext.evaluation.suite import SuiteResult
 
@@ -29,6 +30,17 @@ def energy_heatmaps(suite: SuiteResult, out_dir: Path, class_names: list[str] | 
         axes[0].set_title(f"coded block {i}: mean normalized energy")
         axes[1].imshow(scheme.codewords[:k], aspect="auto", cmap="Greys", vmin=0, vmax=1)
         axes[1].set_title(f"codewords ({scheme.num_active}/{scheme.num_branches}, d_min={scheme.min_distance})")
+        axes[1].legend(
+            handles=[
+                Patch(facecolor="black", edgecolor="grey", label="active branch (bit 1)"),
+                Patch(facecolor="white", edgecolor="grey", label="inactive branch (bit 0)"),
+            ],
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.1 - 0.35 / (2.5 + 0.22 * k)),
+            ncols=2,
+            fontsize=8,
+            frameon=False,
+        )
         for ax in axes:
             ax.set_xlabel("branch")
         axes[0].set_ylabel("class")

@@ -439,7 +439,42 @@ SEARCH_SPACE_CASES: list[Case] = [
          {"abl.yaml": "grid: {loss.mu: [1, 3]}\nseeds: [0, 0]\n"}),
 ]
 
-CASES = CONFIG_CASES + SCHEME_CASES + DATA_CASES + CHECKPOINT_CASES + EVALUATE_CASES + CLI_CASES + SEARCH_SPACE_CASES
+def _study_of_another_space(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An Optuna study named like the sweep ('space'), made by another search space."""
+    import optuna
+
+    study = optuna.create_study(study_name="space", storage=f"sqlite:///{d}/s.db", directions=["maximize"])
+    study.set_user_attr("search_space_hash", "0123456789ab")
+
+
+MOTPE = "search: {loss.mu: {uniform: [1, 3]}}\ntune: {algorithm: optuna, searcher_storage: '%s'}\n"
+OBSERVABILITY_CASES: list[Case] = [
+    Case("system-metrics-interval-zero", TRAIN, "tracking.system_metrics_interval: must be > 0 seconds", None,
+         {"run.yaml": QUICK + "tracking: {system_metrics_interval: 0}\n"}),
+    Case("searcher-storage-malformed", TUNE, "not a database URL", "postgresql+psycopg2://",
+         {"space.yaml": MOTPE % "not a url"}),
+    Case("searcher-storage-unknown-kind", TUNE, "unknown database kind 'oracle+nothing'", "postgresql+psycopg2://",
+         {"space.yaml": MOTPE % "oracle+nothing://u@h/db"}),
+    Case("searcher-storage-unreachable", TUNE, "cannot connect", "check the host, port",
+         {"space.yaml": MOTPE % "postgresql+psycopg2://nobody@127.0.0.1:1/optuna"}),
+    Case("searcher-storage-missing-dir", TUNE, "its directory does not exist", "create it",
+         {"space.yaml": MOTPE % "sqlite:///{d}/no/such/dir/s.db"}),
+    Case("searcher-study-of-another-space", TUNE, "was made by another search space", "set tune.name",
+         {"space.yaml": MOTPE % "sqlite:///{d}/s.db"}, setup=_study_of_another_space),
+    Case("searcher-storage-flag-malformed", [*TUNE, "--searcher-storage", "nope"], "not a database URL", None,
+         {"space.yaml": "search: {loss.mu: {uniform: [1, 3]}}\ntune: {algorithm: optuna}\n"}),
+]
+
+CASES = (
+    CONFIG_CASES
+    + SCHEME_CASES
+    + DATA_CASES
+    + CHECKPOINT_CASES
+    + EVALUATE_CASES
+    + CLI_CASES
+    + SEARCH_SPACE_CASES
+    + OBSERVABILITY_CASES
+)
 
 # ---- the workspace: an MLflow store with a finished run, a checkpoint, earlier results ---------------
 @pytest.fixture(scope="module")

@@ -83,6 +83,8 @@ def test_two_workers_on_two_nodes_keep_identical_weights_and_log_once(two_node_c
     for key in ("val/accuracy", "train/loss", "ddp/param_divergence"):
         assert sorted(m.step for m in client.get_metric_history(run.info.run_id, key)) == [0, 1, 2], key
     assert "binary/param_fraction" in run.data.metrics
+    for rank in (0, 1):  # every rank's system metrics, under its node id, in rank 0's run
+        assert f"system/rank{rank}/cpu_utilization_percentage" in run.data.metrics, rank
 
 
 def test_a_killed_worker_restarts_from_the_checkpoint_into_the_same_run(two_node_cluster, tmp_path):

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from synthetic_runs import SyntheticSpec, write_synthetic_experiment
 
 from orchestration.cli import main as cli_main
 from results.ablation import summarize_ablation
@@ -18,7 +19,6 @@ from results.pareto import Objective, pareto_front
 from results.parquet import read_parquet, write_parquet
 from results.report import ReportOptions, build_report
 from results.runs import load_runs
-from results.synthetic import SyntheticSpec, write_synthetic_experiment
 
 
 # ---- ablation summaries ----------------------------------------------------------------------------
@@ -296,20 +296,25 @@ def test_report_writes_tables_figures_and_attaches_to_the_parent(store, sweep_re
 
     client = MlflowClient(store["uri"])
     parent = load_runs("sweep", tracking_uri=store["uri"])["parent_run_id"].iloc[0]
-    assert report.attached_to == [parent]
+    assert report.parent_runs == [parent]
+    assert not client.list_artifacts(parent, "report")  # results/ writes files, never MLflow
+    from orchestration.commands.report import attach_report  # the report command attaches it
+
+    assert attach_report(report, store["uri"]) == [parent]
     attached = {a.path for a in client.list_artifacts(parent, "report")}
     assert {"report/report.html", "report/report.md", "report/plots"} <= attached
+    assert client.get_run(parent).info.status == "FINISHED"  # attaching leaves the parent's state alone
 
 
 def test_report_rerun_appends_nothing(store, sweep_report):
     _, out = sweep_report
-    again = build_report("sweep", out, ReportOptions(tracking_uri=store["uri"], attach=False))
+    again = build_report("sweep", out, ReportOptions(tracking_uri=store["uri"]))
     assert all(w.rows_written == 0 for w in again.parquet.values())
     assert len(read_parquet(out / "parquet", "runs")) == 12
 
 
 def test_report_of_an_ablation_has_intervals_and_paired_deltas(store, tmp_path):
-    report = build_report("ablation", tmp_path, ReportOptions(tracking_uri=store["uri"], attach=False))
+    report = build_report("ablation", tmp_path, ReportOptions(tracking_uri=store["uri"]))
     summary = pd.read_csv(tmp_path / "ablation.csv")
     assert set(summary["cell"]) == {
         "control", "loss.mu=3,loss.p_drop=0.1", "loss.mu=6,loss.p_drop=0.1", "loss.mu=6,loss.p_drop=0.0"
@@ -322,7 +327,7 @@ def test_report_of_an_ablation_has_intervals_and_paired_deltas(store, tmp_path):
 
 def test_report_of_single_runs_without_tables(store, tmp_path):
     report = build_report("single", tmp_path, ReportOptions(tracking_uri=store["uri"]))
-    assert report.runs == 3 and report.attached_to == []  # no parent to attach to
+    assert report.runs == 3 and report.parent_runs == []  # no parent to attach to
     names = {p.name for p in report.figures}
     assert "pareto_front.png" in names  # the metrics are there...
     assert not names & {"early_exit_front.png", "binary_precision_recall.png"}  # ...the tables are not
@@ -352,3 +357,36 @@ def test_report_command_prints_where_the_report_is(store, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "8 runs" in printed and str(out / "report.html") in printed
     assert (out / "report.md").exists() and (out / "parquet" / "runs").is_dir()
+
+
+# ---- labels and importance -----------------------------------------------------------------------------
+def test_short_labels_round_numbers_and_abbreviate_schemes():
+    from results.labels import short_run_names, short_value
+
+    assert short_value("loss.mu", "3.8127361528716237") == "3.81" and short_value("loss.mu", "6.0") == "6"
+    assert short_value("coding.c3", "generate:active=4,min_distance=4,seed=0") == "gen 4 d4"
+    assert short_value("coding.c3", "generate:active=6,branches=12,min_distance=None,seed=1") == "gen 6/12 s1"
+    assert short_value("coding.c3", "paper:cifar10/5/10") == "paper 5/10"
+    assert short_value("model.name", "coded_resnext_mini") == "coded_resnext_mini"
+    names = pd.Series(["quickstart-ab12c_00000", "quickstart-ab12c_00001"])
+    assert short_run_names(names).tolist() == ["ab12c_00000", "ab12c_00001"]
+
+
+def test_importance_names_the_parameter_that_drives_each_objective():
+    from results.importance import param_importances, study_from_runs
+
+    rng = np.random.default_rng(0)
+    mu, p_drop = rng.uniform(1, 10, 40), rng.choice([0.0, 0.1, 0.2], 40)
+    runs = pd.DataFrame(
+        {
+            "params.loss.mu": pd.Series(mu.astype(str), dtype="string"),
+            "params.loss.p_drop": pd.Series(p_drop.astype(str), dtype="string"),
+            "metrics.val/accuracy": 0.9 - 0.01 * mu + rng.normal(0, 1e-4, 40),  # driven by mu
+            "metrics.binary/param_fraction": 0.5 + p_drop + rng.normal(0, 1e-4, 40),  # driven by p_drop
+        }
+    )
+    objectives = (Objective("val/accuracy", "max"), Objective("binary/param_fraction", "min"))
+    table = param_importances(study_from_runs(runs, ["loss.mu", "loss.p_drop"], objectives), objectives)
+    assert table["val/accuracy"].idxmax() == "loss.mu" and table["val/accuracy"]["loss.mu"] > 0.9
+    assert table["binary/param_fraction"].idxmax() == "loss.p_drop"
+    assert study_from_runs(runs.head(3), ["loss.mu"], objectives) is None  # too few runs to say anything

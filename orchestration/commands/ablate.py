@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a base-config value for every run (repeatable)")
     p.add_argument("--resume", action="store_true", help="finish an interrupted ablation")
-    p.add_argument("--smoke-test", action="store_true", help="tiny data and <= 2 epochs per run")
+    p.add_argument("--smoke-test", action="store_true",
+                   help="a few runs (the control and the first cell, two seeds) on tiny data, <= 2 epochs each")
     p.add_argument("--address", help="an existing Ray cluster; default: start a local one")
     p.add_argument("--storage-path", help="Tune storage: a shared directory or an object-store URI (default runs/ray)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite file under runs/)")
@@ -35,7 +36,7 @@ def _run(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from orchestration.ablation import load_ablation, summarize
+    from orchestration.ablation import load_ablation, smoke_test_ablation, summarize
     from orchestration.ray_runtime import ray_session
     from orchestration.sweep import Sweep, print_outcome
     from orchestration.tracking import RunTracker
@@ -43,12 +44,17 @@ def _run(args: argparse.Namespace) -> int:
     space, metrics = load_ablation(args.ablation, args.overrides)
     if args.storage_path:
         space.tune = dataclasses.replace(space.tune, storage_path=args.storage_path)
+    if args.smoke_test:
+        smoke_test_ablation(space)
     cells, seeds = space.domains["ablation_cell"].values, space.domains["seed"].values
     print(f"ablation {space.name!r}: {len(cells)} cells (control included) x {len(seeds)} seeds = {len(cells) * len(seeds)} runs")
     sweep = Sweep(space, args.tracking_uri, smoke_test=args.smoke_test)
     sweep.check(resume=args.resume)  # before Ray starts: a wrong flag fails fast
     with ray_session(args.address, num_cpus=args.num_cpus):
         outcome = sweep.run(resume=args.resume)
+    if outcome.interrupted:  # no summary over a partial batch
+        print_outcome(outcome, sweep._objectives(), sweep.tracking_uri, sweep.base_cfg.tracking.experiment)
+        return 130
     table = summarize(space, metrics, outcome.parent_run_id, sweep.tracking_uri)
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4f}".format):
         print("\n" + table.to_string(index=False))

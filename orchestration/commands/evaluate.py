@@ -66,13 +66,13 @@ def _run(args: argparse.Namespace) -> int:
         plans = [plan_run(client, run_id, work / run_id, force=args.force, data_cache=cache) for run_id in ids]
         measured = {plan.run_id: measure(plan, uri, say, args.device) for plan in plans}
         table = front_table(front, measured)
-        parent = RunTracker(uri, plans[0].experiment, run_id=front.parent.info.run_id)
+        parent = RunTracker.attach(uri, front.parent.info.run_id)  # the parent's status stays as it is
         try:
             path = work / "front_test.csv"
             table.to_csv(path, index=False)
             parent.log_artifact(path)
         finally:
-            parent.finish(front.parent.info.status)
+            parent.close()
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4f}".format):
         print("\n" + table.drop(columns=["run_name"]).to_string(index=False))
     print(f"\nfront_test.csv attached to the sweep's parent run {front.parent.info.run_id}")

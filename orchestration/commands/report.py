@@ -56,14 +56,38 @@ def _run(args: argparse.Namespace) -> int:
         parent_run_id=args.parent,
         objectives=objectives,
         top=args.top,
-        attach=not args.no_attach,
     )
     report = build_report(args.experiment, args.out, options, say=lambda m: print(m, file=sys.stderr, flush=True))
+    attached = attach_report(report, options.tracking_uri) if not args.no_attach else []
     for note in report.notes:
         print(f"note: {note}")
     written = ", ".join(f"{name} +{w.rows_written}" for name, w in report.parquet.items())
     print(f"{report.runs} runs; {len(report.figures)} figures; Parquet rows appended: {written}")
     print(f"report: {report.html}  (and {report.markdown.name})")
-    if report.attached_to:
-        print(f"attached to parent run(s): {', '.join(report.attached_to)}")
+    if attached:
+        print(f"attached to parent run(s): {', '.join(attached)}")
     return 0
+
+
+def attach_report(report, tracking_uri: str) -> list[str]:
+    """Log the report (Markdown, HTML, figures) to the parent run of its runs, through the tracker
+    (retries, buffering); the parent's status is left as it is. Returns the runs it was attached to; a
+    report over several parents is attached to none (and says so in its notes)."""
+    from orchestration.tracking import RunTracker, TrackingError
+
+    targets = report.parent_runs
+    if len(targets) > 1:
+        report.notes.append(f"not attached: runs come from {len(targets)} parent runs; pass --parent RUN_ID")
+        return []
+    attached = []
+    for parent in targets:
+        try:
+            writer = RunTracker.attach(tracking_uri, parent, flush_timeout=120)
+            writer.log_artifact(report.markdown, "report")
+            writer.log_artifact(report.html, "report")
+            writer.log_artifacts(report.out_dir / "plots", "report/plots")
+            writer.close()
+            attached.append(parent)
+        except (TrackingError, OSError) as err:
+            report.notes.append(f"could not attach the report to parent run {parent}: {err}")
+    return attached

@@ -90,8 +90,16 @@ def _run_distributed(cfg, args: argparse.Namespace, uri: str) -> int:
         )
     if args.resume and not exists and "://" not in storage:
         raise UserError(f"--resume: no Ray Train run for this config in {storage}/{name}; run without --resume")
+    # The run is found again by its run_key: across worker-group restarts (make_trainer draws one), and on
+    # --resume by the key of this Ray Train run's earlier MLflow run (it may have died before a checkpoint).
+    lineage = Lineage(tracking_uri=uri, tags={"ray_train_run": f"{storage}/{name}"})
+    if args.resume:
+        from orchestration.tracking import find_runs
+
+        earlier = find_runs(uri, cfg.tracking.experiment, {"ray_train_run": f"{storage}/{name}"})
+        lineage.run_key = earlier[0].data.tags.get("run_key") if earlier else None
     with ray_session(args.address, log_to_driver=True):
-        trainer = make_trainer(cfg, Lineage(tracking_uri=uri), storage_path=storage, name=name, measure_test=True)
+        trainer = make_trainer(cfg, lineage, storage_path=storage, name=name, measure_test=True)
         result = trainer.fit()
     print("\nfinal metrics:")
     for key in sorted(result.metrics):

@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the same search with 2-3 tiny trials (few hundred images, <= 2 epochs): a few minutes")
     p.add_argument("--address", help="an existing Ray cluster (e.g. ray://head:10001 or auto); default: start a local one")
     p.add_argument("--storage-path", help="Tune/Train storage: a shared directory or an object-store URI (default runs/ray)")
+    p.add_argument("--searcher-storage", metavar="URL",
+                   help="database of the Optuna study (e.g. postgresql+psycopg2://user@db/optuna), so --resume/--extend "
+                   "work from any driver (default: runs/tune/NAME.optuna.db)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite file under runs/)")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
     p.set_defaults(run=_run)
@@ -52,6 +55,11 @@ def _run(args: argparse.Namespace) -> int:
         changes["name"] = args.name
     if args.storage_path:
         changes["storage_path"] = args.storage_path
+    if args.searcher_storage:
+        from orchestration.searcher import check_url
+
+        check_url(args.searcher_storage)
+        changes["searcher_storage"] = args.searcher_storage
     if args.smoke_test:
         changes["num_samples"] = min(space.tune.num_samples, 3) if space.tune.algorithm != "grid" else 1  # grid: once
     if changes:
@@ -61,4 +69,6 @@ def _run(args: argparse.Namespace) -> int:
     with ray_session(args.address, num_cpus=args.num_cpus):
         outcome = sweep.run(resume=args.resume, extend=args.extend)
     print_outcome(outcome, sweep._objectives(), sweep.tracking_uri, sweep.base_cfg.tracking.experiment)
+    if outcome.interrupted:
+        return 130
     return 1 if outcome.failed else 0

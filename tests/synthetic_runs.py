@@ -1,11 +1,12 @@
-"""A synthetic MLflow experiment shaped like the real ones, for tests and for timing the report.
+"""A synthetic MLflow experiment shaped like the real ones, for tests and for timing the report (it
+writes a fake store directly with MlflowClient: test data, not a tracked run).
 
 Runs carry what ``orchestration.training`` logs (the flattened config as params, per-epoch metrics, the
 suite's final metrics, ``tables/*.csv``, ``plots/energy_heatmap_block_*.png``) and the tags of the sweep
 and ablation contracts (``role``, ``mlflow.parentRunId``, ``ablation_cell``). The numbers are made up
 but move with mu, p_drop and width the way the paper's do, so fronts and ablations are not degenerate.
 
-    python -m results.synthetic --tracking-uri sqlite:////tmp/s/mlflow.db --runs 200 --experiment synth
+    python tests/synthetic_runs.py --tracking-uri sqlite:////tmp/s/mlflow.db --runs 200 --experiment synth
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class SyntheticSpec:
     missing_every: int = 0  # every n-th trial lacks the binary and early-exit metrics (0: none)
     unfinished: int = 0  # this many extra trials left RUNNING
     seed: int = 0
+    quickstart: bool = False  # params as a quickstart search logs them: mu to 16 digits, generator specs
 
 
 def _png(rng: np.random.Generator) -> bytes:
@@ -78,6 +80,13 @@ def _config(i: int, spec: SyntheticSpec, rng: np.random.Generator) -> tuple[dict
                 mu = float(item.split("=")[1])
             if item.startswith("loss.p_drop="):
                 p_drop = float(item.split("=")[1])
+    c4 = None
+    if spec.quickstart and spec.kind == "sweep":  # what the quickstart's searcher samples
+        mu = float(np.exp(rng.uniform(np.log(1.0), np.log(12.0))))
+        c3 = str(rng.choice(["paper:cifar10/5/10", "generate:active=4,min_distance=4,seed=0",
+                             "generate:active=6,branches=12,min_distance=None,seed=0"]))  # fmt: skip
+        c4 = str(rng.choice(["paper:cifar10/3/10", "generate:active=3,min_distance=2,seed=0"]))
+        width = float(rng.choice([0.75, 1.0, 1.25]))
     params = {
         "model.name": "coded_resnext29_10x11d",
         "model.width_multiplier": str(width),
@@ -90,6 +99,8 @@ def _config(i: int, spec: SyntheticSpec, rng: np.random.Generator) -> tuple[dict
         "train.num_workers": "1",
         "seed": str(seed),
     }
+    if c4 is not None:
+        params["coding.c4"] = c4
     return params, tags
 
 
@@ -97,7 +108,7 @@ def _metrics(params: dict[str, str], spec: SyntheticSpec, rng: np.random.Generat
     """(per-epoch history, final suite metrics, binary table, early-exit table)."""
     mu, p_drop, width = float(params["loss.mu"]), float(params["loss.p_drop"]), float(params["model.width_multiplier"])
     control = params["model.control"] == "true"
-    active = 3 if params["coding.c3"].endswith("3/10") else 5
+    active = 3 if params["coding.c3"].endswith("3/10") else 4 if "active=4" in params["coding.c3"] else 5
     final_acc = 0.90 + 0.02 * width + 0.004 * mu - 0.0006 * mu**2 - 0.01 * p_drop + rng.normal(0, 0.004)
     history = []
     for epoch in range(spec.epochs):
