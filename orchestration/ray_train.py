@@ -24,11 +24,19 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
     cfg = config_from_dict(loop_config["config"])
     session = TrainWorkerSession()
     progress = Progress(cfg.train.progress if session.rank == 0 else "none", cfg.train.epochs)
-    train_loop(cfg, session, Lineage(**loop_config["lineage"]), progress)
+    train_loop(
+        cfg, session, Lineage(**loop_config["lineage"]), progress, rung_epochs=loop_config.get("rung_epochs", ())
+    )
 
 
 def make_trainer(
-    cfg: RunConfig, lineage: Lineage, *, storage_path: str, name: str, callbacks: list | None = None
+    cfg: RunConfig,
+    lineage: Lineage,
+    *,
+    storage_path: str,
+    name: str,
+    callbacks: list | None = None,
+    rung_epochs: tuple[int, ...] = (),
 ):
     """A ``TorchTrainer`` for ``cfg`` (``cfg.train.num_workers`` ranks). Re-creating it with the same
     ``name`` and ``storage_path`` resumes from that run's last checkpoint (Ray Train V2)."""
@@ -42,7 +50,7 @@ def make_trainer(
         resources["GPU"] = t.gpus_per_worker
     return TorchTrainer(
         worker_loop,
-        train_loop_config={"config": cfg.to_dict(), "lineage": dataclasses.asdict(lineage)},
+        train_loop_config={"config": cfg.to_dict(), "lineage": dataclasses.asdict(lineage), "rung_epochs": rung_epochs},
         scaling_config=ScalingConfig(
             num_workers=t.num_workers, use_gpu=t.gpus_per_worker > 0, resources_per_worker=resources
         ),

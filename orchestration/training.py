@@ -15,7 +15,7 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,8 @@ from coded_resnext.coding import resolve_scheme
 from coded_resnext.coding.defaults import GeneratedScheme
 from coded_resnext.datasets import DatasetBundle, DataSpec, build_dataset, build_ood_dataset
 from coded_resnext.evaluation import evaluate, run_suite
+from coded_resnext.evaluation.binary import choose_classes
+from coded_resnext.evaluation.rung import rung_evaluation
 from coded_resnext.evaluation.suite import SuiteResult
 from coded_resnext.models.config import SCHEME_OFF, StageConfig
 from orchestration.checkpoint import save_checkpoint
@@ -346,8 +348,11 @@ def param_divergence(model: nn.Module, session: Session) -> float:
     return session.all_reduce(own).item()
 
 
-def train_loop(cfg: RunConfig, session: Session, lineage: Lineage, progress: Progress) -> LoopResult:
-    """The training loop shared by every place a run can execute (see ``sessions.py``)."""
+def train_loop(
+    cfg: RunConfig, session: Session, lineage: Lineage, progress: Progress, rung_epochs: Collection[int] = ()
+) -> LoopResult:
+    """The training loop shared by every place a run can execute (see ``sessions.py``). At ``rung_epochs``
+    (1-based; a multi-objective scheduler's rungs) the report also carries every objective (``rung_metrics``)."""
     chief = session.rank == 0
     device = session.device() or resolve_device(cfg.train.device)
     state = session.restore()
@@ -406,6 +411,8 @@ def train_loop(cfg: RunConfig, session: Session, lineage: Lineage, progress: Pro
                 if last_epoch or every:
                     suite = _suite(model, bundle, cfg, device, progress)
                     metrics.update(suite.metrics)
+                elif epoch + 1 in rung_epochs:
+                    metrics.update(rung_metrics(model, bundle, cfg, device))
                 # Log before checkpointing: a crash in between replays this epoch from the previous
                 # checkpoint (deterministically), and the tracker drops the steps it already has.
                 tracker.log_metrics(metrics, step=epoch)
@@ -418,6 +425,15 @@ def train_loop(cfg: RunConfig, session: Session, lineage: Lineage, progress: Pro
     except KeyboardInterrupt:
         if tracker is not None:
             tracker.finish("KILLED")
+        raise
+    except SystemExit as stop:
+        # A scheduler stopping a Tune trial ends its training thread with sys.exit(0) inside ray.tune.report:
+        # not a failure. Send what is buffered and leave the run's state to the driver (TrialRunCloser).
+        if tracker is not None:
+            if stop.code in (None, 0):
+                tracker.flush()
+            else:
+                tracker.finish("FAILED")
         raise
     except BaseException:
         if tracker is not None:
@@ -480,6 +496,15 @@ def _epoch_line(epoch: int, epochs: int, m: dict[str, float]) -> str:
         f"epoch {epoch + 1}/{epochs}: loss {m['train/loss']:.4f} (coding {m['train/coding_loss']:.4f}) "
         f"val acc {m['val/accuracy']:.4f} loss {m['val/loss']:.4f}{last} [{m['time/epoch_seconds']:.0f}s]"
     )
+
+
+def rung_metrics(model, bundle: DatasetBundle, cfg: RunConfig, device) -> dict[str, float]:
+    """The light evaluation at a rung epoch (``coded_resnext.evaluation.rung``), timed as ``time/rung_eval_seconds``."""
+    started = time.perf_counter()
+    classes = choose_classes(model.num_classes, cfg.eval.binary_classes, cfg.seed)  # the suite's classes
+    metrics = rung_evaluation(model, eval_loader(bundle.val, cfg), device, cfg.eval, classes)
+    metrics["time/rung_eval_seconds"] = time.perf_counter() - started
+    return metrics
 
 
 def _suite(model, bundle: DatasetBundle, cfg: RunConfig, device, progress: Progress) -> SuiteResult:
