@@ -314,3 +314,34 @@ def test_moasha_sweep_wiring(tmp_path):
 def test_the_quickstart_runs_a_reference_control():
     space = load_search_space(ROOT / "search_spaces" / "quickstart.yaml")
     assert space.tune.reference_control
+
+
+# ---- the report --------------------------------------------------------------------------------------
+def test_the_report_keeps_the_reference_infeasible_and_stopped_runs_off_the_front(tmp_path):
+    import pandas as pd
+
+    from results.pareto import DEFAULT_OBJECTIVES
+    from results.plots import front_scatter
+    from results.report import _ranked
+    from results.sweep_progress import hypervolume_plot, reference_runs
+
+    runs = pd.DataFrame(
+        {
+            "run_id": ["a", "b", "ref", "infeasible", "stopped"],
+            "metrics.val/accuracy": [0.80, 0.70, 0.95, None, 0.99],
+            "metrics.binary/param_fraction": [0.50, 0.40, 0.30, 0.90, 0.10],
+            "metrics.early_exit/compute_at_99pct_accuracy": [0.6, 0.5, 0.2, None, 0.1],
+            "tags.reference_control": [None, None, "true", None, None],
+            "tags.infeasible": [None, None, None, "true", None],
+            "tags.early_stopped": [None, None, None, None, "true"],
+        }
+    )
+    ranked = _ranked(runs, DEFAULT_OBJECTIVES)
+    assert ranked["run_id"].tolist() == runs["run_id"].tolist()  # rows and order kept
+    assert ranked["pareto_front"].tolist() == [True, True, False, False, False]  # though ref and stopped dominate
+    assert ranked["pareto_rank"].isna().tolist() == [False, False, True, True, True]
+    assert reference_runs(runs)["run_id"].tolist() == ["ref"]
+    assert front_scatter(ranked, DEFAULT_OBJECTIVES, tmp_path / "front.png", baseline=reference_runs(runs)).exists()
+    curve = pd.DataFrame({"epochs_used": [4.0, 9.0], "hypervolume": [0.1, 0.3]})
+    assert hypervolume_plot({"parent": curve}, tmp_path / "hv.png").exists()
+    assert hypervolume_plot({}, tmp_path / "none.png") is None

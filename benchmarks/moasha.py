@@ -1,0 +1,168 @@
+"""MO-ASHA against full-budget searches: hypervolume of the finished trials' front against epochs used.
+
+Three arms over the quickstart's search space (Fashion-MNIST, coded_resnext_mini, same number of
+configurations, same concurrency), each on every seed: multi-objective TPE with MO-ASHA early stopping,
+multi-objective TPE at full budget, random search at full budget. Every sweep logs ``sweep/hypervolume``
+and ``sweep/epochs_used`` to its parent run after each trial ends; this script reads those curves.
+Epochs are counted, not seconds, so a busy machine cannot bias the comparison.
+
+Goal (issue 16): MO-ASHA reaches >= 95% of the full-budget (motpe) hypervolume with <= 50% of its epochs.
+
+    python benchmarks/moasha.py --configs 16 --concurrent 2 --seeds 0 1 2 --json moasha.json --plot moasha.png
+    python benchmarks/moasha.py --smoke-test --configs 4 --seeds 0        # the whole path in a few minutes
+
+Runs in a throwaway directory; nothing is added to runs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+from _throwaway import run_in_throwaway_dir  # benchmarks/ itself, on sys.path when run as a script
+
+ROOT = Path(__file__).resolve().parents[1]
+ARMS = {  # name -> tune settings
+    "motpe+moasha": {"algorithm": "motpe", "scheduler": "moasha"},
+    "motpe": {"algorithm": "motpe", "scheduler": "none"},
+    "random": {"algorithm": "random", "scheduler": "none"},
+}
+GOAL_HV, GOAL_EPOCHS = 0.95, 0.50
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--space", default=str(ROOT / "search_spaces" / "quickstart.yaml"))
+    parser.add_argument("--configs", type=int, default=16, help="configurations per sweep (num_samples)")
+    parser.add_argument("--concurrent", type=int, default=2, help="trials at a time")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="searcher seeds (>= 3 for the goal)")
+    parser.add_argument("--grace-period", type=int, default=1)
+    parser.add_argument("--reduction-factor", type=float, default=2.0)
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument(
+        "--smoke-test", action="store_true", help="the sweeps' --smoke-test sizes (2 epochs, 512 images)"
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--plot", type=Path, help="hypervolume against epochs used, as PNG")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    plot = args.plot.resolve() if args.plot else None
+    figures = run_in_throwaway_dir("moasha-bench-", lambda work: _measure(args, work), args.json)
+    print(_table(figures))
+    if plot:
+        _plot(figures, plot)
+        print(f"plot: {plot}")
+
+
+def _measure(args: argparse.Namespace, work: Path) -> dict:
+    from orchestration.ray_runtime import ray_session
+    from orchestration.search_space import load_search_space
+    from orchestration.sweep import Sweep
+
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    curves: dict[str, dict[str, list]] = {}
+    with ray_session(None):
+        for seed in args.seeds:
+            for arm in args.arms:
+                space = load_search_space(args.space)
+                space.tune = dataclasses.replace(
+                    space.tune,
+                    **ARMS[arm],
+                    num_samples=args.configs,
+                    max_concurrent_trials=args.concurrent,
+                    seed=seed,
+                    grace_period=args.grace_period,
+                    reduction_factor=args.reduction_factor,
+                    reference_control=False,  # the same for every arm; left out so epochs compare directly
+                    name=f"bench-{arm.replace('+', '-')}-s{seed}",
+                )
+                started = time.perf_counter()
+                outcome = Sweep(space, uri, smoke_test=args.smoke_test).run()
+                curve = _curve(uri, outcome.parent_run_id)
+                curve["seconds"] = time.perf_counter() - started
+                curves[f"{arm}|{seed}"] = curve
+                print(
+                    f"{arm} seed {seed}: hypervolume {curve['hypervolume'][-1]:.4f} after "
+                    f"{curve['epochs'][-1]:.0f} epochs ({curve['seconds']:.0f}s)",
+                    flush=True,
+                )
+    return {"settings": {k: str(v) for k, v in vars(args).items()}, "curves": curves, "summary": _summary(curves)}
+
+
+def _curve(uri: str, parent_run_id: str) -> dict[str, list]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    hv = {m.step: m.value for m in client.get_metric_history(parent_run_id, "sweep/hypervolume")}
+    used = {m.step: m.value for m in client.get_metric_history(parent_run_id, "sweep/epochs_used")}
+    steps = sorted(hv)
+    return {"epochs": [used[s] for s in steps], "hypervolume": [hv[s] for s in steps]}
+
+
+def _summary(curves: dict[str, dict[str, list]]) -> list[dict]:
+    """Per arm and seed: final hypervolume and epochs as fractions of motpe at full budget (same seed), and
+    the epochs MO-ASHA needed to first reach 95% of that hypervolume."""
+    rows = []
+    for key, curve in curves.items():
+        arm, seed = key.split("|")
+        full = curves.get(f"motpe|{seed}")
+        row = {"arm": arm, "seed": int(seed), "hypervolume": curve["hypervolume"][-1], "epochs": curve["epochs"][-1]}
+        if full and full["hypervolume"][-1] > 0:
+            target = full["hypervolume"][-1]
+            row["hv_fraction"] = row["hypervolume"] / target
+            row["epochs_fraction"] = row["epochs"] / full["epochs"][-1]
+            reached = [e for e, hv in zip(curve["epochs"], curve["hypervolume"], strict=True) if hv >= GOAL_HV * target]
+            row["epochs_fraction_to_95pct"] = reached[0] / full["epochs"][-1] if reached else None
+        rows.append(row)
+    return rows
+
+
+def _table(figures: dict) -> str:
+    import pandas as pd
+
+    table = pd.DataFrame(figures["summary"])
+    if table.empty:
+        return "no sweeps ran"
+    mean = table.drop(columns="seed").groupby("arm").mean(numeric_only=True).assign(seed="mean").reset_index()
+    out = pd.concat([table, mean], ignore_index=True).sort_values(["arm", "seed"], key=lambda c: c.astype(str))
+    lines = [out.to_string(index=False, float_format=lambda v: f"{v:.3f}")]
+    moasha = mean[mean.arm == "motpe+moasha"]
+    if not moasha.empty and "hv_fraction" in moasha:
+        hv, epochs = float(moasha.hv_fraction.iloc[0]), float(moasha.epochs_fraction.iloc[0])
+        met = hv >= GOAL_HV and epochs <= GOAL_EPOCHS
+        lines.append(
+            f"goal (>= {GOAL_HV:.0%} of full-budget hypervolume with <= {GOAL_EPOCHS:.0%} of its epochs, mean over "
+            f"seeds): hypervolume {hv:.1%}, epochs {epochs:.1%}: {'MET' if met else 'NOT MET'}"
+        )
+    return "\n".join(lines)
+
+
+def _plot(figures: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"motpe+moasha": "tab:red", "motpe": "tab:blue", "random": "tab:grey"}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    seen = set()
+    for key, curve in figures["curves"].items():
+        arm, seed = key.split("|")
+        label = arm if arm not in seen else None
+        seen.add(arm)
+        ax.step(curve["epochs"], curve["hypervolume"], where="post", color=colours.get(arm), alpha=0.8, label=label)
+        ax.annotate(f"s{seed}", (curve["epochs"][-1], curve["hypervolume"][-1]), fontsize=7, color=colours.get(arm))
+    ax.set_xlabel("epochs used (all trials)")
+    ax.set_ylabel("hypervolume of the finished trials' front")
+    ax.set_title("MO-ASHA vs full budget: hypervolume against epochs (one line per seed)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
