@@ -10,6 +10,10 @@ Goal (issue 16): MO-ASHA reaches >= 95% of the full-budget (motpe) hypervolume w
 
     python benchmarks/moasha.py --configs 16 --concurrent 2 --seeds 0 1 2 --json moasha.json --plot moasha.png
     python benchmarks/moasha.py --smoke-test --configs 4 --seeds 0        # the whole path in a few minutes
+    python benchmarks/moasha.py --rung-cost                               # one quickstart trial, in-process
+
+``--rung-cost`` times, on one quickstart trial after one training epoch, the light rung evaluation against the
+epoch's training pass, its per-epoch validation pass and the end-of-run suite (median of 3, interleaved).
 
 Runs in a throwaway directory; nothing is added to runs/.
 """
@@ -45,10 +49,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--smoke-test", action="store_true", help="the sweeps' --smoke-test sizes (2 epochs, 512 images)"
     )
+    parser.add_argument("--rung-cost", action="store_true", help="time the rung evaluation instead (no Ray)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--plot", type=Path, help="hypervolume against epochs used, as PNG")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    if args.rung_cost:
+        run_in_throwaway_dir("moasha-rung-", lambda work: _rung_cost(args), args.json)
+        return
     plot = args.plot.resolve() if args.plot else None
     figures = run_in_throwaway_dir("moasha-bench-", lambda work: _measure(args, work), args.json)
     print(_table(figures))
@@ -90,6 +98,59 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
                     flush=True,
                 )
     return {"settings": {k: str(v) for k, v in vars(args).items()}, "curves": curves, "summary": _summary(curves)}
+
+
+def _rung_cost(args: argparse.Namespace) -> dict:
+    import statistics
+    from types import SimpleNamespace
+
+    import torch
+
+    from coded_resnext.datasets import build_dataset
+    from orchestration.config import smoke_test_config
+    from orchestration.search_space import load_search_space
+    from orchestration.training import (
+        TrainStep,
+        _suite,
+        build_model,
+        data_spec,
+        distributed_evaluate,
+        make_optimizer,
+        rung_metrics,
+        train_epoch,
+        train_loader,
+    )
+
+    cfg = load_search_space(args.space).trial_config({})
+    cfg = smoke_test_config(cfg) if args.smoke_test else cfg
+    torch.manual_seed(cfg.seed)
+    device = torch.device("cpu")
+    bundle = build_dataset(data_spec(cfg))
+    model = build_model(cfg, bundle.num_classes, bundle.in_chans).to(memory_format=torch.channels_last)
+    steps = len(train_loader(bundle, cfg, 0))
+    opt, scheduler = make_optimizer(model, cfg, steps)
+    session = SimpleNamespace(rank=0, world_size=1)
+    quiet = SimpleNamespace(say=lambda _m: None)
+
+    def timed(fn) -> float:
+        started = time.perf_counter()
+        fn()
+        return time.perf_counter() - started
+
+    train = timed(lambda: train_epoch(TrainStep(model), train_loader(bundle, cfg, 0), opt, scheduler, device))
+    times: dict[str, list[float]] = {"val_pass": [], "rung_eval": [], "suite": []}
+    for _ in range(3):
+        times["val_pass"].append(timed(lambda: distributed_evaluate(model, bundle.val, cfg, device, session)))
+        times["rung_eval"].append(timed(lambda: rung_metrics(model, bundle, cfg, device)))
+        times["suite"].append(timed(lambda: _suite(model, bundle, cfg, device, quiet)))
+    median = {k: statistics.median(v) for k, v in times.items()}
+    epoch = train + median["val_pass"]
+    return {
+        "config": {"train_images": len(bundle.train), "val_images": min(len(bundle.val), cfg.eval.limit_val or 10**9)},
+        "seconds": {"train_pass": train, **median},
+        "rung_eval_over_epoch": median["rung_eval"] / epoch,  # what a rung epoch costs extra
+        "rung_eval_over_suite": median["rung_eval"] / median["suite"],
+    }
 
 
 def _curve(uri: str, parent_run_id: str) -> dict[str, list]:

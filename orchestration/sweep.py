@@ -10,6 +10,11 @@ multi-objective TPE).
 Optuna studies live in a SQLite file beside the sweep's local state (``runs/tune/<name>.optuna.db``), so
 ``--extend`` continues the same study: the sampler sees every earlier trial.
 
+Issue 16: ``tune.scheduler: moasha`` (``moasha.py``; its rung epochs report every objective), ``tune.constraints``
+checked on the architecture before a trial trains (``end_if_infeasible``), ``sweep/hypervolume`` on the parent
+run (``tune_callbacks.SweepHypervolume``) and ``tune.reference_control`` (one plain-control trial, hidden from the
+searcher by ``searchers.WithReferenceControl``).
+
 Lifecycle: ``--resume`` restores the Tune experiment (finished trials are not re-run; unfinished and
 errored ones continue from their checkpoints) and reattaches the parent run, found by its tags.
 ``--extend N`` adds N trials as a follow-up Tune experiment under the same parent run.

@@ -345,3 +345,30 @@ def test_the_report_keeps_the_reference_infeasible_and_stopped_runs_off_the_fron
     curve = pd.DataFrame({"epochs_used": [4.0, 9.0], "hypervolume": [0.1, 0.3]})
     assert hypervolume_plot({"parent": curve}, tmp_path / "hv.png").exists()
     assert hypervolume_plot({}, tmp_path / "none.png") is None
+
+
+@pytest.mark.slow  # an MLflow SQLite store
+def test_an_extension_continues_the_parents_hypervolume_log(tmp_path):
+    from orchestration.sweep import Sweep
+    from orchestration.tracking import RunTracker
+
+    space = load_search_space(_space(tmp_path, {"algorithm": "motpe"}, tracking={"experiment": "ext"}))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent = RunTracker(uri, "ext", run_name="sweep")
+    parent.log_metrics({"sweep/epochs_used": 7.0, "sweep/hypervolume": 0.2}, step=3)
+    objectives = {"val/accuracy": 0.8, "binary/param_fraction": 0.5, "early_exit/compute_at_99pct_accuracy": 0.6}
+    for trial_id, tags in [
+        ("full", {}),
+        ("stopped", {"early_stopped": "true"}),
+        ("ref", {"reference_control": "true"}),
+        ("infeasible", {"infeasible": "true"}),
+    ]:
+        child = RunTracker(
+            uri, "ext", parent_run_id=parent.run_id, tags={"role": "trial", "trial_id": trial_id, **tags}
+        )
+        child.log_metrics(objectives, step=3)
+        child.finish()
+    parent.flush()
+    prior = Sweep(space, uri).hypervolume_prior(parent.run_id)
+    assert prior["ended"] == 3 and prior["epochs_before"] == 7.0
+    assert list(prior["points"]) == ["full"] and prior["points"]["full"] == pytest.approx(objectives)
