@@ -159,7 +159,9 @@ def _curve(uri: str, parent_run_id: str) -> dict[str, list]:
     client = MlflowClient(uri)
     hv = {m.step: m.value for m in client.get_metric_history(parent_run_id, "sweep/hypervolume")}
     used = {m.step: m.value for m in client.get_metric_history(parent_run_id, "sweep/epochs_used")}
-    steps = sorted(hv)
+    steps = sorted(set(hv) & set(used))
+    if not steps:
+        raise SystemExit(f"sweep {parent_run_id} logged no sweep/hypervolume: are its objectives several?")
     return {"epochs": [used[s] for s in steps], "hypervolume": [hv[s] for s in steps]}
 
 

@@ -191,7 +191,7 @@ class TuneSection:
             "ASHA would stop the control trial like any other; use scheduler moasha (which exempts it) or none",
         )
         if self.reference_point is not None:
-            names = list(self.objectives) if self.multi_objective else [self.metric]
+            names = list(self.objectives) if self.multi_objective or self.algorithm in ("random", "grid") else [self.metric]
             check(
                 len(self.reference_point) == len(names),
                 "reference_point",
@@ -385,8 +385,8 @@ def default_reference_point(objectives: dict[str, str]) -> list[float]:
 
 def _check_reference(space: SearchSpace) -> None:
     t = space.tune
-    if not t.multi_objective or t.reference_point is not None:
-        return
+    if not (t.multi_objective or t.algorithm in ("random", "grid")) or t.reference_point is not None:
+        return  # (random and grid sweeps measure their hypervolume over tune.objectives too)
     other = [k for k in t.objectives if not k.startswith(UNIT_INTERVAL_METRICS)]
     if other:
         raise SearchSpaceError(

@@ -418,10 +418,10 @@ class Sweep:
         callbacks = []
         if hasattr(scheduler, "state_callback"):
             callbacks.append(scheduler.state_callback())
-        if self.space.tune.multi_objective:
+        objectives = self._progress_objectives()
+        if objectives:
             from orchestration.tune_callbacks import SweepHypervolume
 
-            objectives = self._objectives()
             callbacks.append(
                 SweepHypervolume(
                     self.tracking_uri,
@@ -436,6 +436,14 @@ class Sweep:
             )
         return callbacks
 
+    def _progress_objectives(self) -> dict[str, str] | None:
+        """The objectives the hypervolume is measured over: a multi-objective sweep's, and tune.objectives for
+        random and grid search too (they optimize nothing, so any trade-off can be measured on them)."""
+        t = self.space.tune
+        if t.multi_objective:
+            return self._objectives()
+        return dict(t.objectives) if t.algorithm in ("random", "grid") and len(t.objectives) >= 2 else None
+
     def hypervolume_prior(self, parent_run_id: str) -> dict:
         """What an extension's hypervolume log starts from: the parent's last step and epochs, and the
         objectives of the earlier trials that trained their full budget (read from MLflow)."""
@@ -448,7 +456,7 @@ class Sweep:
         children = client.search_runs(
             [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'"
         )
-        objectives = self._objectives()
+        objectives = self._progress_objectives() or {}
         points = {}
         for run in children:
             tags, metrics = run.data.tags, run.data.metrics

@@ -293,6 +293,7 @@ def test_searching_the_epochs_is_refused_with_moasha(tmp_path):
 
 
 def test_moasha_sweep_wiring(tmp_path):
+    from orchestration.search_space import DEFAULT_OBJECTIVES
     from orchestration.moasha import MultiObjectiveASHA
     from orchestration.sweep import REFERENCE_KEY, Sweep, reference_control_config, reference_suggestion, rung_epochs
 
@@ -309,6 +310,11 @@ def test_moasha_sweep_wiring(tmp_path):
     assert reference_control_config(space).model.control
     unlimited = load_search_space(_space(tmp_path, {**tune, "max_t": None}))
     assert not Sweep(unlimited, f"sqlite:///{tmp_path / 'x.db'}")._scheduler()._stop_last_trials  # ends by itself
+    assert Sweep(unlimited, "sqlite:///x.db")._progress_objectives() == dict(DEFAULT_OBJECTIVES)
+    plain_random = load_search_space(_space(tmp_path, {"algorithm": "random"}))
+    assert Sweep(plain_random, "sqlite:///x.db")._progress_objectives() == dict(DEFAULT_OBJECTIVES)  # benchmark arm
+    tpe = load_search_space(_space(tmp_path, {"algorithm": "optuna"}))
+    assert Sweep(tpe, "sqlite:///x.db")._progress_objectives() is None  # one metric: no hypervolume
 
 
 def test_the_quickstart_runs_a_reference_control():
