@@ -293,8 +293,8 @@ def test_searching_the_epochs_is_refused_with_moasha(tmp_path):
 
 
 def test_moasha_sweep_wiring(tmp_path):
-    from orchestration.search_space import DEFAULT_OBJECTIVES
     from orchestration.moasha import MultiObjectiveASHA
+    from orchestration.search_space import DEFAULT_OBJECTIVES
     from orchestration.sweep import REFERENCE_KEY, Sweep, reference_control_config, reference_suggestion, rung_epochs
 
     tune = {"algorithm": "random", "scheduler": "moasha", "reference_control": True, "max_t": 3}
@@ -378,3 +378,75 @@ def test_an_extension_continues_the_parents_hypervolume_log(tmp_path):
     prior = Sweep(space, uri).hypervolume_prior(parent.run_id)
     assert prior["ended"] == 3 and prior["epochs_before"] == 7.0
     assert list(prior["points"]) == ["full"] and prior["points"]["full"] == pytest.approx(objectives)
+
+
+# ---- one real sweep on Ray ---------------------------------------------------------------------------
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_moasha_sweep_with_constraints_and_a_reference_control(tmp_path, monkeypatch):
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    from orchestration.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    tune = {
+        "algorithm": "motpe",
+        "num_samples": 4,
+        "max_concurrent_trials": 2,
+        "name": "mo",
+        "seed": 0,
+        "scheduler": "moasha",
+        "reference_control": True,
+        "constraints": {"binary/param_fraction": "<= 0.52"},
+    }
+    search = {
+        "coding.c3": {"choice": ["paper:cifar10/5/10", {"active": 8, "min_distance": 2}]},  # 0.50 / 0.54
+        "loss.mu": {"uniform": [1.0, 8.0]},
+    }
+    path = _space(
+        tmp_path,
+        tune,
+        search=search,
+        train={"epochs": 3},
+        tracking={"experiment": "mo", "log_model": False},
+        data={"name": "synthetic", "ood": None, "limit_train": 256},
+        optim={"batch_size": 64, "warmup_epochs": 0},
+        eval={
+            "binary_classes": 2,
+            "binary_fit_samples": 64,
+            "limit_val": 128,
+            "removal_samples": 32,
+            "invariance_samples": 0,
+            "early_exit_thresholds": 5,
+        },
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert main(["tune", str(path), "--tracking-uri", uri, "--num-cpus", "2"]) == 0
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("mo").experiment_id])
+    parent = next(r for r in runs if r.data.tags.get("role") == "sweep")
+    trials = [r for r in runs if r.data.tags.get("role") == "trial"]
+    assert len(trials) == 5 and all(r.info.status == "FINISHED" for r in runs)  # early stops are not failures
+    epochs = {r.data.tags["trial_id"]: len(client.get_metric_history(r.info.run_id, "train/loss")) for r in trials}
+    (reference,) = [r for r in trials if r.data.tags.get("reference_control") == "true"]
+    assert epochs[reference.data.tags["trial_id"]] == 3 and reference.data.params["model.control"] == "True"
+    infeasible = [r for r in trials if r.data.tags.get("infeasible") == "true"]
+    assert infeasible and all(r.data.metrics["binary/param_fraction"] > 0.52 for r in infeasible)
+    assert all(epochs[r.data.tags["trial_id"]] == 0 and "infeasible_reason" in r.data.tags for r in infeasible)
+    trained = [r for r in trials if r not in infeasible and r is not reference]
+    for run in trained:  # the rung epoch (1) reported every objective
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "early_exit/compute_at_99pct_accuracy")]
+        assert steps[0] == 0, run.data.tags
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path / 'runs/tune/mo.optuna.db'}")
+    told = study.get_trials()
+    assert len(told) == 4  # the reference control never reached the searcher
+    pruned = [t for t in told if t.state == optuna.trial.TrialState.PRUNED]
+    stopped = [r for r in trained if r.data.tags.get("early_stopped") == "true"]
+    assert len(pruned) == len(infeasible) + len(stopped)
+    assert sum(t.constraints["binary/param_fraction"] > 0 for t in told) == len(infeasible)
+    hv = sorted((m.step, m.value) for m in client.get_metric_history(parent.info.run_id, "sweep/hypervolume"))
+    used = max(client.get_metric_history(parent.info.run_id, "sweep/epochs_used"), key=lambda m: m.step)
+    assert [s for s, _ in hv] == [1, 2, 3, 4, 5] and hv[-1][1] > 0
+    assert used.value == sum(epochs.values())
