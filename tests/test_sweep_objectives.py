@@ -450,3 +450,44 @@ def test_a_moasha_sweep_with_constraints_and_a_reference_control(tmp_path, monke
     used = max(client.get_metric_history(parent.info.run_id, "sweep/epochs_used"), key=lambda m: m.step)
     assert [s for s, _ in hv] == [1, 2, 3, 4, 5] and hv[-1][1] > 0
     assert used.value == sum(epochs.values())
+
+
+@pytest.mark.slow  # trains one tiny epoch and writes an MLflow SQLite store
+def test_a_scheduler_stopping_a_trial_is_not_a_failure_and_rung_epochs_report_every_objective(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from orchestration.config import load_config, smoke_test_config
+    from orchestration.lineage import Lineage
+    from orchestration.search_space import DEFAULT_OBJECTIVES
+    from orchestration.sessions import _SingleProcess
+    from orchestration.training import Progress, train_loop
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    overrides = [
+        "data.name=synthetic",
+        "data.ood=null",
+        "train.epochs=3",
+        "train.progress=none",
+        f"tracking.uri={uri}",
+        "tracking.experiment=stop",
+        "tracking.log_model=false",
+    ]
+    cfg = smoke_test_config(load_config(None, overrides))
+    reports = []
+
+    class StoppedAfterOneEpoch(_SingleProcess):
+        def restore(self):
+            return None
+
+        def report(self, metrics, epoch, state):
+            reports.append(metrics)
+            raise SystemExit(0)  # what ray.tune.report does in a trial the scheduler stopped
+
+    with pytest.raises(SystemExit):
+        train_loop(cfg, StoppedAfterOneEpoch(), Lineage(), Progress("none", 3), rung_epochs=(1,))
+    assert set(DEFAULT_OBJECTIVES) <= set(reports[0]) and "time/rung_eval_seconds" in reports[0]
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("stop").experiment_id])
+    assert run.info.status == "RUNNING"  # left for TrialRunCloser to end FINISHED and tag early_stopped
+    assert "early_exit/compute_at_99pct_accuracy" in run.data.metrics  # the rung epoch's objectives were logged
