@@ -30,7 +30,14 @@ def main(argv: list[str] | None = None) -> None:
     import yaml
 
     from coded_resnext.datasets import build_dataset, build_ood_dataset
-    from coded_resnext.evaluation.binary import binary_summary, evaluate_binary_classifiers
+    from coded_resnext.datasets.sampling import stratified_subset
+    from coded_resnext.evaluation import collect
+    from coded_resnext.evaluation.binary import (
+        OodNegatives,
+        binary_summary,
+        fit_binary_classifiers,
+        measure_binary_classifiers,
+    )
     from orchestration.checkpoint import load_checkpoint
     from orchestration.config import config_from_dict
     from orchestration.training import data_spec, eval_loader, model_from_checkpoint
@@ -44,19 +51,23 @@ def main(argv: list[str] | None = None) -> None:
         bundle = build_dataset(data_spec(cfg))
         ood = None
         if cfg.data.ood:
-            ood = eval_loader(build_ood_dataset(cfg.data.ood, bundle, root=cfg.data.root, download=False), cfg)
-        rows = evaluate_binary_classifiers(
+            images = build_ood_dataset(cfg.data.ood, bundle, root=cfg.data.root, download=False)
+            ood = OodNegatives(eval_loader(images, cfg), images.source_targets)
+        # the samples the run's suite uses: a stratified fit sample of the training split, the validation split
+        fit_loader = eval_loader(stratified_subset(bundle.train_eval, cfg.eval.binary_fit_samples, cfg.seed), cfg)
+        fitted = fit_binary_classifiers(
+            model, list(range(model.num_classes)), fit_loader, collect(model, fit_loader, device), device, refit=True
+        )
+        val_loader = eval_loader(stratified_subset(bundle.val, cfg.eval.limit_val, cfg.seed), cfg)
+        rows, _ = measure_binary_classifiers(
             model,
-            list(range(model.num_classes)),
-            eval_loader(bundle.train_eval, cfg),
-            cfg.eval.binary_fit_samples,
-            eval_loader(bundle.val, cfg),
-            cfg.eval.limit_val,
+            fitted,
+            val_loader,
+            collect(model, val_loader, device),
             device,
-            ood_loader=ood,
+            ood=ood,
             negatives_per_positive=cfg.eval.negatives_per_positive,
             seed=cfg.seed,
-            refit=True,
         )
         print(f"\n{path} (seed {cfg.seed}, control={cfg.model.control})")
         print(f"{'class':>5} {'paper F1':>9} {'refit F1':>9} {'full F1':>8} {'full logit F1':>14}")

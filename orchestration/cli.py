@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from orchestration.commands import ablate, bench, codes, extract, models, report, train, tune
+from orchestration.commands import ablate, bench, codes, evaluate, extract, models, report, train, tune
 from orchestration.errors import USER_ERRORS
 
 
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (train, tune, ablate, extract, codes, models, bench, report):
+    for module in (train, tune, ablate, evaluate, extract, codes, models, bench, report):
         module.register(sub)
     return parser
 

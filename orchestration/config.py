@@ -85,14 +85,14 @@ class CodingSection:
 
 @dataclass
 class LossSection:
-    mu: float = 6.0  # weight of the coding loss (Eq. 6); paper: 6 on CIFAR, 1 on ImageNet
+    mu: float | None = None  # weight of the coding loss (Eq. 6); null: the preset's (6 for CIFAR nets, 1 ImageNet)
     p_drop: float = 0.1  # DropSubNNs probability
     power: float = 4.0  # exponent of the coding loss (Eq. 5)
     threshold: float = 0.0  # coding-loss deviations up to this are free
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.0  # of the cross-entropy, in training and in the validation loss
 
     def __post_init__(self) -> None:
-        _check(self.mu >= 0, "loss.mu", f"must be >= 0, got {self.mu}")
+        _check(self.mu is None or self.mu >= 0, "loss.mu", f"must be >= 0 or null, got {self.mu}")
         _check(0 <= self.p_drop < 1, "loss.p_drop", f"must be in [0, 1), got {self.p_drop}")
         _check(self.power > 0, "loss.power", f"must be > 0, got {self.power}")
         _check(self.threshold >= 0, "loss.threshold", f"must be >= 0, got {self.threshold}")
@@ -122,15 +122,21 @@ class OptimSection:
 
 @dataclass
 class DataSection:
+    """Three roles: train; val, a stratified ``val_fraction`` hold-out of the training split (what searches
+    select on); test, the dataset's own test split (measured once, at the end of a single run or by
+    ``coded-resnext evaluate``). ``val_fraction: 0`` is the paper's protocol, for single runs only."""
+
     name: str = "fashion-mnist"  # cifar10 | cifar100 | fashion-mnist | imagefolder | digits | synthetic
-    root: str | None = None  # data directory (downloads go here; default ./data)
+    root: str | None = None  # data directory as named (never replaced by another copy); null: ./data, system copy
     download: bool = False  # let torchvision download CIFAR / Fashion-MNIST when online
-    val_fraction: float = 0.1  # held-out share when the dataset has no test split
+    val_fraction: float = 0.1  # share of the training split held out for validation (0: none)
+    split_seed: int = 0  # seed of the hold-out and the data limits (not the training seed: trials share them)
     augment: bool = True
     randaugment: list[int] | None = None  # [N, M] for RandAugment; paper: [3, 4] CIFAR-10, [1, 2] CIFAR-100
     image_size: int | None = None  # imagefolder / synthetic input size
-    limit_train: int | None = None  # seeded subset of the training set (quick runs)
-    limit_val: int | None = None
+    limit_train: int | None = None  # stratified seeded subset of the training split (quick runs)
+    limit_val: int | None = None  # ... of the validation split
+    limit_test: int | None = None  # ... of the test split
     ood: str | None = None  # out-of-distribution negatives for binary classifiers (cifar100 for cifar10, ...)
 
     def __post_init__(self) -> None:
@@ -141,14 +147,14 @@ class DataSection:
         _check(
             self.ood is None or self.ood in names, "data.ood", f"unknown dataset {self.ood!r}; choose one of {names}"
         )
-        _check(0 < self.val_fraction < 1, "data.val_fraction", f"must be in (0, 1), got {self.val_fraction}")
+        _check(0 <= self.val_fraction < 1, "data.val_fraction", f"must be in [0, 1), got {self.val_fraction}")
         if self.randaugment is not None:
             _check(
                 len(self.randaugment) == 2 and all(v >= 0 for v in self.randaugment),
                 "data.randaugment",
                 f"must be [N, M] with N, M >= 0 (or null), got {self.randaugment}",
             )
-        for key in ("limit_train", "limit_val", "image_size"):
+        for key in ("limit_train", "limit_val", "limit_test", "image_size"):
             value = getattr(self, key)
             _check(value is None or value >= 1, f"data.{key}", f"must be >= 1 or null, got {value}")
 
@@ -372,7 +378,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 def smoke_test_config(cfg: RunConfig) -> RunConfig:
     """Shrink data, epochs and evaluation so the whole path runs in about a minute."""
     cfg = dataclasses.replace(cfg)
-    cfg.data = dataclasses.replace(cfg.data, limit_train=min(cfg.data.limit_train or 512, 512), limit_val=256)
+    cfg.data = dataclasses.replace(
+        cfg.data, limit_train=min(cfg.data.limit_train or 512, 512), limit_val=256, limit_test=256
+    )
     cfg.train = dataclasses.replace(cfg.train, epochs=min(cfg.train.epochs, 2))
     cfg.optim = dataclasses.replace(cfg.optim, batch_size=min(cfg.optim.batch_size, 64), warmup_epochs=0.0)
     cfg.eval = dataclasses.replace(

@@ -25,7 +25,12 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
     session = TrainWorkerSession()
     progress = Progress(cfg.train.progress if session.rank == 0 else "none", cfg.train.epochs)
     train_loop(
-        cfg, session, Lineage(**loop_config["lineage"]), progress, rung_epochs=loop_config.get("rung_epochs", ())
+        cfg,
+        session,
+        Lineage(**loop_config["lineage"]),
+        progress,
+        measure_test=loop_config["measure_test"],
+        rung_epochs=loop_config.get("rung_epochs", ()),
     )
 
 
@@ -36,10 +41,12 @@ def make_trainer(
     storage_path: str,
     name: str,
     callbacks: list | None = None,
+    measure_test: bool = False,
     rung_epochs: tuple[int, ...] = (),
 ):
     """A ``TorchTrainer`` for ``cfg`` (``cfg.train.num_workers`` ranks). Re-creating it with the same
-    ``name`` and ``storage_path`` resumes from that run's last checkpoint (Ray Train V2)."""
+    ``name`` and ``storage_path`` resumes from that run's last checkpoint (Ray Train V2).
+    ``measure_test``: a single ``train`` run's end measures the test split (a trial's never does)."""
     from ray.train import FailureConfig, ScalingConfig
     from ray.train import RunConfig as RayRunConfig
     from ray.train.torch import TorchTrainer
@@ -50,7 +57,12 @@ def make_trainer(
         resources["GPU"] = t.gpus_per_worker
     return TorchTrainer(
         worker_loop,
-        train_loop_config={"config": cfg.to_dict(), "lineage": dataclasses.asdict(lineage), "rung_epochs": rung_epochs},
+        train_loop_config={
+            "config": cfg.to_dict(),
+            "lineage": dataclasses.asdict(lineage),
+            "measure_test": measure_test,
+            "rung_epochs": rung_epochs,
+        },
         scaling_config=ScalingConfig(
             num_workers=t.num_workers, use_gpu=t.gpus_per_worker > 0, resources_per_worker=resources
         ),

@@ -399,6 +399,13 @@ def _check_config(space: SearchSpace, values: dict[str, Any], where: str) -> Run
     if CELL_KEY in values:
         values = {**space.cells[values[CELL_KEY]], **{k: v for k, v in values.items() if k != CELL_KEY}}
     try:
-        return config_from_dict(_set_keys(space.base, values))
+        cfg = config_from_dict(_set_keys(space.base, values))
     except ConfigError as err:
         raise SearchSpaceError(f"{space.path}: {where}: {err}") from None
+    if cfg.data.val_fraction == 0:
+        what = "an ablation" if space.role == "ablation" else "a search"
+        raise SearchSpaceError(
+            f"{space.path}: {where}: data.val_fraction is 0, but {what} needs a validation split to select on "
+            "(the test split is measured once, by coded-resnext evaluate); set it in (0, 1), e.g. 0.1"
+        )
+    return cfg

@@ -324,6 +324,10 @@ class RunTracker:
         batch = [RunTag(k, redact(str(v))) for k, v in tags.items()]
         self._enqueue(_Item("tags", lambda: self.client.log_batch(self.run_id, tags=batch), len(batch)))
 
+    def last_step(self, key: str) -> int:
+        """The last step logged (or queued) for metric ``key`` in this run; -1 if none."""
+        return self._floor.get(key, -1)
+
     def log_metrics(self, metrics: dict[str, float], step: int) -> int:
         """Queue finite metrics at ``step`` as one batch and send what the store takes; returns how many
         were accepted (new (key, step) pairs), whether sent now or buffered."""

@@ -26,10 +26,11 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from coded_resnext import CodedResNeXt, model_config
-from coded_resnext.coding import resolve_scheme
+from coded_resnext.coding import CodingScheme, resolve_scheme
 from coded_resnext.coding.defaults import GeneratedScheme
 from coded_resnext.datasets import DatasetBundle, DataSpec, build_dataset, build_ood_dataset
-from coded_resnext.evaluation import evaluate, run_suite
+from coded_resnext.datasets.sampling import stratified_subset
+from coded_resnext.evaluation import SuiteData, evaluate, run_suite
 from coded_resnext.evaluation.binary import choose_classes
 from coded_resnext.evaluation.rung import rung_evaluation
 from coded_resnext.evaluation.suite import SuiteResult
@@ -66,12 +67,13 @@ def data_spec(cfg: RunConfig) -> DataSpec:
         root=d.root,
         download=d.download,
         val_fraction=d.val_fraction,
-        split_seed=cfg.seed,
+        split_seed=d.split_seed,
         randaugment=tuple(d.randaugment) if d.randaugment else None,
         augment=d.augment,
         image_size=d.image_size,
         limit_train=d.limit_train,
         limit_val=d.limit_val,
+        limit_test=d.limit_test,
     )
 
 
@@ -100,6 +102,7 @@ def build_model(cfg: RunConfig, num_classes: int, in_chans: int, schemes: dict[s
                     f"coding.{item.name}: model {cfg.model.name} has no stage {item.name}; its stages are {stage_names}"
                 )
             schemes[item.name] = _scheme_spec(value)
+    overrides = {} if cfg.loss.mu is None else {"coding_loss_weight": cfg.loss.mu}  # None: the preset's own mu
     config = model_config(
         cfg.model.name,
         num_classes,
@@ -107,11 +110,12 @@ def build_model(cfg: RunConfig, num_classes: int, in_chans: int, schemes: dict[s
         width_multiplier=cfg.model.width_multiplier,
         control=cfg.model.control,
         energy_impl=cfg.model.energy_impl,
-        coding_loss_weight=cfg.loss.mu,
+        label_smoothing=cfg.loss.label_smoothing,
         coding_loss_power=cfg.loss.power,
         coding_loss_threshold=cfg.loss.threshold,
         drop_prob=cfg.loss.p_drop,
         schemes=schemes,
+        **overrides,
     )
     resized = tuple(_stage_for_scheme(stage, schemes.get(stage.name), cfg.coding) for stage in config.stages)
     model = CodedResNeXt(dataclasses.replace(config, stages=resized))
@@ -130,6 +134,8 @@ def _stage_for_scheme(stage: StageConfig, spec: Any, coding) -> StageConfig:
     generator = getattr(coding, stage.name, None)
     if isinstance(generator, SchemeGenerator) and generator.branches:
         branches, active = generator.branches, generator.active
+    elif isinstance(spec, CodingScheme):  # a checkpoint's saved scheme
+        branches, active = spec.num_branches, spec.num_active
     elif isinstance(spec, str) and spec != SCHEME_OFF:
         scheme = resolve_scheme(spec)
         branches, active = scheme.num_branches, scheme.num_active
@@ -288,7 +294,7 @@ def fit(
     ckpt_dir = checkpoint_dir_for(cfg, checkpoint_root)
     session = LocalSession(ckpt_dir, resume, progress.say, cfg.train.epochs)
     lineage = Lineage(tracking_uri=tracking_uri, parent_run_id=parent_run_id, tags=dict(tags or {}))
-    result = train_loop(cfg, session, lineage, progress)
+    result = train_loop(cfg, session, lineage, progress, measure_test=True)  # a single run: test once, at its end
     assert result.run_id is not None  # rank 0
     return FitResult(result.run_id, result.metrics, ckpt_dir, result.suite)
 
@@ -324,14 +330,13 @@ def shard(dataset, rank: int, world_size: int):
 
 
 def distributed_evaluate(model, val_set, cfg: RunConfig, device, session: Session) -> dict[str, float]:
-    """Validation metrics over the whole validation set: each rank its shard, means weighted by counts."""
-    limit = cfg.eval.limit_val
-    local_limit = None if limit is None else -(-limit // session.world_size)
-    part = shard(val_set, session.rank, session.world_size)
-    metrics = evaluate(model, eval_loader(part, cfg), device, local_limit)
+    """Validation metrics over the validation set (a stratified sample of ``eval.limit_val`` images when
+    set, the same on every rank and epoch): each rank its shard, means weighted by counts."""
+    part = shard(stratified_subset(val_set, cfg.eval.limit_val, cfg.seed), session.rank, session.world_size)
+    metrics = evaluate(model, eval_loader(part, cfg), device)
     if session.world_size == 1:
         return metrics
-    count = min(len(part), local_limit) if local_limit is not None else len(part)
+    count = len(part)
     keys = sorted(metrics)
     values = torch.tensor([metrics[k] * count for k in keys] + [count], dtype=torch.float64, device=device)
     totals = session.all_reduce(values).cpu()
@@ -348,17 +353,45 @@ def param_divergence(model: nn.Module, session: Session) -> float:
     return session.all_reduce(own).item()
 
 
+def checkpoint_due(cfg: RunConfig, epoch: int) -> bool:
+    """A checkpoint after ``epoch`` (0-based): every ``train.checkpoint_every`` epochs and after the last."""
+    return (epoch + 1) % cfg.train.checkpoint_every == 0 or epoch == cfg.train.epochs - 1
+
+
+def suite_due(cfg: RunConfig, epoch: int) -> bool:
+    """The whole evaluation suite after ``epoch`` besides the last: every ``eval.every`` epochs (0: never)."""
+    return bool(cfg.eval.every) and (epoch + 1) % cfg.eval.every == 0
+
+
 def train_loop(
-    cfg: RunConfig, session: Session, lineage: Lineage, progress: Progress, rung_epochs: Collection[int] = ()
+    cfg: RunConfig,
+    session: Session,
+    lineage: Lineage,
+    progress: Progress,
+    *,
+    measure_test: bool = False,
+    rung_epochs: Collection[int] = (),
 ) -> LoopResult:
-    """The training loop shared by every place a run can execute (see ``sessions.py``). At ``rung_epochs``
-    (1-based; a multi-objective scheduler's rungs) the report also carries every objective (``rung_metrics``)."""
+    """The training loop shared by every place a run can execute (see ``sessions.py``).
+
+    ``measure_test``: a single run (``coded-resnext train``) measures the test split once, at its end,
+    with what train and val fixed; a search's trials and an ablation's cells never do (they select).
+    ``rung_epochs`` (1-based; a multi-objective scheduler's rungs): those epochs' reports also carry every
+    objective of a search (``rung_metrics``).
+    """
     chief = session.rank == 0
     device = session.device() or resolve_device(cfg.train.device)
     state = session.restore()
     seed_everything(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
     bundle = build_dataset(data_spec(cfg))
-    model = build_model(cfg, bundle.num_classes, bundle.in_chans).to(device, memory_format=torch.channels_last)
+    if bundle.val is None and bundle.test is None:
+        raise UserError(
+            f"data.val_fraction is 0 and {cfg.data.name} at data.root={cfg.data.root} has no test split: nothing "
+            "to evaluate on; set data.val_fraction in (0, 1)"
+        )
+    schemes = None if state is None else resume_schemes(cfg, state, bundle.num_classes, bundle.in_chans)
+    model = build_model(cfg, bundle.num_classes, bundle.in_chans, schemes)
+    model = model.to(device, memory_format=torch.channels_last)
     step_module = session.wrap(TrainStep(model))
     steps = len(train_loader(bundle, cfg, 0, session.rank, session.world_size))
     opt, scheduler = make_optimizer(model, cfg, steps)
@@ -382,10 +415,12 @@ def train_loop(
         tracker = lineage.open(cfg.tracking.uri, cfg.tracking.experiment, name, run_id, tags)
         progress.say(f"MLflow run {tracker.run_id} in experiment {cfg.tracking.experiment!r} at {tracker.display_uri}")
         params = cfg.flat()
+        params["loss.mu"] = model.config.coding_loss_weight  # the weight used (``loss.mu: null``: the preset's)
         params.update({f"scheme.{stage}": h for stage, h in model.scheme_hashes().items()})
         params.update(
             {"model.params": sum(p.numel() for p in model.parameters()), "data.num_classes": bundle.num_classes}
         )
+        params.update({f"data.{role}_size": n for role, n in bundle.sizes().items()})
         tracker.log_params(params)
         _log_config_artifacts(tracker, cfg, model)
 
@@ -400,16 +435,17 @@ def train_loop(
             )
             if session.world_size > 1:
                 metrics["ddp/param_divergence"] = param_divergence(model, session)
-            metrics.update(distributed_evaluate(model, bundle.val, cfg, device, session))
+            if bundle.val is not None:  # val_fraction 0 (the paper's protocol): no per-epoch validation
+                metrics.update(distributed_evaluate(model, bundle.val, cfg, device, session))
             metrics["time/epoch_seconds"] = time.perf_counter() - started
             metrics["epoch"] = epoch + 1
             last_epoch = epoch == cfg.train.epochs - 1
-            every = cfg.eval.every and (epoch + 1) % cfg.eval.every == 0
-            checkpoint = (epoch + 1) % cfg.train.checkpoint_every == 0 or last_epoch
+            every = suite_due(cfg, epoch) and bundle.val is not None  # without val, nothing to measure before the end
+            checkpoint = checkpoint_due(cfg, epoch)
             state = None
             if chief:
                 if last_epoch or every:
-                    suite = _suite(model, bundle, cfg, device, progress)
+                    suite = _suite(model, bundle, cfg, device, progress, test=measure_test and last_epoch)
                     metrics.update(suite.metrics)
                 elif epoch + 1 in rung_epochs:
                     metrics.update(rung_metrics(model, bundle, cfg, device))
@@ -419,7 +455,7 @@ def train_loop(
                 if checkpoint:
                     state = _state(model, opt, scheduler, epoch, tracker.run_id, cfg, bundle.image_size)
                 if last_epoch:  # everything the run records lands before the final report
-                    _finish_run(tracker, suite, bundle, state, model, eval_loader(bundle.val, cfg), cfg, progress)
+                    _finish_run(tracker, suite, bundle, state, model, eval_loader(bundle.train_eval, cfg), cfg, progress)
                 progress.say(_epoch_line(epoch, cfg.train.epochs, metrics))
             session.report(metrics, epoch, state)
     except KeyboardInterrupt:
@@ -442,14 +478,18 @@ def train_loop(
     return LoopResult(tracker.run_id if tracker else None, metrics, suite)
 
 
-def _finish_run(tracker, suite, bundle, state, model, val, cfg: RunConfig, progress: Progress) -> None:
+def _finish_run(tracker, suite, bundle, state, model, examples, cfg: RunConfig, progress: Progress) -> None:
     _log_suite_artifacts(tracker, suite, bundle, progress)
+    if any(key.startswith("test/") for key in suite.metrics):
+        from orchestration.final_test import TESTED_TAG
+
+        tracker.set_tags({TESTED_TAG: time.strftime("%Y-%m-%d %H:%M:%S UTC by coded-resnext train", time.gmtime())})
     with tempfile.TemporaryDirectory() as tmp:
         final = save_checkpoint(Path(tmp), state["epoch"], state)
         tracker.log_artifact(final, "checkpoint")
     if cfg.tracking.log_model:
         progress.say("logging the model to MLflow")
-        example, _ = next(iter(val))
+        example, _ = next(iter(examples))
         device = next(model.parameters()).device
         tracker.log_model(model.cpu().eval(), example[:2].cpu())
         model.to(device)
@@ -473,18 +513,39 @@ def _state(model, opt, scheduler, epoch: int, run_id: str, cfg: RunConfig, image
     }
 
 
+def _saved_schemes(cfg: RunConfig, state: dict[str, Any]) -> dict[str, CodingScheme | str]:
+    """Per stage of the model, the checkpoint's scheme as codewords, or "off"."""
+    saved = {stage: CodingScheme.from_dict(entry) for stage, entry in json.loads(state["schemes"]).items()}
+    return {stage.name: saved.get(stage.name, SCHEME_OFF) for stage in model_config(cfg.model.name).stages}
+
+
+def resume_schemes(cfg: RunConfig, state: dict[str, Any], num_classes: int, in_chans: int) -> dict[str, Any]:
+    """The schemes a resumed run is built with: the checkpoint's. The codewords are non-persistent
+    buffers, so loading the weights into a model with another scheme would go unnoticed; a config that
+    now asks for another scheme (a generator change, an edited scheme file) is an error naming both."""
+    saved = _saved_schemes(cfg, state)
+    with torch.device("meta"):  # the config's schemes, without allocating the model
+        asked = build_model(cfg, num_classes, in_chans).scheme_hashes()
+    for stage, scheme in saved.items():
+        was = scheme.content_hash if isinstance(scheme, CodingScheme) else SCHEME_OFF
+        if was != asked.get(stage, SCHEME_OFF):
+            raise UserError(
+                f"coding.{stage}: the checkpoint was trained with scheme {was} but the config now gives scheme "
+                f"{asked.get(stage, SCHEME_OFF)}; resuming would train another code on the old weights, so start "
+                "this run over (remove its checkpoints) instead of resuming"
+            )
+    return saved
+
+
 def model_from_checkpoint(state: dict[str, Any]) -> CodedResNeXt:
     """Rebuild the trained model from a checkpoint alone: its config, its schemes (as codewords, so a
     moved scheme file or a regenerated scheme cannot change it) and its weights."""
     import yaml
 
-    from coded_resnext.coding import CodingScheme
     from orchestration.config import config_from_dict
 
     cfg = config_from_dict(yaml.safe_load(state["config"]))
-    saved = {stage: CodingScheme.from_dict(entry) for stage, entry in json.loads(state["schemes"]).items()}
-    stages = [stage.name for stage in model_config(cfg.model.name).stages]
-    model = build_model(cfg, state["num_classes"], state["in_chans"], {s: saved.get(s, SCHEME_OFF) for s in stages})
+    model = build_model(cfg, state["num_classes"], state["in_chans"], _saved_schemes(cfg, state))
     model.load_state_dict(state["model"])
     return model.eval()
 
@@ -492,9 +553,11 @@ def model_from_checkpoint(state: dict[str, Any]) -> CodedResNeXt:
 def _epoch_line(epoch: int, epochs: int, m: dict[str, float]) -> str:
     decode = [v for k, v in m.items() if k.startswith("val/decode_accuracy/")]
     last = f" decode(last) {decode[-1]:.4f}" if decode else ""
+    val = f" val acc {m['val/accuracy']:.4f} loss {m['val/loss']:.4f}" if "val/accuracy" in m else " (no val split)"
+    test = f" test acc {m['test/accuracy']:.4f}" if "test/accuracy" in m else ""
     return (
-        f"epoch {epoch + 1}/{epochs}: loss {m['train/loss']:.4f} (coding {m['train/coding_loss']:.4f}) "
-        f"val acc {m['val/accuracy']:.4f} loss {m['val/loss']:.4f}{last} [{m['time/epoch_seconds']:.0f}s]"
+        f"epoch {epoch + 1}/{epochs}: loss {m['train/loss']:.4f} (coding {m['train/coding_loss']:.4f}){val}{last}"
+        f"{test} [{m['time/epoch_seconds']:.0f}s]"
     )
 
 
@@ -502,26 +565,29 @@ def rung_metrics(model, bundle: DatasetBundle, cfg: RunConfig, device) -> dict[s
     """The light evaluation at a rung epoch (``coded_resnext.evaluation.rung``), timed as ``time/rung_eval_seconds``."""
     started = time.perf_counter()
     classes = choose_classes(model.num_classes, cfg.eval.binary_classes, cfg.seed)  # the suite's classes
-    metrics = rung_evaluation(model, eval_loader(bundle.val, cfg), device, cfg.eval, classes)
+    loader = lambda dataset: eval_loader(dataset, cfg)  # noqa: E731
+    metrics = rung_evaluation(model, bundle.val, device, cfg.eval, classes, seed=cfg.seed, loader=loader)
     metrics["time/rung_eval_seconds"] = time.perf_counter() - started
     return metrics
 
 
-def _suite(model, bundle: DatasetBundle, cfg: RunConfig, device, progress: Progress) -> SuiteResult:
+def suite_data(bundle: DatasetBundle, cfg: RunConfig, *, test: bool) -> SuiteData:
+    """What the evaluation suite reads for a run of ``cfg``: the test split only when ``test``."""
     ood = None
     if cfg.data.ood:
-        ood_data = build_ood_dataset(cfg.data.ood, bundle, root=cfg.data.root, download=cfg.data.download)
-        ood = eval_loader(ood_data, cfg)
-    return run_suite(
-        model,
-        val_loader=eval_loader(bundle.val, cfg),
-        fit_loader=eval_loader(bundle.train_eval, cfg),
-        device=device,
-        settings=cfg.eval,
-        ood_loader=ood,
-        seed=cfg.seed,
-        progress=progress.say,
+        ood = build_ood_dataset(cfg.data.ood, bundle, root=cfg.data.root, download=cfg.data.download)
+    return SuiteData(
+        fit=bundle.train_eval,
+        val=bundle.val,
+        test=bundle.test if test else None,
+        ood=ood,
+        loader=lambda dataset: eval_loader(dataset, cfg),
     )
+
+
+def _suite(model, bundle: DatasetBundle, cfg: RunConfig, device, progress: Progress, *, test: bool) -> SuiteResult:
+    data = suite_data(bundle, cfg, test=test)
+    return run_suite(model, data, device=device, settings=cfg.eval, seed=cfg.seed, progress=progress.say)
 
 
 def _log_config_artifacts(tracker: RunTracker, cfg: RunConfig, model: CodedResNeXt) -> None:

@@ -98,6 +98,11 @@ def pareto_front(runs: pd.DataFrame, objectives: Sequence[Objective] = DEFAULT_O
         while len(remaining):
             counts = dominance_counts(costs[remaining])
             front = remaining[counts == 0]
+            if not len(front):  # a strict order always has an undominated run; without one this loops forever
+                raise RuntimeError(
+                    f"Pareto ranking: every one of {len(remaining)} runs is dominated, so dominance "
+                    "is not a strict order (are equal runs counted as dominating each other?)"
+                )
             ranks[front] = rank
             remaining = remaining[counts > 0]
             rank += 1

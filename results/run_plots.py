@@ -1,4 +1,9 @@
-"""PNG plots of one run's evaluation suite: information paths, early exit, binary classifiers, removal."""
+"""PNG plots of one run's evaluation suite: information paths, early exit, binary classifiers, removal.
+
+They show the suite's primary split (validation, or the test split for a run without one: the paper's
+protocol) and say which. A class without figures (no sample of it where one was needed) is left out of
+the binary plots with a note in the figure, never a crash.
+"""
 
 from __future__ import annotations
 
@@ -38,20 +43,32 @@ def energy_heatmaps(suite: SuiteResult, out_dir: Path, class_names: list[str] | 
     return paths
 
 
+def _split_label(suite: SuiteResult) -> str:
+    return "validation" if suite.primary == "val" else "test"
+
+
+def _scored(rows: list[dict]) -> tuple[list[dict], str]:
+    """The binary rows with figures, and a note naming the classes without (empty when none)."""
+    scored = [r for r in rows if not r.get("note")]
+    skipped = [str(r["class"]) for r in rows if r.get("note")]
+    note = f"no figures for class(es) {', '.join(skipped)}: no sample where one was needed" if skipped else ""
+    return scored, note
+
+
 def early_exit_plot(suite: SuiteResult, out_dir: Path) -> list[Path]:
-    rows = suite.tables.get("early_exit_curve")
+    rows = suite.table("early_exit_curve")
     if not rows:
         return []
     rows = sorted(rows, key=lambda r: r["compute_fraction"])
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([r["compute_fraction"] * 100 for r in rows], [r["accuracy"] * 100 for r in rows], marker=".")
-    full = suite.metrics["val/accuracy"] * 100
+    full = suite.metric("val/accuracy") * 100
     ax.axhline(full, color="grey", ls="--", lw=1, label=f"full network {full:.2f}%")
     ax.axhline(0.99 * full, color="grey", ls=":", lw=1, label="99% of full accuracy")
-    for p in suite.tables.get("exit_points", []):
+    for p in suite.table("exit_points"):
         ax.axvline(p["compute_fraction"] * 100, color="tab:orange", lw=0.8, alpha=0.6)
     ax.set_xlabel("mean compute (% of the full network's FLOPs)")
-    ax.set_ylabel("validation accuracy (%)")
+    ax.set_ylabel(f"{_split_label(suite)} accuracy (%)")
     ax.set_title("early exit at the first confident coded block (exit points in orange)")
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
@@ -63,14 +80,14 @@ def early_exit_plot(suite: SuiteResult, out_dir: Path) -> list[Path]:
 
 
 def binary_scatter(suite: SuiteResult, out_dir: Path) -> list[Path]:
-    rows = suite.tables.get("binary_classifiers")
+    rows, note = _scored(suite.table("binary_classifiers"))
     if not rows:
         return []
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter([r["recall"] for r in rows], [r["precision"] for r in rows], label="in-distribution negatives")
     if "ood_precision" in rows[0]:
         ax.scatter([r["recall"] for r in rows], [r["ood_precision"] for r in rows], marker="x", label="OOD negatives")
-    if "refit_f1" in rows[0]:
+    if any(r.get("refit_f1") == r.get("refit_f1") for r in rows):  # a refit row with figures (NaN != NaN)
         ax.scatter(
             [r["refit_recall"] for r in rows],
             [r["refit_precision"] for r in rows],
@@ -91,7 +108,9 @@ def binary_scatter(suite: SuiteResult, out_dir: Path) -> list[Path]:
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     frac = rows[0]["param_fraction"] * 100
-    ax.set_title(f"binary classifiers ({frac:.0f}% of the parameters each)")
+    ax.set_title(f"binary classifiers ({frac:.0f}% of the parameters each), {_split_label(suite)}")
+    if note:
+        fig.text(0.01, 0.01, note, fontsize=7, color="dimgray")
     ax.legend(loc="lower left", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -102,7 +121,7 @@ def binary_scatter(suite: SuiteResult, out_dir: Path) -> list[Path]:
 
 
 def removal_plot(suite: SuiteResult, out_dir: Path) -> list[Path]:
-    rows = suite.tables.get("removal_curve")
+    rows = suite.table("removal_curve")
     if not rows:
         return []
     blocks = sorted({int(r["block"]) for r in rows})
@@ -121,11 +140,60 @@ def removal_plot(suite: SuiteResult, out_dir: Path) -> list[Path]:
         ax.set_xlabel("branches removed for the true class, k")
         ax.grid(alpha=0.3)
     for row in axes:
-        row[0].set_ylabel("validation accuracy (%)")
+        row[0].set_ylabel(f"{_split_label(suite)} accuracy (%)")
     axes[0][0].legend()
     fig.suptitle("specialization: branch removal")
     fig.tight_layout()
     path = out_dir / "removal_curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+MAX_HISTOGRAM_PANELS = 20  # Fig. 3 shows a few classes; a 100-class grid is unreadable: the first 20 scored
+
+
+def binary_histograms(suite: SuiteResult, out_dir: Path, class_names: list[str] | None = None) -> list[Path]:
+    """Fig. 3 / Fig. 7: per class, the binary classifier's score on positives, negatives and OOD negatives,
+    with its threshold (fitted on training samples)."""
+    rows = suite.table("binary_score_histograms")
+    if not rows:
+        return []
+    scored, note = _scored(suite.table("binary_classifiers"))
+    classes = [int(r["class"]) for r in scored][:MAX_HISTOGRAM_PANELS]
+    if not classes:
+        return []
+    cols = min(5, len(classes))
+    nrows = -(-len(classes) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.6 * nrows + 0.6), squeeze=False)
+    for ax in axes.flat[len(classes) :]:
+        ax.set_visible(False)
+    colors = {"positive": "tab:green", "negative": "tab:red", "ood": "tab:purple"}
+    for ax, k in zip(axes.flat, classes, strict=False):
+        mine = [r for r in rows if r["class"] == k]
+        for kind, color in colors.items():
+            bins = [r for r in mine if r["kind"] == kind]
+            total = sum(r["count"] for r in bins)
+            if not total:
+                continue
+            ax.stairs(
+                [r["count"] / total for r in bins],
+                [bins[0]["bin_left"]] + [r["bin_right"] for r in bins],
+                color=color,
+                fill=True,
+                alpha=0.35,
+                label=kind,
+            )
+        ax.axvline(mine[0]["threshold"], color="black", lw=1, ls="--")
+        ax.set_title(class_names[k] if class_names and k < len(class_names) else f"class {k}", fontsize=9)
+        ax.tick_params(labelsize=7)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, [f"{label} samples" for label in labels], loc="lower center", ncol=4, fontsize=8)
+    fig.suptitle(f"binary classifier scores ({_split_label(suite)}; dashed: threshold fitted on training samples)")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    if note:
+        fig.text(0.01, 0.005, note, fontsize=7, color="dimgray")
+    path = out_dir / "binary_score_histograms.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return [path]
@@ -137,5 +205,6 @@ def write_run_plots(suite: SuiteResult, out_dir: Path, class_names: list[str] | 
         *energy_heatmaps(suite, out_dir, class_names),
         *early_exit_plot(suite, out_dir),
         *binary_scatter(suite, out_dir),
+        *binary_histograms(suite, out_dir, class_names),
         *removal_plot(suite, out_dir),
     ]

@@ -4,7 +4,27 @@ from pathlib import Path
 import pytest
 import torch
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+# The reference data the tests check against (the block test vectors, the published schemes) ships with
+# the tests, so a clone on its own runs every test; a missing file is a failure, never a skip.
+REFERENCE = Path(__file__).resolve().parent / "data"
+
+
+def reference_json(name: str) -> dict:
+    path = REFERENCE / name
+    if not path.is_file():
+        pytest.fail(f"reference data {path} is missing: it ships with the tests in tests/data/; restore it from git")
+    return json.loads(path.read_text())
+
+
+# Tests not marked slow or ray are meant to take seconds; this bounds them (fixture set-up included, e.g.
+# a module's one finished run, on a busy machine) far below pyproject's default for the slow ones.
+FAST_TEST_TIMEOUT_S = 300
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if not any(item.get_closest_marker(mark) for mark in ("slow", "ray", "timeout")):
+            item.add_marker(pytest.mark.timeout(FAST_TEST_TIMEOUT_S))
 
 
 @pytest.fixture(autouse=True)
@@ -14,10 +34,7 @@ def _seed():
 
 @pytest.fixture(scope="session")
 def block_vectors() -> dict:
-    path = REFERENCE / "block_test_vectors.json"
-    if not path.exists():  # the same file ships nowhere else; CI has ../shared beside the clone
-        pytest.skip(f"reference vectors not found at {path}")
-    return json.loads(path.read_text())
+    return reference_json("block_test_vectors.json")
 
 
 def randomize_batchnorm(model: torch.nn.Module) -> None:

@@ -126,6 +126,13 @@ CONFIG_CASES = [
         {"run.yaml": QUICK},
     ),
     Case(
+        "override-momentum-out-of-range",
+        [*TRAIN, "--set", "optim.momentum=1"],
+        "optim.momentum: must be in [0, 1), got 1",
+        None,
+        {"run.yaml": QUICK},
+    ),
+    Case(
         "config-stage-not-in-model",
         TRAIN,
         "has no stage c5",
@@ -191,8 +198,8 @@ DATA_CASES = [
     Case(
         "data-fashion-empty-root",
         TRAIN,
-        "Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], ...) not found",
-        "apt-get install dataset-fashion-mnist",
+        "data.root={d}/empty holds no Fashion-MNIST IDX files",
+        "fix the path",
         {
             "run.yaml": "data: {name: fashion-mnist, root: '{d}/empty'}\ntrain: {epochs: 1, progress: none}\n",
             "empty/.keep": "",
@@ -240,6 +247,27 @@ DATA_CASES = [
             "run.yaml": "data: {name: imagefolder, root: '{d}/tree'}\ntrain: {epochs: 1, progress: none}\n",
             "tree/train/.keep": "",
         },
+    ),
+    Case(
+        "data-root-typo",
+        TRAIN,
+        "data.root={d}/typo does not exist",
+        "fix the path",
+        {"run.yaml": "data: {name: fashion-mnist, root: '{d}/typo'}\ntrain: {epochs: 1, progress: none}\n"},
+    ),
+    Case(
+        "data-val-fraction-one",
+        [*TRAIN, "--set", "data.val_fraction=1"],
+        "data.val_fraction: must be in [0, 1), got 1",
+        None,
+        {"run.yaml": QUICK},
+    ),
+    Case(
+        "data-val-fraction-negative",
+        [*TRAIN, "--set", "data.val_fraction=-0.1"],
+        "data.val_fraction: must be in [0, 1), got -0.1",
+        None,
+        {"run.yaml": QUICK},
     ),
     Case(
         "data-imagefolder-no-root",
@@ -307,6 +335,23 @@ CHECKPOINT_CASES = [
         {"run.yaml": QUICK},
         _corrupt_only_checkpoint,
     ),
+]
+
+EVALUATE = ["evaluate", "--tracking-uri", "sqlite:///{ws}/runs/mlflow.db"]
+EVALUATE_CASES = [
+    Case("evaluate-unknown-run", [*EVALUATE, "--run-id", "0123456789abcdef"], "run 0123456789abcdef: no such run",
+         "check the id"),
+    Case("evaluate-run-without-checkpoint", [*EVALUATE, "--run-id", "{run:earlier}"], "has no final checkpoint",
+         None),
+    Case("evaluate-unfinished-run", [*EVALUATE, "--run-id", "{run:unfinished}"], "is RUNNING",
+         "only a finished run"),
+    Case("evaluate-twice-without-force", [*EVALUATE, "--run-id", "{run:tested}"], "already has test figures",
+         "pass --force"),
+    Case("evaluate-unknown-sweep", [*EVALUATE, "--sweep", "nope", "--front"], "no sweep named 'nope'", None),
+    Case("evaluate-unfinished-sweep", [*EVALUATE, "--sweep", "halfway", "--front"], "sweep 'halfway' is RUNNING",
+         "--resume"),
+    Case("evaluate-sweep-without-front", [*EVALUATE, "--sweep", "halfway"], "--sweep NAME needs --front", None),
+    Case("evaluate-front-without-sweep", [*EVALUATE, "--run-id", "x", "--front"], "--front goes with --sweep", None),
 ]
 
 CLI_CASES = [
@@ -383,6 +428,10 @@ SEARCH_SPACE_CASES: list[Case] = [
          {"space.yaml": "search: {loss.mu: {choice: [1]}}\ntune: {algorithm: nsga2, scheduler: asha}\n"}),
     Case("space-missing-base", TUNE, "base config 'nope.yaml' not found", None,
          {"space.yaml": "base: nope.yaml\nsearch: {loss.mu: {choice: [1]}}\n"}),
+    Case("space-search-without-val-split", TUNE, "data.val_fraction is 0, but a search needs a validation split",
+         "set it in (0, 1)", {"space.yaml": "config: {data: {val_fraction: 0}}\nsearch: {loss.mu: {choice: [1]}}\n"}),
+    Case("ablation-without-val-split", ABLATE, "data.val_fraction is 0, but an ablation needs a validation split",
+         "set it in (0, 1)", {"abl.yaml": "config: {data: {val_fraction: 0}}\ngrid: {loss.mu: [1, 3]}\n"}),
     Case("space-resume-nothing", [*TUNE, "--resume", "--storage-path", "{d}/ray"], "nothing to resume", "without --resume",
          {"space.yaml": "search: {loss.mu: {choice: [1]}}\n"}),
     Case("space-unknown-scheduler", TUNE, "tune.scheduler: must be one of", "moasha",
@@ -406,7 +455,7 @@ SEARCH_SPACE_CASES: list[Case] = [
          {"abl.yaml": "grid: {loss.mu: [1, 3]}\nseeds: [0, 0]\n"}),
 ]
 
-CASES = CONFIG_CASES + SCHEME_CASES + DATA_CASES + CHECKPOINT_CASES + CLI_CASES + SEARCH_SPACE_CASES
+CASES = CONFIG_CASES + SCHEME_CASES + DATA_CASES + CHECKPOINT_CASES + EVALUATE_CASES + CLI_CASES + SEARCH_SPACE_CASES
 
 # ---- the workspace: an MLflow store with a finished run, a checkpoint, earlier results ---------------
 @pytest.fixture(scope="module")
@@ -427,6 +476,16 @@ def workspace(tmp_path_factory) -> Path:
         (ws / "results" / "runs.csv").write_text("run,accuracy\nearlier,0.5\n")
         tracker.log_artifact(ws / "results" / "runs.csv")
         tracker.finish()
+        runs = {"earlier": tracker.run_id}
+        tested = RunTracker(f"sqlite:///{ws}/runs/mlflow.db", "earlier", run_name="tested")
+        tested.log_metrics({"val/accuracy": 0.5, "test/accuracy": 0.5}, 0)
+        tested.finish()
+        unfinished = RunTracker(f"sqlite:///{ws}/runs/mlflow.db", "earlier", run_name="unfinished")
+        unfinished.flush()  # left RUNNING
+        sweep = RunTracker(f"sqlite:///{ws}/runs/mlflow.db", "earlier", tags={"role": "sweep", "sweep": "halfway"})
+        sweep.flush()  # an interrupted sweep: its parent run is RUNNING
+        runs.update(tested=tested.run_id, unfinished=unfinished.run_id)
+        (ws / "run_ids.json").write_text(json.dumps(runs))
         cfg = load_config(None, ["data.name=synthetic"])
         model = build_model(cfg, 10, 1)
         state = {
@@ -472,6 +531,8 @@ def test_bad_input_is_one_line_nonzero_no_traceback_and_changes_nothing(case, wo
     if case.setup is not None:
         case.setup(d, monkeypatch)
     argv = [arg.replace("{d}", str(d)).replace("{ws}", str(workspace)) for arg in case.argv]
+    for name, run_id in json.loads((workspace / "run_ids.json").read_text()).items():  # runs of the workspace
+        argv = [arg.replace(f"{{run:{name}}}", run_id) for arg in argv]
     monkeypatch.chdir(workspace)  # the default store runs/mlflow.db and results/ are the workspace's
     before = _snapshot(workspace)
     capsys.readouterr()

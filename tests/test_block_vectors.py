@@ -1,5 +1,5 @@
 """The coded block's arithmetic against the independently computed worked example
-(../shared/reference/block_test_vectors.json): Eq. 2, 3, 5, 7 and branch removal."""
+(tests/data/block_test_vectors.json): Eq. 2, 3, 5, 7 and branch removal."""
 
 import pytest
 import torch

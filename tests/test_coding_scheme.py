@@ -1,14 +1,12 @@
 """The CodingScheme value: validation, properties, hash, JSON, and the published schemes by name."""
 
-import json
-
 import numpy as np
 import pytest
 
 import coded_resnext as cr
 from coded_resnext.coding import CodingScheme, CodingSchemeError, list_paper_schemes, paper_scheme
 from coded_resnext.coding.defaults import GeneratedScheme
-from tests.conftest import REFERENCE
+from tests.conftest import reference_json
 
 
 def _one_line(err: pytest.ExceptionInfo) -> str:
@@ -25,7 +23,7 @@ def test_properties_of_a_small_scheme():
 
 
 def test_every_published_scheme_loads_with_its_stated_properties():
-    raw = json.loads((REFERENCE / "paper_coding_schemes.json").read_text())
+    raw = reference_json("paper_coding_schemes.json")
     assert len(list_paper_schemes()) == len(raw["schemes"]) == 10
     for entry in raw["schemes"]:
         s = paper_scheme(f"paper:{entry['dataset']}/{entry['name']}")

@@ -55,12 +55,24 @@ def test_generator_spec_for_a_stage():
         ("eval.binary_fit_samples=2", "eval.binary_fit_samples: must be >= 10"),
         ("model.control=maybe", "model.control: must be true or false"),
         ("nonsense", "expected section.key=value"),
+        ("optim.momentum=1.0", "optim.momentum: must be in [0, 1), got 1.0"),
+        ("optim.momentum=-0.1", "optim.momentum: must be in [0, 1), got -0.1"),
+        ("optim.lr_min=-0.001", "optim.lr_min: must be in [0, optim.lr], got -0.001"),
+        ("optim.lr_min=0.2", "optim.lr_min: must be in [0, optim.lr], got 0.2"),  # above the default lr 0.1
+        ("loss.label_smoothing=1.0", "loss.label_smoothing: must be in [0, 1), got 1.0"),
+        ("loss.label_smoothing=-0.1", "loss.label_smoothing: must be in [0, 1), got -0.1"),
     ],
 )
 def test_bad_values_are_one_line_errors_naming_the_key(override, fragment):
     with pytest.raises(ConfigError) as err:
         load_config(None, [override])
     assert fragment in _one_line(err)
+
+
+def test_range_limits_themselves_are_accepted():
+    cfg = load_config(None, ["optim.momentum=0", "optim.lr_min=0.1", "optim.lr=0.1", "loss.label_smoothing=0"])
+    assert (cfg.optim.momentum, cfg.optim.lr_min, cfg.loss.label_smoothing) == (0.0, 0.1, 0.0)
+    assert load_config(None, ["optim.lr_min=0"]).optim.lr_min == 0.0
 
 
 def test_bad_yaml_files(tmp_path):

@@ -137,7 +137,8 @@ def test_registry_lists_every_dataset_and_rejects_unknown_names():
 
 def test_dataspec_validates_and_normalizes_randaugment():
     assert DataSpec("synthetic", randaugment=[3, 4]).randaugment == (3, 4)  # YAML lists become tuples
-    for bad in ({"randaugment": (3,)}, {"randaugment": (1.5, 2)}, {"val_fraction": 1.0}, {"limit_train": 0}):
+    bad_values = ({"randaugment": (3,)}, {"randaugment": (1.5, 2)}, {"val_fraction": 1.0}, {"val_fraction": -0.1})
+    for bad in (*bad_values, {"limit_train": 0}, {"limit_test": 0}):
         with pytest.raises(DataError):
             DataSpec("synthetic", **bad)
 
@@ -148,13 +149,18 @@ def test_dataspec_validates_and_normalizes_randaugment():
 def test_cifar10_reads_the_pickled_batches(tmp_path, no_md5):
     files = write_cifar10(tmp_path)
     bundle = build_dataset(DataSpec("cifar10", root=str(tmp_path)))
-    assert (len(bundle.train), len(bundle.train_eval), len(bundle.val)) == (20, 20, 6)
+    # val: 10% of the 20 training images held out; test: the official test split
+    assert (len(bundle.train), len(bundle.train_eval), len(bundle.val), len(bundle.test)) == (18, 18, 2, 6)
+    assert bundle.sizes() == {"train": 18, "val": 2, "test": 6}
     assert (bundle.num_classes, bundle.in_chans, bundle.image_size) == (10, 3, 32)
     assert bundle.class_names == [f"c10_{k}" for k in range(10)]
     assert (bundle.mean, bundle.std) == (CIFAR10_MEAN, CIFAR10_STD)
-    assert bundle.targets("train").tolist() == files["train_y"].tolist()
-    assert bundle.targets("val").tolist() == files["test_y"].tolist()
-    image, label = bundle.val[3]  # the official test split, eval transform: exact pixels, normalized
+    train_idx, val_idx = bundle.train.indices.tolist(), bundle.val.indices.tolist()
+    assert sorted(train_idx + val_idx) == list(range(20))  # disjoint, covering the training split
+    assert bundle.targets("train").tolist() == files["train_y"][train_idx].tolist()
+    assert bundle.targets("val").tolist() == files["train_y"][val_idx].tolist()
+    assert bundle.targets("test").tolist() == files["test_y"].tolist()
+    image, label = bundle.test[3]  # the official test split, eval transform: exact pixels, normalized
     assert label == files["test_y"][3]
     torch.testing.assert_close(image, normalized(files["test_x"][3].reshape(3, 32, 32), CIFAR10_MEAN, CIFAR10_STD))
     train_image, _ = bundle.train[0]
@@ -163,11 +169,12 @@ def test_cifar10_reads_the_pickled_batches(tmp_path, no_md5):
 
 def test_cifar100_reads_fine_labels_and_meta(tmp_path, no_md5):
     files = write_cifar100(tmp_path)
-    bundle = build_dataset(DataSpec("cifar100", root=str(tmp_path), augment=False))
-    assert (len(bundle.train), len(bundle.val), bundle.num_classes) == (8, 5, 100)
+    bundle = build_dataset(DataSpec("cifar100", root=str(tmp_path), augment=False, val_fraction=0))
+    assert bundle.val is None and (len(bundle.train), len(bundle.test), bundle.num_classes) == (8, 5, 100)
     assert bundle.class_names[:2] == ["c100_0", "c100_1"]
     assert bundle.targets("train").tolist() == files["train_y"].tolist()
     assert bundle.train[1][1] == files["train_y"][1]
+    assert bundle.targets("test").tolist() == files["test_y"].tolist()
     assert bundle.mean != CIFAR10_MEAN  # its own statistics
 
 
@@ -209,6 +216,7 @@ def test_cifar_train_transform_follows_the_paper(tmp_path, no_md5):
     assert (ra.num_ops, ra.magnitude) == (3, 4)
     assert _transform_types(with_ra.train)[-2:] == [T.ToTensor, T.Normalize]
     assert _transform_types(with_ra.val) == [T.ToTensor, T.Normalize]  # eval: no randomness
+    assert _transform_types(with_ra.test) == [T.ToTensor, T.Normalize]
     assert _transform_types(with_ra.train_eval) == [T.ToTensor, T.Normalize]
 
     without = build_dataset(DataSpec("cifar10", root=str(tmp_path)))
@@ -233,11 +241,13 @@ def test_datasets_and_transforms_pickle_for_workers(tmp_path, no_md5):
 def test_fashion_mnist_from_idx_files(tmp_path, no_system_fashion, gz, subdir):
     arrays = write_fashion(tmp_path / subdir if subdir else tmp_path, gz=gz)
     bundle = build_dataset(DataSpec("fashion-mnist", root=str(tmp_path)))
-    assert (len(bundle.train), len(bundle.val)) == (20, 10)
+    assert bundle.sizes() == {"train": 18, "val": 2, "test": 10}
     assert (bundle.num_classes, bundle.in_chans, bundle.image_size) == (10, 1, 28)
     assert bundle.class_names[0] == "T-shirt/top"
-    assert bundle.targets("train").tolist() == arrays["train-labels-idx1-ubyte"].tolist()
-    image, label = bundle.val[4]
+    labels = arrays["train-labels-idx1-ubyte"]
+    assert bundle.targets("train").tolist() == labels[bundle.train.indices.numpy()].tolist()
+    assert bundle.targets("test").tolist() == arrays["t10k-labels-idx1-ubyte"].tolist()
+    image, label = bundle.test[4]
     assert label == arrays["t10k-labels-idx1-ubyte"][4]
     expected = normalized(arrays["t10k-images-idx3-ubyte"][4][None], FASHION_MNIST_MEAN, FASHION_MNIST_STD)
     torch.testing.assert_close(image, expected)
@@ -247,19 +257,39 @@ def test_fashion_mnist_from_idx_files(tmp_path, no_system_fashion, gz, subdir):
 
 @pytest.mark.skipif(not SYSTEM_FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
 def test_fashion_mnist_from_the_debian_package(tmp_path):
-    bundle = build_dataset(DataSpec("fashion-mnist", root=str(tmp_path / "empty")))
-    assert (len(bundle.train), len(bundle.val)) == (60000, 10000)
-    assert bundle.targets("val").bincount().tolist() == [1000] * 10
+    bundle = build_dataset(DataSpec("fashion-mnist"))  # no root: ./data, then the system copy
+    assert bundle.sizes() == {"train": 54000, "val": 6000, "test": 10000}
+    assert bundle.targets("val").bincount().tolist() == [600] * 10  # a stratified hold-out
+    assert bundle.targets("test").bincount().tolist() == [1000] * 10
     image, label = bundle.train[0]
     assert image.shape == (1, 28, 28) and 0 <= label < 10
 
 
-def test_fashion_mnist_missing_names_where_it_looked(tmp_path, no_system_fashion):
+def test_fashion_mnist_missing_names_where_it_looked(tmp_path, no_system_fashion, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no root: ./data, then the system dirs
     with pytest.raises(DataError) as exc:
-        build_dataset(DataSpec("fashion-mnist", root=str(tmp_path / "data")))
+        build_dataset(DataSpec("fashion-mnist"))
     _assert_one_line_error(
         exc, str(tmp_path / "data"), "no-system-dir", "apt-get install dataset-fashion-mnist", "data.download=true"
     )
+
+
+def test_a_named_root_is_never_replaced_by_the_system_copy(tmp_path, monkeypatch):
+    """``data.root`` as named or a one-line error naming it: never the Debian copy instead (which is there)."""
+    monkeypatch.setattr(fm, "SYSTEM_DIRS", (str(tmp_path / "system"),))
+    write_fashion(tmp_path / "system")  # a system copy that would be found without a root
+    assert len(build_dataset(DataSpec("fashion-mnist")).test) == 10
+    typo = tmp_path / "typo"
+    with pytest.raises(DataError) as exc:
+        build_dataset(DataSpec("fashion-mnist", root=str(typo)))
+    _assert_one_line_error(exc, f"data.root={typo}", "does not exist")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError) as exc:
+        build_dataset(DataSpec("fashion-mnist", root=str(tmp_path / "empty")))
+    _assert_one_line_error(exc, f"data.root={tmp_path / 'empty'}", "holds no Fashion-MNIST IDX files")
+    with pytest.raises(DataError) as exc:
+        build_dataset(DataSpec("imagefolder", root=str(typo)))
+    _assert_one_line_error(exc, f"data.root={typo}", "does not exist")
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -279,12 +309,14 @@ def test_imagefolder_with_val_dir(tmp_path):
     write_image_tree(tmp_path / "train", ("cat", "dog", "eel"), per_class=3)
     write_image_tree(tmp_path / "val", ("cat", "dog", "eel"), per_class=2)
     bundle = build_dataset(DataSpec("imagefolder", root=str(tmp_path), image_size=16, randaugment=(2, 10)))
-    assert (len(bundle.train), len(bundle.val), bundle.num_classes) == (9, 6, 3)
+    # val/ is the test split (as ImageNet's validation set is in the paper); val is held out of train/
+    assert bundle.sizes() == {"train": 8, "val": 1, "test": 6} and bundle.num_classes == 3
     assert bundle.class_names == ["cat", "dog", "eel"]
-    assert bundle.targets("val").tolist() == [0, 0, 1, 1, 2, 2]
-    assert bundle.train[0][0].shape == (3, 16, 16) and bundle.val[0][0].shape == (3, 16, 16)
+    assert bundle.targets("test").tolist() == [0, 0, 1, 1, 2, 2]
+    assert bundle.train[0][0].shape == (3, 16, 16) and bundle.test[0][0].shape == (3, 16, 16)
     assert T.RandomResizedCrop in _transform_types(bundle.train) and T.RandAugment in _transform_types(bundle.train)
     assert _transform_types(bundle.val)[:2] == [T.Resize, T.CenterCrop]
+    assert _transform_types(bundle.test)[:2] == [T.Resize, T.CenterCrop]
 
 
 def test_imagefolder_without_val_splits_train_and_defaults_to_160(tmp_path):
@@ -293,6 +325,8 @@ def test_imagefolder_without_val_splits_train_and_defaults_to_160(tmp_path):
     assert bundle.image_size == 160 and bundle.val[0][0].shape == (3, 160, 160)
     train_idx, val_idx = set(bundle.train.indices.tolist()), set(bundle.val.indices.tolist())
     assert len(val_idx) == 2 and not train_idx & val_idx and train_idx | val_idx == set(range(10))
+    assert bundle.targets("val").tolist() == [0, 1]  # stratified: one of each class
+    assert bundle.test is None  # no val/ folder: no test split
 
 
 def test_imagefolder_without_train_dir_names_it(tmp_path):
@@ -304,28 +338,34 @@ def test_imagefolder_without_train_dir_names_it(tmp_path):
 # ---------------------------------------------------------------------------------------------- digits, synthetic
 
 
-def test_digits_shapes_and_seeded_disjoint_split():
+def test_digits_shapes_a_fixed_test_split_and_a_seeded_val_split():
     bundle = build_dataset(DataSpec("digits", split_seed=1))
     assert (bundle.num_classes, bundle.in_chans, bundle.image_size) == (10, 1, 28)
-    assert len(bundle.train) + len(bundle.val) == 1797 and len(bundle.val) == 180
+    assert bundle.sizes() == {"train": 1294, "val": 144, "test": 359}  # test 20% of 1797, val 10% of the rest
     image, label = bundle.val[0]
     assert image.shape == (1, 28, 28) and 0 <= label < 10
-    train_idx, val_idx = bundle.train.indices, bundle.val.indices
-    assert not set(train_idx.tolist()) & set(val_idx.tolist())
-    again = build_dataset(DataSpec("digits", split_seed=1))
-    assert torch.equal(again.val.indices, val_idx)
-    assert not torch.equal(build_dataset(DataSpec("digits", split_seed=2)).val.indices, val_idx)
+    train_idx, val_idx, test_idx = (set(getattr(bundle, r).indices.tolist()) for r in ("train", "val", "test"))
+    assert not train_idx & val_idx and not (train_idx | val_idx) & test_idx
+    assert len(train_idx | val_idx | test_idx) == 1797
+    again, other = build_dataset(DataSpec("digits", split_seed=1)), build_dataset(DataSpec("digits", split_seed=2))
+    assert torch.equal(again.val.indices, bundle.val.indices)
+    assert not torch.equal(other.val.indices, bundle.val.indices)  # the hold-out follows split_seed ...
+    assert torch.equal(other.test.indices, bundle.test.indices)  # ... the test split never moves
+    counts = bundle.targets("test").bincount()
+    assert counts.max() - counts.min() <= 2  # stratified (the classes have 174..183 images)
     assert T.RandomHorizontalFlip not in _transform_types(bundle.train)  # digits are not mirror-symmetric
     assert build_dataset(DataSpec("digits", image_size=16)).val[0][0].shape == (1, 16, 16)
 
 
-def test_limit_train_is_a_seeded_subset_shared_with_train_eval():
+def test_limits_are_seeded_stratified_subsets_and_train_eval_shares_train():
     full = build_dataset(DataSpec("digits"))
-    small = build_dataset(DataSpec("digits", limit_train=50, limit_val=20))
-    assert (len(small.train), len(small.train_eval), len(small.val)) == (50, 50, 20)
+    small = build_dataset(DataSpec("digits", limit_train=50, limit_val=20, limit_test=30))
+    assert (len(small.train), len(small.train_eval), len(small.val), len(small.test)) == (50, 50, 20, 30)
     assert torch.equal(small.train.indices, small.train_eval.indices)
-    assert set(small.train.indices.tolist()) <= set(full.train.indices.tolist())
-    assert set(small.val.indices.tolist()) <= set(full.val.indices.tolist())
+    for role in ("train", "val", "test"):
+        assert set(getattr(small, role).indices.tolist()) <= set(getattr(full, role).indices.tolist())
+    assert small.targets("val").bincount(minlength=10).tolist() == [2] * 10  # stratified: 2 per class
+    assert small.targets("train").bincount(minlength=10).tolist() == [5] * 10
     assert torch.equal(build_dataset(DataSpec("digits", limit_train=50)).train.indices, small.train.indices)
     assert torch.equal(
         small.targets("train"), full.targets("train")[torch.isin(full.train.indices, small.train.indices)]
@@ -334,18 +374,19 @@ def test_limit_train_is_a_seeded_subset_shared_with_train_eval():
 
 def test_synthetic_is_deterministic_and_learnable():
     bundle = build_dataset(DataSpec("synthetic", augment=False))
-    assert (len(bundle.train), len(bundle.val), bundle.num_classes, bundle.in_chans) == (2000, 500, 10, 1)
-    assert bundle.targets("train").bincount().tolist() == [200] * 10
+    assert bundle.sizes() == {"train": 1800, "val": 200, "test": 500}
+    assert (bundle.num_classes, bundle.in_chans) == (10, 1)
+    assert bundle.targets("train").bincount().tolist() == [180] * 10  # the hold-out is stratified
     assert bundle.train[0][0].shape == (1, 28, 28)
     again = build_dataset(DataSpec("synthetic", augment=False))
-    assert torch.equal(again.val[7][0], bundle.val[7][0])
-    assert not torch.equal(build_dataset(DataSpec("synthetic", split_seed=1)).val[7][0], bundle.val[7][0])
-    # class-dependent: nearest class mean of the training images classifies the validation images
+    assert torch.equal(again.test[7][0], bundle.test[7][0])
+    assert not torch.equal(build_dataset(DataSpec("synthetic", split_seed=1)).test[7][0], bundle.test[7][0])
+    # class-dependent: nearest class mean of the training images classifies the test images
     x = torch.stack([bundle.train[i][0] for i in range(len(bundle.train))]).flatten(1)
     y = bundle.targets("train")
     centroids = torch.stack([x[y == k].mean(0) for k in range(10)])
-    v = torch.stack([bundle.val[i][0] for i in range(len(bundle.val))]).flatten(1)
-    accuracy = (torch.cdist(v, centroids).argmin(1) == bundle.targets("val")).float().mean()
+    v = torch.stack([bundle.test[i][0] for i in range(len(bundle.test))]).flatten(1)
+    accuracy = (torch.cdist(v, centroids).argmin(1) == bundle.targets("test")).float().mean()
     assert accuracy > 0.9
     assert build_dataset(DataSpec("synthetic", image_size=12, limit_train=30)).train[0][0].shape == (1, 12, 12)
 
@@ -359,9 +400,12 @@ def test_targets_do_not_load_images(monkeypatch):
 
     monkeypatch.setattr(ArrayImages, "__getitem__", refuse)
     assert torch.equal(bundle.targets("train"), expected)
-    assert bundle.targets("val").dtype == torch.long and len(bundle.targets("val")) == 500
+    assert bundle.targets("test").dtype == torch.long and len(bundle.targets("test")) == 500
     with pytest.raises(DataError):
-        bundle.targets("test")
+        bundle.targets("holdout")
+    with pytest.raises(DataError) as exc:
+        build_dataset(DataSpec("synthetic", val_fraction=0)).targets("val")
+    _assert_one_line_error(exc, "no val split", "val_fraction is 0")
 
 
 # ---------------------------------------------------------------------------------------------- OOD

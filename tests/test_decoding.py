@@ -28,6 +28,22 @@ def test_decoding_confidence_is_zero_between_two_codewords():
     assert result.prediction.item() in (0, 1)
 
 
+@pytest.mark.parametrize("as_tensor", [False, True], ids=["scheme", "codeword-tensor"])
+def test_decoding_distances_and_confidence_are_eq7_with_the_ratio_of_the_codewords(as_tensor):
+    """Distances ||r E - w_k|| with r = N_act / N (3/10 here), so the early-exit thresholds see the right
+    margins; with r = 1 the nearest codeword can survive while every distance and margin is wrong."""
+    scheme = paper_scheme("paper:cifar10/3/10")
+    words = torch.from_numpy(scheme.codewords.astype("float32"))
+    energies = torch.rand(6, 10)
+    energies = energies / energies.sum(1, keepdim=True) * 10  # rows sum to N, as the model's do
+    expected = torch.cdist(0.3 * energies, words)
+    result = cr.decode(energies, words if as_tensor else scheme)
+    torch.testing.assert_close(result.distances, expected)
+    nearest = expected.sort(1).values
+    torch.testing.assert_close(result.confidence, nearest[:, 1] - nearest[:, 0])
+    assert result.prediction.tolist() == expected.argmin(1).tolist()
+
+
 def test_decoding_rejects_wrong_length():
     with pytest.raises(ValueError, match="branches"):
         cr.decode(torch.rand(2, 8), paper_scheme("paper:cifar10/5/10"))

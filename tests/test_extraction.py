@@ -91,7 +91,8 @@ def test_control_model_binary_classifier_keeps_everything_but_one_row():
 def test_full_logit_reference_is_what_a_control_models_binary_classifier_scores():
     """A control's binary classifier is its full net's logit k, so its F1 is the ``full_logit`` reference
     exactly; the softmax reference (``full_f1``) is a different score."""
-    from coded_resnext.evaluation.binary import evaluate_binary_classifiers
+    from coded_resnext.evaluation import collect
+    from coded_resnext.evaluation.binary import fit_binary_classifiers, measure_binary_classifiers
 
     control = cr.create_model("coded_resnext_mini", in_chans=1, control=True).eval()
     randomize_batchnorm(control)
@@ -102,9 +103,10 @@ def test_full_logit_reference_is_what_a_control_models_binary_classifier_scores(
     z = (logits - logits.mean(0)) / logits.std(0)  # per-class z-scores: every class gets positives
     y = (z + 0.5 * torch.randn(z.shape, generator=generator)).argmax(1)  # labels the logits predict, noisily
     batches = lambda lo, hi: [(x[i : i + 100], y[i : i + 100]) for i in range(lo, hi, 100)]  # noqa: E731
-    rows = evaluate_binary_classifiers(
-        control, range(10), batches(0, 300), 300, batches(300, 600), None, torch.device("cpu"), refit=False
-    )
+    cpu = torch.device("cpu")
+    fit_loader, loader = batches(0, 300), batches(300, 600)
+    fitted = fit_binary_classifiers(control, range(10), fit_loader, collect(control, fit_loader, cpu), cpu, refit=False)
+    rows, _ = measure_binary_classifiers(control, fitted, loader, collect(control, loader, cpu), cpu)
     for row in rows:
         for metric in ("f1", "precision", "recall"):
             assert row[metric] == pytest.approx(row[f"full_logit_{metric}"], abs=1e-9), (row["class"], metric)

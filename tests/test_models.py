@@ -168,6 +168,23 @@ def test_loss_is_cross_entropy_plus_mu_times_coding_losses():
     torch.testing.assert_close(model.loss(out, y), parts.total)
 
 
+@pytest.mark.parametrize(("power", "threshold"), [(4.0, 0.0), (2.0, 0.1)])
+def test_coding_loss_part_is_eq5_summed_over_the_coded_blocks(power, threshold):
+    """Eq. 5 by hand on ``out.energies``: r = N_act / N of each block's own codewords (5/10 in c3, 3/10
+    in c4, so one block's ratio for all, or r = 1, is caught), the configured power and threshold."""
+    model = cr.create_model("coded_resnext_small", coding_loss_power=power, coding_loss_threshold=threshold)
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 3, 7, 9])
+    out = model.forward_with_aux(x)
+    expected = torch.zeros(())
+    for info, energies in zip(model.coded_blocks, out.energies, strict=True):
+        words = torch.from_numpy(info.scheme.codewords).float()  # (K, N) 0/1
+        ratio = words[0].sum() / words.shape[1]
+        deviation = ((ratio * energies - words[y]).abs() - threshold).clamp_min(0)
+        expected = expected + (deviation**power).sum(1).div(words.shape[1]).mean()  # (1/N) sum_n, mean over B
+    assert {round(float(i.scheme.ratio), 2) for i in model.coded_blocks} == {0.5, 0.3}
+    torch.testing.assert_close(model.loss_parts(out, y).coding, expected)
+
+
 def test_last_bn_gamma_starts_at_zero():
     model = cr.create_model("coded_resnext_small")
     assert all((block.bn_sum.weight == 0).all() for block in model.blocks)

@@ -217,6 +217,9 @@ def _frame(acc, size):
 OBJ = (Objective("acc", "max"), Objective("size", "min"))
 
 
+# The ranking peels fronts off until no run remains; counting ties as dominating empties a front, which
+# pareto_front refuses at once (and the timeouts catch any other way of never finishing).
+@pytest.mark.timeout(30)
 def test_pareto_ties_missing_values_and_ranks():
     # r0 and r1 tie (both on the front); r2 is dominated by both; r3 is best on size alone;
     # r4 lacks its size: worst there, so r0, r1 and r3 do not dominate it (its accuracy is higher)... unless
@@ -236,6 +239,15 @@ def test_pareto_ties_missing_values_and_ranks():
     assert lone["pareto_front"].tolist() == [True, True]
 
 
+@pytest.mark.timeout(30)
+def test_pareto_equal_runs_share_every_rank_they_reach():
+    runs = _frame([0.9, 0.8, 0.9, 0.8, 0.7], [0.4, 0.5, 0.4, 0.5, 0.6])  # two pairs of equal runs, then one
+    out = pareto_front(runs, OBJ)
+    assert out["pareto_rank"].tolist() == [1, 2, 1, 2, 3]
+    assert out["dominated_by"].tolist() == [0, 2, 0, 2, 4]
+
+
+@pytest.mark.timeout(30)
 def test_pareto_matches_brute_force():
     rng = np.random.default_rng(0)
     acc = rng.integers(0, 5, 60).astype(float)  # small integers: many ties

@@ -50,15 +50,19 @@ def _tiny_model_and_data():
     torch.manual_seed(0)
     model = cr.create_model("coded_resnext_mini", num_classes=10, in_chans=1).eval()
     x, y = torch.randn(30, 1, 28, 28), torch.arange(30) % 10
-    return model, DataLoader(TensorDataset(x, y), batch_size=16)
+    return model, TensorDataset(x, y)
+
+
+def _batches(dataset):
+    return DataLoader(dataset, batch_size=16)
 
 
 @pytest.mark.slow  # the whole suite, on 60 images: 10-40 s on a shared 2-core machine
 def test_rung_evaluation_reports_every_default_objective_as_the_suite_does():
-    from coded_resnext.evaluation import EvalSettings, run_suite
+    from coded_resnext.evaluation import EvalSettings, SuiteData, run_suite
     from coded_resnext.evaluation.rung import rung_evaluation
 
-    model, loader = _tiny_model_and_data()
+    model, dataset = _tiny_model_and_data()
     settings = EvalSettings(
         binary_classes=3,
         binary_fit_samples=30,
@@ -70,8 +74,9 @@ def test_rung_evaluation_reports_every_default_objective_as_the_suite_does():
     from coded_resnext.evaluation.binary import choose_classes
 
     classes = choose_classes(10, settings.binary_classes, 0)
-    rung = rung_evaluation(model, loader, torch.device("cpu"), settings, classes)
-    suite = run_suite(model, val_loader=loader, fit_loader=loader, device=torch.device("cpu"), settings=settings)
+    rung = rung_evaluation(model, dataset, torch.device("cpu"), settings, classes, loader=_batches)
+    data = SuiteData(fit=dataset, val=dataset, loader=_batches)
+    suite = run_suite(model, data, device=torch.device("cpu"), settings=settings)
     for key in (
         "val/accuracy",
         "binary/param_fraction",
@@ -88,8 +93,9 @@ def test_rung_evaluation_carries_every_default_objective():
     from coded_resnext.evaluation.rung import rung_evaluation
     from orchestration.search_space import DEFAULT_OBJECTIVES
 
-    model, loader = _tiny_model_and_data()
-    rung = rung_evaluation(model, loader, torch.device("cpu"), EvalSettings(early_exit_thresholds=5), [0, 1])
+    model, dataset = _tiny_model_and_data()
+    settings = EvalSettings(early_exit_thresholds=5)
+    rung = rung_evaluation(model, dataset, torch.device("cpu"), settings, [0, 1], loader=_batches)
     assert set(DEFAULT_OBJECTIVES) <= set(rung)
     assert all(math.isfinite(rung[k]) for k in DEFAULT_OBJECTIVES)
 

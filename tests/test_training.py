@@ -81,8 +81,22 @@ def test_run_logs_metrics_params_artifacts_and_a_loadable_model(trained):
         "removal/inactive_drop",
         "invariance/decode_agreement/block_0",
         "invariance/energy_cosine/block_3",
+        # a single run measures the test split once, at its end, with what train and val fixed
+        "test/accuracy",
+        "test/loss",
+        "test/decode_accuracy/block_3",
+        "test/binary/f1_mean",
+        "test/binary/refit_f1_mean",
+        "test/early_exit/compute_at_99pct_accuracy",
+        "test/early_exit/accuracy_kept_at_99pct",
+        "test/removal/active_drop",
     ):
         assert key in metrics, key
+    assert [m.step for m in client.get_metric_history(result.run_id, "test/accuracy")] == [1]  # the last epoch only
+    assert "coded-resnext train" in run.data.tags["test_evaluated"]
+    # the roles' sizes (smoke limits: 512 train images, 256 val, 256 test)
+    assert (params["data.val_fraction"], params["data.train_size"]) == ("0.1", "512")
+    assert (params["data.val_size"], params["data.test_size"]) == ("200", "256")
     assert [m.step for m in client.get_metric_history(result.run_id, "val/accuracy")] == [0, 1]
     assert 0.45 < metrics["binary/param_fraction"] < 0.55
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
@@ -91,11 +105,13 @@ def test_run_logs_metrics_params_artifacts_and_a_loadable_model(trained):
     assert {
         "early_exit_curve.png",
         "binary_precision_recall.png",
+        "binary_score_histograms.png",
         "removal_curves.png",
         "energy_heatmap_block_0.png",
     } <= plots
     tables = {Path(a.path).name for a in client.list_artifacts(result.run_id, "tables")}
-    assert {"binary_classifiers.csv", "early_exit_curve.csv"} <= tables
+    assert {"binary_classifiers.csv", "early_exit_curve.csv", "binary_score_histograms.csv"} <= tables
+    assert {"test_binary_classifiers.csv", "test_early_exit_curve.csv", "test_early_exit_operating_points.csv"} <= tables
     # the logged model loads back and computes what the trained model computes
     mlflow.set_tracking_uri(cfg.tracking.uri)
     model_uri = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")[0].model_uri
@@ -169,6 +185,7 @@ def test_extract_refit_writes_the_classifier_refit_on_the_runs_training_data(tra
 
     from coded_resnext import extract_binary_classifier
     from coded_resnext.datasets import build_dataset
+    from coded_resnext.datasets.sampling import stratified_subset
     from coded_resnext.evaluation.refit import pruned_features, refit_binary_classifier
     from orchestration.cli import main
     from orchestration.config import config_from_dict
@@ -183,8 +200,9 @@ def test_extract_refit_writes_the_classifier_refit_on_the_runs_training_data(tra
     model = training.model_from_checkpoint(state)
     cfg = config_from_dict(yaml.safe_load(state["config"]))
     binary = extract_binary_classifier(model, 2)
-    loader = training.eval_loader(build_dataset(training.data_spec(cfg)).train_eval, cfg)
-    expected = refit_binary_classifier(binary, *pruned_features(binary, loader, torch.device("cpu"), 300))
+    fit_set = stratified_subset(build_dataset(training.data_spec(cfg)).train_eval, 300, cfg.seed)
+    loader = training.eval_loader(fit_set, cfg)
+    expected = refit_binary_classifier(binary, *pruned_features(binary, loader, torch.device("cpu")))
     x = torch.randn(5, 1, 28, 28)
     with torch.no_grad():
         torch.testing.assert_close(torch.export.load(out).module()(x), expected(x))
@@ -203,3 +221,34 @@ def test_extract_rejects_a_class_out_of_range(trained, tmp_path, capsys):
     checkpoint = list_checkpoints(result.checkpoint_dir)[-1]
     assert main(["extract", "--checkpoint", str(checkpoint), "--class", "10", "--out", str(tmp_path / "x.pt2")]) == 2
     assert "--class 10 out of range" in capsys.readouterr().err
+
+
+def test_a_trial_never_measures_the_test_split(tmp_path):
+    """Only a single run's end (and ``evaluate``) measures test: a search's trials select, so they must not."""
+    from orchestration.lineage import Lineage
+
+    cfg = _cfg(tmp_path, "train.epochs=1", "tracking.log_model=false")
+    session = sessions.LocalSession(tmp_path / "ckpt", False, lambda _m: None, 1)
+    result = training.train_loop(cfg, session, Lineage(), training.Progress("none", 1))  # as a trial runs it
+    assert "val/accuracy" in result.metrics and "binary/f1_mean" in result.metrics
+    assert not [k for k in result.metrics if k.startswith("test/")]
+    run = MlflowClient(cfg.tracking.uri).get_run(result.run_id)
+    assert not [k for k in run.data.metrics if k.startswith("test/")] and "test_evaluated" not in run.data.tags
+
+
+def test_evaluate_measures_a_run_once_and_again_only_with_force(trained, capsys):
+    from orchestration.cli import main
+
+    cfg, result = trained
+    client = MlflowClient(cfg.tracking.uri)
+    before = client.get_run(result.run_id).data.metrics["test/accuracy"]
+    args = ["evaluate", "--run-id", result.run_id, "--tracking-uri", cfg.tracking.uri]
+    assert main(args) == 2  # the train run's end measured it already
+    assert "already has test figures" in capsys.readouterr().err
+    assert main([*args, "--force"]) == 0
+    assert "test/accuracy" in capsys.readouterr().out
+    run = client.get_run(result.run_id)
+    history = client.get_metric_history(result.run_id, "test/accuracy")
+    assert sorted(m.step for m in history) == [1, 2]  # the new measurement beside the first, not over it
+    assert run.data.metrics["test/accuracy"] == pytest.approx(before)  # same model, same data: same figure
+    assert run.info.status == "FINISHED" and "--force" in run.data.tags["test_evaluated"]

@@ -109,6 +109,7 @@ def test_multi_objective_sweep_nests_runs_refuses_rerun_and_extends_with_history
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id and run.data.tags["trial_id"]
         for key in ("val/accuracy", "binary/param_fraction", "early_exit/compute_at_99pct_accuracy"):
             assert key in run.data.metrics, key
+        assert not [k for k in run.data.metrics if k.startswith("test/")]  # a trial selects: no test split
         assert _steps(client, run.info.run_id, "val/accuracy") == [0, 1]
     assert {r.data.params["loss.mu"] for r in trials}.__len__() == 2  # the searcher sampled two points
 
@@ -128,6 +129,19 @@ def test_multi_objective_sweep_nests_runs_refuses_rerun_and_extends_with_history
     storage = f"sqlite:///{in_tmp / 'runs' / 'tune' / 'mo.optuna.db'}"
     (summary,) = optuna.study.get_all_study_summaries(storage)
     assert summary.n_trials == 3
+
+    # The finished sweep's front, measured once on the test split; its parent gets val beside test.
+    capsys.readouterr()
+    assert main(["evaluate", "--sweep", "mo", "--front", "--tracking-uri", uri]) == 0
+    out = capsys.readouterr().out
+    client, runs = _runs(uri, "mo")
+    measured = [r for r in runs if r.data.tags.get("role") == "trial" and "test/accuracy" in r.data.metrics]
+    assert measured and "test/accuracy" in out and "val/accuracy" in out
+    assert all(r.info.status == "FINISHED" and "test/binary/param_fraction" in r.data.metrics for r in measured)
+    (parent,) = [r for r in runs if r.data.tags.get("role") == "sweep"]
+    assert parent.info.status == "FINISHED" and "front_test.csv" in [a.path for a in client.list_artifacts(parent.info.run_id)]
+    assert main(["evaluate", "--sweep", "mo", "--front", "--tracking-uri", uri]) == 2  # once
+    assert "already has test figures" in capsys.readouterr().err
 
 
 @pytest.mark.ray

@@ -8,10 +8,13 @@ from functools import cache
 from coded_resnext.coding.paper import _paper_entries, paper_scheme, resolve_scheme
 from coded_resnext.coding.scheme import CodingScheme, CodingSchemeError
 
-# Generated default schemes get this long to find the largest distance they can; the result is
-# cached per process and recorded with every run (its JSON and content hash), so a run can always
-# be reproduced from what it logged.
-DEFAULT_GENERATOR_BUDGET_S = 20.0
+# A generated scheme is a function of its request and seed (the generator's effort is counted in
+# moves, not seconds), so this budget only bounds how long a request may search: running out of it is
+# an error, never another scheme. The slowest preset default, (1000, 32, 16) with min_distance=None,
+# takes about 16 s on 2 busy cores, so a loaded node still finishes; an explicit distance the search
+# cannot meet (below the Johnson bound but out of reach) fails after this long, as `codes generate`.
+# The result is cached per process and recorded with every run (its JSON and content hash).
+DEFAULT_GENERATOR_BUDGET_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -19,7 +22,7 @@ class GeneratedScheme:
     """Generator parameters for a stage's scheme; classes and branches come from the model."""
 
     num_active: int
-    min_distance: int | None = None  # None: the largest the generator reaches in its time budget
+    min_distance: int | None = None  # None: the largest the generator's fixed effort reaches
     seed: int = 0
 
 

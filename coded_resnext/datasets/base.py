@@ -1,20 +1,24 @@
 """Split views over raw datasets.
 
 Every split the builders return is a ``TransformedSubset``: a raw dataset yielding ``(PIL image, label)``,
-a set of indices into it, and a transform. ``train`` and ``train_eval`` share one raw dataset (no copy of the
-images) and differ only in the transform, and labels come from the raw dataset's ``targets`` without
-decoding an image.
+a set of indices into it, and a transform. ``train``, ``train_eval`` and ``val`` share one raw dataset (no
+copy of the images): ``val`` is a class-stratified hold-out of the training split, ``train`` and
+``train_eval`` the rest under two transforms. Labels come from the raw dataset's ``targets`` without
+decoding an image, and every subset is drawn seeded and stratified (``sampling.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+
+from coded_resnext.datasets.sampling import stratified_sample, stratified_split
+from coded_resnext.datasets.spec import DataSpec
 
 
 class ArrayImages(Dataset):
@@ -60,21 +64,25 @@ class TransformedSubset(Dataset):
         """The same samples under another transform (shares the raw data)."""
         return TransformedSubset(self.base, self.indices, transform)
 
+    def take(self, positions: torch.Tensor) -> TransformedSubset:
+        """The samples at ``positions`` (into this subset), same transform."""
+        return TransformedSubset(self.base, self.indices[positions], self.transform)
+
     def subset(self, limit: int | None, seed: int) -> TransformedSubset:
-        """A seeded random subset of at most ``limit`` samples (all of them when ``limit`` is None)."""
+        """A seeded class-stratified subset of at most ``limit`` samples (all of them when ``limit`` is None)."""
         if limit is None or limit >= len(self.indices):
             return self
-        generator = torch.Generator().manual_seed(seed)
-        keep = torch.randperm(len(self.indices), generator=generator)[:limit].sort().values
-        return TransformedSubset(self.base, self.indices[keep], self.transform)
+        return self.take(stratified_sample(self.targets, limit, seed))
 
 
 class Unlabeled(Dataset):
-    """Images of another dataset with label -1: out-of-distribution negatives have no class of ours."""
+    """Images of another dataset with label -1: out-of-distribution negatives have no class of ours.
+    ``source_targets`` keeps the other dataset's own labels, so subsamples can be stratified by them."""
 
-    def __init__(self, dataset: Dataset) -> None:
+    def __init__(self, dataset: TransformedSubset) -> None:
         self.dataset = dataset
-        self.targets = torch.full((len(dataset),), -1, dtype=torch.long)  # type: ignore[arg-type]
+        self.source_targets = dataset.targets
+        self.targets = torch.full((len(dataset),), -1, dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -83,28 +91,39 @@ class Unlabeled(Dataset):
         return self.dataset[index][0], -1
 
 
-def seeded_split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Disjoint sorted (train, val) index tensors covering ``range(n)``; at least one sample on each side."""
-    if n < 2:
-        raise ValueError(f"cannot split {n} sample(s) into train and val")
-    n_val = min(max(1, round(n * val_fraction)), n - 1)
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(n, generator=generator)
-    return order[n_val:].sort().values, order[:n_val].sort().values
+class Transforms(NamedTuple):
+    train: Callable  # augmentation + normalization
+    eval: Callable  # normalization only (and the resize/crop of the ImageNet recipe)
 
 
-def split_views(
+class RoleViews(NamedTuple):
+    train: TransformedSubset
+    train_eval: TransformedSubset  # the training samples under the eval transform
+    val: TransformedSubset | None
+    test: TransformedSubset | None
+
+
+def role_views(
+    spec: DataSpec,
+    transforms: Transforms,
     train_base: Any,
-    val_base: Any,
-    train_indices: torch.Tensor | None,
-    val_indices: torch.Tensor | None,
-    train_transform: Callable,
-    eval_transform: Callable,
-    limit_train: int | None,
-    limit_val: int | None,
-    seed: int,
-) -> tuple[TransformedSubset, TransformedSubset, TransformedSubset]:
-    """(train, train_eval, val) views, limited to seeded subsets; train and train_eval hold the same samples."""
-    train_eval = TransformedSubset(train_base, train_indices, eval_transform).subset(limit_train, seed)
-    val = TransformedSubset(val_base, val_indices, eval_transform).subset(limit_val, seed + 1)
-    return train_eval.with_transform(train_transform), train_eval, val
+    test_base: Any | None = None,
+    *,
+    train_pool: torch.Tensor | None = None,
+    test_pool: torch.Tensor | None = None,
+) -> RoleViews:
+    """The three roles over raw datasets. ``train_pool`` / ``test_pool``: the raw indices forming the
+    training and test splits when they share one raw dataset (None: all of it).
+
+    ``val`` is a class-stratified ``spec.val_fraction`` hold-out of the training split (seed
+    ``spec.split_seed``); then ``limit_train`` / ``limit_val`` / ``limit_test`` take stratified subsets.
+    """
+    pool = TransformedSubset(train_base, train_pool, transforms.eval)
+    kept, held = stratified_split(pool.targets, spec.val_fraction, spec.split_seed)
+    seed = spec.split_seed
+    train_eval = pool.take(kept).subset(spec.limit_train, seed)
+    val = pool.take(held).subset(spec.limit_val, seed + 1) if len(held) else None
+    test = None
+    if test_base is not None:
+        test = TransformedSubset(test_base, test_pool, transforms.eval).subset(spec.limit_test, seed + 2)
+    return RoleViews(train_eval.with_transform(transforms.train), train_eval, val, test)

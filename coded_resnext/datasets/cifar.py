@@ -8,7 +8,7 @@ from pathlib import Path
 
 from torchvision import datasets as tvd
 
-from coded_resnext.datasets.base import split_views
+from coded_resnext.datasets.base import Transforms, role_views
 from coded_resnext.datasets.spec import DataError, DatasetBundle, DataSpec, one_line
 from coded_resnext.datasets.transforms import (
     CIFAR10_MEAN,
@@ -69,22 +69,19 @@ def _build(which: _Cifar, spec: DataSpec) -> DatasetBundle:
     root = spec.root or DEFAULT_ROOT
     train_base = _load(which, root, train=True, download=spec.download)
     test_base = _load(which, root, train=False, download=False)
-    train_tf, eval_tf = small_image_transforms(
-        CIFAR_SIZE,
-        which.mean,
-        which.std,
-        padding=4,
-        flip=True,
-        augment=spec.augment,
-        randaugment=spec.randaugment,
-    )
-    train, train_eval, val = split_views(
-        train_base, test_base, None, None, train_tf, eval_tf, spec.limit_train, spec.limit_val, spec.split_seed
+    transforms = Transforms(
+        *small_image_transforms(
+            CIFAR_SIZE,
+            which.mean,
+            which.std,
+            padding=4,
+            flip=True,
+            augment=spec.augment,
+            randaugment=spec.randaugment,
+        )
     )
     return DatasetBundle(
-        train=train,
-        train_eval=train_eval,
-        val=val,
+        **role_views(spec, transforms, train_base, test_base)._asdict(),
         num_classes=len(train_base.classes),
         in_chans=3,
         image_size=CIFAR_SIZE,
@@ -95,10 +92,10 @@ def _build(which: _Cifar, spec: DataSpec) -> DatasetBundle:
 
 
 def build_cifar10(spec: DataSpec) -> DatasetBundle:
-    """CIFAR-10: 50000 train / 10000 test images; the test split is the validation set."""
+    """CIFAR-10: 50000 train / 10000 test images; val is held out of the 50000."""
     return _build(CIFAR10, spec)
 
 
 def build_cifar100(spec: DataSpec) -> DatasetBundle:
-    """CIFAR-100 (fine labels): 50000 train / 10000 test images; the test split is the validation set."""
+    """CIFAR-100 (fine labels): 50000 train / 10000 test images; val is held out of the 50000."""
     return _build(CIFAR100, spec)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from torchvision import datasets as tvd
 
-from coded_resnext.datasets.base import ArrayImages, split_views
+from coded_resnext.datasets.base import ArrayImages, Transforms, role_views
 from coded_resnext.datasets.idx import read_idx
 from coded_resnext.datasets.spec import DataError, DatasetBundle, DataSpec, one_line
 from coded_resnext.datasets.transforms import FASHION_MNIST_MEAN, FASHION_MNIST_STD, small_image_transforms
@@ -25,9 +25,11 @@ CLASS_NAMES = list(tvd.FashionMNIST.classes)
 
 
 def search_dirs(root: str | None) -> list[Path]:
-    """Where the IDX files are looked for, in order."""
+    """Where the IDX files are looked for, in order: a root the user named and nothing else (its files,
+    or torchvision's layout under it); with no root, ``./data`` and then the system copy."""
     base = Path(root or DEFAULT_ROOT).absolute()
-    return [base, base / "FashionMNIST" / "raw", *(Path(d) for d in SYSTEM_DIRS)]
+    named = [base, base / "FashionMNIST" / "raw"]
+    return named if root is not None else [*named, *(Path(d) for d in SYSTEM_DIRS)]
 
 
 def _files_in(directory: Path) -> dict[str, Path] | None:
@@ -61,7 +63,7 @@ def _read_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.nd
 
 
 def build_fashion_mnist(spec: DataSpec) -> DatasetBundle:
-    """Fashion-MNIST: 60000 train / 10000 test 28x28 grayscale images; the test split is the validation set."""
+    """Fashion-MNIST: 60000 train / 10000 test 28x28 grayscale images; val is held out of the 60000."""
     files = find_files(spec.root)
     if files is None and spec.download:
         root = spec.root or DEFAULT_ROOT
@@ -70,6 +72,13 @@ def build_fashion_mnist(spec: DataSpec) -> DatasetBundle:
         except (OSError, RuntimeError) as exc:  # URLError is an OSError
             raise DataError(f"Fashion-MNIST download into {root} failed: {one_line(exc)}") from exc
         files = _files_in(Path(root) / "FashionMNIST" / "raw")
+    if files is None and spec.root is not None:
+        root = Path(spec.root).absolute()
+        problem = "does not exist" if not root.exists() else "holds no Fashion-MNIST IDX files"
+        raise DataError(
+            f"data.root={spec.root} {problem} (looked in {root} and {root / 'FashionMNIST' / 'raw'}); fix the path, "
+            "or leave data.root out to use ./data or the system copy (apt-get install dataset-fashion-mnist)"
+        )
     if files is None:
         where = ", ".join(str(d) for d in search_dirs(spec.root))
         raise DataError(
@@ -79,30 +88,20 @@ def build_fashion_mnist(spec: DataSpec) -> DatasetBundle:
     train_images, train_labels = _read_split(files["train_images"], files["train_labels"])
     test_images, test_labels = _read_split(files["test_images"], files["test_labels"])
     size = train_images.shape[1]
-    train_tf, eval_tf = small_image_transforms(
-        size,
-        FASHION_MNIST_MEAN,
-        FASHION_MNIST_STD,
-        padding=2,
-        flip=True,
-        augment=spec.augment,
-        randaugment=spec.randaugment,
+    transforms = Transforms(
+        *small_image_transforms(
+            size,
+            FASHION_MNIST_MEAN,
+            FASHION_MNIST_STD,
+            padding=2,
+            flip=True,
+            augment=spec.augment,
+            randaugment=spec.randaugment,
+        )
     )
-    train, train_eval, val = split_views(
-        ArrayImages(train_images, train_labels),
-        ArrayImages(test_images, test_labels),
-        None,
-        None,
-        train_tf,
-        eval_tf,
-        spec.limit_train,
-        spec.limit_val,
-        spec.split_seed,
-    )
+    views = role_views(spec, transforms, ArrayImages(train_images, train_labels), ArrayImages(test_images, test_labels))
     return DatasetBundle(
-        train=train,
-        train_eval=train_eval,
-        val=val,
+        **views._asdict(),
         num_classes=len(CLASS_NAMES),
         in_chans=1,
         image_size=size,

@@ -1,4 +1,8 @@
-"""ImageNet-style trees (``root/train/<class>/*``, optional ``root/val/<class>/*``) with the paper's ImageNet recipe."""
+"""ImageNet-style trees (``root/train/<class>/*``, optional ``root/val/<class>/*``) with the paper's ImageNet recipe.
+
+``root/val`` is the test split (the paper reports ImageNet's validation set as its test set); the
+validation split is held out of ``root/train``. Without ``root/val`` there is no test split.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from pathlib import Path
 
 from torchvision.datasets import ImageFolder
 
-from coded_resnext.datasets.base import seeded_split, split_views
+from coded_resnext.datasets.base import Transforms, role_views
 from coded_resnext.datasets.spec import DataError, DatasetBundle, DataSpec, one_line
 from coded_resnext.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD, imagenet_transforms
 
@@ -22,37 +26,33 @@ def _folder(path: Path) -> ImageFolder:
 
 
 def build_imagefolder(spec: DataSpec) -> DatasetBundle:
-    """``root/val`` is the validation set when present, else a seeded ``val_fraction`` split of ``root/train``."""
+    """Train and val held out of ``root/train``; test from ``root/val`` when present."""
     if spec.root is None:
         raise DataError(f"imagefolder needs data.root=DIR holding {LAYOUT}")
     root = Path(spec.root)
-    train_dir, val_dir = root / "train", root / "val"
+    train_dir, test_dir = root / "train", root / "val"
     if not train_dir.is_dir():
-        raise DataError(f"imagefolder: {train_dir} not found; data.root must hold {LAYOUT}")
+        problem = "does not exist" if not root.exists() else f"has no train/ folder ({train_dir})"
+        raise DataError(f"imagefolder: data.root={spec.root} {problem}; it must hold {LAYOUT}")
     train_base = _folder(train_dir)
-    if val_dir.is_dir():
-        val_base = _folder(val_dir)
-        if val_base.classes != train_base.classes:
-            missing = sorted(set(train_base.classes) ^ set(val_base.classes))
-            raise DataError(f"imagefolder: {train_dir} and {val_dir} have different class folders (e.g. {missing[:3]})")
-        train_idx = val_idx = None
-    else:
-        val_base = train_base
-        try:
-            train_idx, val_idx = seeded_split(len(train_base), spec.val_fraction, spec.split_seed)
-        except ValueError as exc:
-            raise DataError(f"imagefolder: {train_dir}: {exc}") from exc
+    test_base = None
+    if test_dir.is_dir():
+        test_base = _folder(test_dir)
+        if test_base.classes != train_base.classes:
+            missing = sorted(set(train_base.classes) ^ set(test_base.classes))
+            raise DataError(
+                f"imagefolder: {train_dir} and {test_dir} have different class folders (e.g. {missing[:3]})"
+            )
+    if spec.val_fraction and len(train_base) < 2:
+        raise DataError(
+            f"imagefolder: {train_dir} has {len(train_base)} image(s); a validation hold-out needs 2 or more"
+        )
     size = spec.image_size or DEFAULT_IMAGE_SIZE
-    train_tf, eval_tf = imagenet_transforms(
-        size, IMAGENET_MEAN, IMAGENET_STD, augment=spec.augment, randaugment=spec.randaugment
-    )
-    train, train_eval, val = split_views(
-        train_base, val_base, train_idx, val_idx, train_tf, eval_tf, spec.limit_train, spec.limit_val, spec.split_seed
+    transforms = Transforms(
+        *imagenet_transforms(size, IMAGENET_MEAN, IMAGENET_STD, augment=spec.augment, randaugment=spec.randaugment)
     )
     return DatasetBundle(
-        train=train,
-        train_eval=train_eval,
-        val=val,
+        **role_views(spec, transforms, train_base, test_base)._asdict(),
         num_classes=len(train_base.classes),
         in_chans=3,
         image_size=size,

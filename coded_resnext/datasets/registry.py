@@ -49,17 +49,22 @@ def build_ood_dataset(
 ) -> Dataset:
     """Out-of-distribution negatives for the binary classifiers, transformed to look like ``like``'s inputs.
 
-    Images get ``like``'s channels, size and normalization; labels are -1. The paper pairs CIFAR-10 with
-    CIFAR-100 and vice versa; for Fashion-MNIST use ``digits``. A dataset with an official test split
-    contributes that split; one without (digits, imagefolder without val/) contributes all its samples,
-    since none of them was seen by ``like``'s model. ``limit`` takes a seeded subset.
+    Images get ``like``'s channels, size and normalization; labels are -1 (``source_targets`` keeps the
+    dataset's own classes, for stratified subsamples). The paper pairs CIFAR-10 with CIFAR-100 and vice
+    versa; for Fashion-MNIST use ``digits``. A dataset with an official test split (a raw dataset of its
+    own) contributes that split; one whose splits are carved from one raw dataset (digits, imagefolder
+    without val/) contributes all its samples, since none of them was seen by ``like``'s model.
+    ``limit`` takes a seeded class-stratified subset.
     """
-    bundle = build_dataset(DataSpec(name=name, root=root, download=download, augment=False, image_size=like.image_size))
-    pool = bundle.val
-    if not isinstance(pool, TransformedSubset) or not isinstance(bundle.train_eval, TransformedSubset):
+    bundle = build_dataset(
+        DataSpec(name=name, root=root, download=download, augment=False, image_size=like.image_size, val_fraction=0.0)
+    )
+    pool = bundle.test
+    train = bundle.train_eval
+    if not isinstance(train, TransformedSubset) or not isinstance(pool, TransformedSubset | None):
         raise DataError(f"dataset {name!r} cannot serve as out-of-distribution data")
-    if pool.base is bundle.train_eval.base:  # val is a split of train: use every sample
-        indices = torch.cat([bundle.train_eval.indices, pool.indices]).sort().values
-        pool = TransformedSubset(pool.base, indices, None)
+    if pool is None or pool.base is train.base:  # no test split of its own: use every sample
+        indices = train.indices if pool is None else torch.cat([train.indices, pool.indices]).sort().values
+        pool = TransformedSubset(train.base, indices, None)
     transform = matching_transform(like.in_chans, like.image_size, like.mean, like.std)
     return Unlabeled(pool.with_transform(transform).subset(limit, seed))

@@ -17,20 +17,29 @@ def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+ROLES = ("train", "train_eval", "val", "test")
+
+
 @dataclass(frozen=True)
 class DataSpec:
-    """The ``data`` section of a training config, as the dataset builders need it."""
+    """The ``data`` section of a training config, as the dataset builders need it.
+
+    Three roles (DESIGN.md, Data): ``train``; ``val``, a class-stratified hold-out of the training split
+    (``val_fraction`` of it, drawn with ``split_seed``; 0: none, the paper's protocol); ``test``, the
+    dataset's own test split, which nothing selects or fits on.
+    """
 
     name: str
-    root: str | None = None  # data dir; None -> ./data (and the system dirs for fashion-mnist)
+    root: str | None = None  # data dir as the user named it (never replaced by another copy); None: defaults
     download: bool = False  # let torchvision download CIFAR / Fashion-MNIST when online
-    val_fraction: float = 0.1  # only when the dataset has no validation / test split
-    split_seed: int = 0
-    randaugment: tuple[int, int] | None = None  # (N, M) of torchvision's RandAugment; None: off
+    val_fraction: float = 0.1  # share of the training split held out for validation
+    split_seed: int = 0  # the hold-out and every data-level subset; not the training seed, so trials share them
+    randaugment: tuple[int, int] | None = None  # (N, M) of RandAugment; None: off
     augment: bool = True  # crop (+ flip where it makes sense) on the training split
     image_size: int | None = None  # imagefolder / digits / synthetic input size
-    limit_train: int | None = None  # seeded subset of the training split (quick runs)
-    limit_val: int | None = None
+    limit_train: int | None = None  # stratified seeded subset of the training split (quick runs)
+    limit_val: int | None = None  # ... of the validation split
+    limit_test: int | None = None  # ... of the test split
 
     def __post_init__(self) -> None:
         if self.randaugment is not None:
@@ -38,9 +47,9 @@ class DataSpec:
             if len(ra) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ra):
                 raise DataError(f"data.randaugment: expected [N, M] with integers >= 0, got {self.randaugment!r}")
             object.__setattr__(self, "randaugment", ra)
-        if not 0.0 < self.val_fraction < 1.0:
-            raise DataError(f"data.val_fraction: must be in (0, 1), got {self.val_fraction}")
-        for key in ("limit_train", "limit_val"):
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise DataError(f"data.val_fraction: must be in [0, 1), got {self.val_fraction}")
+        for key in ("limit_train", "limit_val", "limit_test"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise DataError(f"data.{key}: must be >= 1, got {value}")
@@ -54,7 +63,8 @@ class DatasetBundle:
 
     train: Dataset  # augmented
     train_eval: Dataset  # the same training samples with the eval transform (threshold fitting)
-    val: Dataset  # eval transform; the official test split where there is one
+    val: Dataset | None  # eval transform; held out of the training split (None: val_fraction 0)
+    test: Dataset | None  # eval transform; the dataset's own test split (None: it has none)
     num_classes: int
     in_chans: int
     image_size: int
@@ -62,11 +72,25 @@ class DatasetBundle:
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
-    def targets(self, which: str = "train") -> torch.Tensor:
-        """Labels of ``"train"``, ``"train_eval"`` or ``"val"`` as a long tensor, without loading any image."""
-        if which not in ("train", "train_eval", "val"):
-            raise DataError(f"targets: which must be 'train', 'train_eval' or 'val', got {which!r}")
+    def split(self, which: str) -> Dataset:
+        """One role's dataset; a one-line ``DataError`` for an unknown role or one this dataset lacks."""
+        if which not in ROLES:
+            raise DataError(f"split: must be one of {', '.join(ROLES)}, got {which!r}")
         dataset = getattr(self, which)
+        if dataset is None:
+            reason = "data.val_fraction is 0" if which == "val" else "the dataset has no test split"
+            raise DataError(f"no {which} split: {reason}")
+        return dataset
+
+    def sizes(self) -> dict[str, int]:
+        """Samples per role (0 for a role this dataset lacks): ``train``, ``val``, ``test``."""
+        return {
+            role: 0 if getattr(self, role) is None else len(getattr(self, role)) for role in ("train", "val", "test")
+        }
+
+    def targets(self, which: str = "train") -> torch.Tensor:
+        """Labels of one role as a long tensor, without loading any image."""
+        dataset = self.split(which)
         labels = getattr(dataset, "targets", None)
         if labels is None:  # a dataset swapped in by the caller: fall back to reading it
             return torch.tensor([int(dataset[i][1]) for i in range(len(dataset))], dtype=torch.long)

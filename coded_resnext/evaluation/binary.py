@@ -1,16 +1,26 @@
-"""Per-class binary classifiers (PAPER.md section 7): extracted, thresholded, scored.
+"""Per-class binary classifiers (PAPER.md section 7): extracted, thresholded on training samples, scored.
 
-For class k: the extracted (pruned) classifier scores samples; the threshold maximising F1 on training
-samples is fixed; precision, recall and F1 are measured on validation samples (negatives subsampled
-to ``negatives_per_positive`` per positive when there are more, as the paper does for many classes),
-and precision again with out-of-distribution images as the negatives. The full network's one-vs-rest
-decision (softmax probability of k, threshold fitted the same way) is scored beside it.
+Two steps, so nothing that is reported was used to fit:
+
+* ``fit_binary_classifiers`` (training samples only): for class k, the extracted (pruned) classifier's
+  threshold maximising F1, the refit output row (``refit.py``) and its threshold, and the full network's
+  one-vs-rest thresholds (softmax probability of k, and its raw logit k).
+* ``measure_binary_classifiers`` (one evaluation split: validation, or the test split at the end of a
+  single run): precision, recall and F1 at those thresholds, negatives subsampled to
+  ``negatives_per_positive`` per positive (as the paper does for many classes; stratified over the
+  other classes), precision again with out-of-distribution images as the negatives, and the score
+  histograms of Fig. 3 / Fig. 7 (positives, negatives, OOD negatives).
+
+A class with no sample where one is needed (no positive among the fit samples, none in the split) keeps
+its row, with NaN figures and a ``note``; the summary averages the classes that have figures and
+counts the others (``binary/classes_skipped``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
-from functools import partial
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,10 +28,17 @@ from sklearn.metrics import f1_score, precision_recall_curve, precision_score, r
 from torch import Tensor
 
 from coded_resnext.accounting import parameter_count
-from coded_resnext.evaluation.collect import outputs_and_targets
-from coded_resnext.evaluation.refit import pruned_features, refit_binary_classifier
-from coded_resnext.extraction import extract_binary_classifier
+from coded_resnext.datasets.sampling import stratified_sample
+from coded_resnext.evaluation.collect import Collected
+from coded_resnext.evaluation.refit import fit_score_row, pruned_features, with_score_row
+from coded_resnext.extraction import BinaryClassifier, extract_binary_classifier
 from coded_resnext.models import CodedResNeXt
+
+# score rows: the paper's classifier (row k of the final layer), its refit copy, and the full network
+# one-vs-rest by its softmax and by its raw logit k
+PRUNED = ("", "refit_")
+FULL = ("full_", "full_logit_")
+HISTOGRAM_BINS = 30
 
 
 def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -33,13 +50,14 @@ def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(thresholds[int(np.argmax(f1))])
 
 
-def subsample_negatives(labels: np.ndarray, ratio: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices keeping every positive and at most ``ratio`` negatives per positive."""
-    pos = np.flatnonzero(labels)
-    neg = np.flatnonzero(~labels)
+def subsample_negatives(targets: np.ndarray, k: int, ratio: int, seed: int) -> np.ndarray:
+    """Positions keeping every sample of class ``k`` and at most ``ratio`` negatives per positive,
+    the negatives drawn seeded and stratified over the other classes."""
+    pos = np.flatnonzero(targets == k)
+    neg = np.flatnonzero(targets != k)
     limit = ratio * max(len(pos), 1)
     if len(neg) > limit:
-        neg = np.sort(rng.choice(neg, size=limit, replace=False))
+        neg = neg[stratified_sample(targets[neg], limit, seed).numpy()]
     return np.concatenate([pos, neg])
 
 
@@ -59,110 +77,203 @@ def choose_classes(num_classes: int, how_many: int, seed: int) -> list[int]:
     return sorted(int(c) for c in rng.choice(num_classes, size=how_many, replace=False))
 
 
-def _row_scores(classifier: torch.nn.Module, features: Tensor) -> np.ndarray:
+def _row_scores(classifier: BinaryClassifier, features: Tensor) -> np.ndarray:
     """The classifier's output (B,) from its precomputed pooled features: its output row only."""
     return classifier.fc(features.to(classifier.fc.weight.device)).float().cpu()[:, 0].numpy()
 
 
+@dataclass
+class FittedClass:
+    """What the fit samples (training images) fixed for class ``k``'s classifiers; nothing here saw
+    a validation or test image."""
+
+    k: int
+    fit_positives: int
+    thresholds: dict[str, float]  # per score row: "", "refit_", "full_", "full_logit_"
+    refit_row: tuple[Tensor, float] | None = None  # the refit output row (weight, bias)
+
+    @property
+    def note(self) -> str:
+        return "" if self.fit_positives else "no sample of this class among the fit samples"
+
+
 @torch.no_grad()
-def evaluate_binary_classifiers(
+def fit_binary_classifiers(
     model: CodedResNeXt,
     classes: Sequence[int],
     fit_loader: Iterable,
-    fit_limit: int,
-    val_loader: Iterable,
-    val_limit: int | None,
+    fit: Collected,
     device: torch.device,
-    ood_loader: Iterable | None = None,
-    negatives_per_positive: int = 9,
-    seed: int = 0,
     refit: bool = True,
-) -> list[dict[str, float]]:
-    """One row per class: sizes, threshold, validation precision/recall/F1, OOD precision, and the
-    full network's one-vs-rest figures for the same class, by its softmax (``full_*``) and by its raw
-    logit k (``full_logit_*``, the paper's classifier's score without the pruning). With ``refit``, the
-    same figures (``refit_*``) for the classifier whose output row is refit to its own features on the fit
-    samples (``refit.py``)."""
+) -> list[FittedClass]:
+    """Thresholds (max F1) and refit rows of each class's classifiers, on the samples of ``fit_loader``
+    (``fit`` is the full model's pass over the same samples)."""
     model.eval()
-    fit_logits, fit_targets = outputs_and_targets(model, fit_loader, device, fit_limit)
-    val_logits, val_targets = outputs_and_targets(model, val_loader, device, val_limit)
-    full_fit = torch.softmax(fit_logits, 1).numpy()
-    full_val = torch.softmax(val_logits, 1).numpy()
-    fit_logit, val_logit = fit_logits.numpy(), val_logits.numpy()  # float already (outputs_and_targets)
-    fit_targets, val_targets = fit_targets.numpy(), val_targets.numpy()
-    full_params = parameter_count(model)
-    full_params_paper = parameter_count(model, paper_accounting=True)
-    rng = np.random.default_rng(seed)
-    rows = []
+    targets = fit.targets.numpy()
+    probabilities, logits = torch.softmax(fit.logits, 1).numpy(), fit.logits.numpy()
+    out = []
     for k in classes:
-        # Unfused: sizes counted like the full model's (BatchNorms included); scores are the same either way.
+        labels = targets == k
         binary = extract_binary_classifier(model, k, fuse=False).to(device)
-        # One pass per data set gives the pruned features; both score rows (paper's, refit) read them.
-        fit_features, _ = pruned_features(binary, fit_loader, device, fit_limit)
-        val_features, _ = pruned_features(binary, val_loader, device, val_limit)
-        ood_features = pruned_features(binary, ood_loader, device, None)[0] if ood_loader is not None else None
-        fit_labels, val_labels = fit_targets == k, val_targets == k
-        keep = subsample_negatives(val_labels, negatives_per_positive, rng)
-        if ood_features is not None:
-            ood_limit = negatives_per_positive * max(int(val_labels.sum()), 1)
-            ood_keep = np.arange(len(ood_features))
-            if len(ood_keep) > ood_limit:
-                ood_keep = np.sort(rng.choice(len(ood_keep), size=ood_limit, replace=False))
-            ood_features = ood_features[torch.from_numpy(ood_keep)]
-        row: dict[str, float] = {
-            "class": k,
-            "param_fraction": parameter_count(binary) / full_params,
-            "param_fraction_paper": parameter_count(binary, paper_accounting=True) / full_params_paper,
-            "val_positives": int(val_labels.sum()),
-            "val_negatives": int(len(keep) - val_labels[keep].sum()),
+        features, _ = pruned_features(binary, fit_loader, device)
+        thresholds = {
+            "": best_f1_threshold(labels, _row_scores(binary, features)),
+            "full_": best_f1_threshold(labels, probabilities[:, k]),
+            "full_logit_": best_f1_threshold(labels, logits[:, k]),
         }
-        # the paper's classifier (row k of the final layer) and, with ``refit``, its refit copy
-        classifiers = {"": binary}
-        if refit and 0 < fit_labels.sum() < len(fit_labels):
-            classifiers["refit_"] = refit_binary_classifier(binary, fit_features, torch.from_numpy(fit_targets))
-        for prefix, classifier in classifiers.items():
-            score = partial(_row_scores, classifier)
-            fit_scores, val_scores = score(fit_features), score(val_features)
-            threshold = best_f1_threshold(fit_labels, fit_scores)
-            row[f"{prefix}threshold"] = threshold
-            row.update({f"{prefix}{m}": v for m, v in _metrics(val_labels[keep], val_scores[keep], threshold).items()})
-            if ood_features is not None:
-                pos = val_scores[val_labels]
-                ood = score(ood_features)
-                labels = np.concatenate([np.ones(len(pos), bool), np.zeros(len(ood), bool)])
-                row[f"{prefix}ood_precision"] = _metrics(labels, np.concatenate([pos, ood]), threshold)["precision"]
-                row["ood_negatives"] = len(ood)
-        full_threshold = best_f1_threshold(fit_labels, full_fit[:, k])
-        row.update({f"full_{m}": v for m, v in _metrics(val_labels[keep], full_val[keep, k], full_threshold).items()})
-        # The full network scored as the paper's classifier scores (its raw logit k, not the softmax): the
-        # F1 gap to ``full_f1`` then splits into what pruning costs and what one logit instead of all costs.
-        logit_threshold = best_f1_threshold(fit_labels, fit_logit[:, k])
-        row.update(
-            {f"full_logit_{m}": v for m, v in _metrics(val_labels[keep], val_logit[keep, k], logit_threshold).items()}
-        )
-        rows.append(row)
+        row = None
+        if refit and 0 < labels.sum() < len(labels):
+            row = fit_score_row(features, torch.from_numpy(labels))
+            thresholds["refit_"] = best_f1_threshold(labels, _row_scores(with_score_row(binary, *row), features))
+        elif refit:
+            thresholds["refit_"] = math.nan
+        out.append(FittedClass(k, int(labels.sum()), thresholds, row))
+    return out
+
+
+@dataclass
+class OodNegatives:
+    """Out-of-distribution images and their own labels (to stratify each class's sample of them)."""
+
+    loader: Iterable
+    source_targets: Tensor
+
+
+def _histogram_rows(k: int, groups: dict[str, np.ndarray], threshold: float) -> list[dict]:
+    """Fig. 3 / Fig. 7: the paper classifier's score histogram per group, on shared bins."""
+    present = [v for v in groups.values() if len(v)]
+    if not present:
+        return []
+    values = np.concatenate(present)
+    edges = np.histogram_bin_edges(values[np.isfinite(values)], bins=HISTOGRAM_BINS)
+    rows = []
+    for kind, scores in groups.items():
+        counts, _ = np.histogram(scores, bins=edges)
+        rows += [
+            {
+                "class": k,
+                "kind": kind,
+                "bin_left": float(lo),
+                "bin_right": float(hi),
+                "count": int(c),
+                "threshold": threshold,
+            }
+            for lo, hi, c in zip(edges[:-1], edges[1:], counts, strict=True)
+        ]
     return rows
 
 
-def binary_summary(rows: list[dict[str, float]]) -> dict[str, float]:
+@torch.no_grad()
+def measure_binary_classifiers(
+    model: CodedResNeXt,
+    fitted: Sequence[FittedClass],
+    loader: Iterable,
+    split: Collected,
+    device: torch.device,
+    *,
+    ood: OodNegatives | None = None,
+    negatives_per_positive: int = 9,
+    seed: int = 0,
+) -> tuple[list[dict], list[dict]]:
+    """(one row per class, score-histogram rows) on the split ``loader`` yields (``split``: the full
+    model's pass over it), at the thresholds in ``fitted``."""
+    model.eval()
+    targets = split.targets.numpy()
+    probabilities, logits = torch.softmax(split.logits, 1).numpy(), split.logits.numpy()
+    full_params = parameter_count(model)
+    full_params_paper = parameter_count(model, paper_accounting=True)
+    rows, histograms = [], []
+    for fc in fitted:
+        k = fc.k
+        binary = extract_binary_classifier(model, k, fuse=False).to(device)
+        labels = targets == k
+        keep = subsample_negatives(targets, k, negatives_per_positive, seed + k)
+        row: dict = {
+            "class": k,
+            # unfused: sizes counted like the full model's (BatchNorms included); scores are the same either way
+            "param_fraction": parameter_count(binary) / full_params,
+            "param_fraction_paper": parameter_count(binary, paper_accounting=True) / full_params_paper,
+            "fit_positives": fc.fit_positives,
+            "positives": int(labels.sum()),
+            "negatives": int(len(keep) - labels.sum()),
+            "note": fc.note or ("" if labels.any() else "no sample of this class in this split"),
+        }
+        row.update({f"{prefix}threshold": t for prefix, t in fc.thresholds.items()})
+        metric_keys = [
+            f"{p}{m}" for p in (*PRUNED, *FULL) if f"{p}threshold" in row for m in ("precision", "recall", "f1")
+        ]
+        if ood is not None:
+            metric_keys += [f"{p}ood_precision" for p in PRUNED if f"{p}threshold" in row]
+        row.update(dict.fromkeys(metric_keys, math.nan))
+        if row["note"]:
+            rows.append(row)
+            continue
+        features, _ = pruned_features(binary, loader, device)
+        classifiers = {"": binary}
+        if fc.refit_row is not None:
+            classifiers["refit_"] = with_score_row(binary, *fc.refit_row)
+        ood_features = None
+        if ood is not None:
+            ood_features, _ = pruned_features(binary, ood.loader, device)
+            chosen = stratified_sample(ood.source_targets, negatives_per_positive * int(labels.sum()), seed + k)
+            ood_features = ood_features[chosen]
+            row["ood_negatives"] = len(chosen)
+        for prefix, classifier in classifiers.items():
+            scores = _row_scores(classifier, features)
+            threshold = fc.thresholds[prefix]
+            row.update({f"{prefix}{m}": v for m, v in _metrics(labels[keep], scores[keep], threshold).items()})
+            ood_scores = _row_scores(classifier, ood_features) if ood_features is not None else None
+            if ood_scores is not None:
+                pos = scores[labels]
+                both = np.concatenate([np.ones(len(pos), bool), np.zeros(len(ood_scores), bool)])
+                row[f"{prefix}ood_precision"] = _metrics(both, np.concatenate([pos, ood_scores]), threshold)[
+                    "precision"
+                ]
+            if prefix == "":
+                groups = {"positive": scores[labels], "negative": scores[keep][~labels[keep]]}
+                if ood_scores is not None:
+                    groups["ood"] = ood_scores
+                histograms += _histogram_rows(k, groups, threshold)
+        for prefix, scores in (("full_", probabilities[:, k]), ("full_logit_", logits[:, k])):
+            row.update(
+                {f"{prefix}{m}": v for m, v in _metrics(labels[keep], scores[keep], fc.thresholds[prefix]).items()}
+            )
+        rows.append(row)
+    return rows, histograms
+
+
+def binary_summary(rows: list[dict]) -> dict[str, float]:
+    """Means over the classes that have figures (``binary/...``), and how many had none."""
     if not rows:
         return {}
-    mean = lambda key: float(np.mean([r[key] for r in rows]))  # noqa: E731
+    scored = [r for r in rows if not r.get("note")]
     out = {
-        "binary/param_fraction": mean("param_fraction"),
-        "binary/param_fraction_paper": mean("param_fraction_paper"),
-        "binary/f1_mean": mean("f1"),
-        "binary/precision_mean": mean("precision"),
-        "binary/recall_mean": mean("recall"),
-        "binary/full_f1_mean": mean("full_f1"),
-        "binary/full_logit_f1_mean": mean("full_logit_f1"),
+        "binary/param_fraction": float(np.mean([r["param_fraction"] for r in rows])),
+        "binary/param_fraction_paper": float(np.mean([r["param_fraction_paper"] for r in rows])),
+        "binary/classes_skipped": float(len(rows) - len(scored)),
     }
-    if "ood_precision" in rows[0]:
+    if not scored:
+        return out
+
+    def mean(key: str) -> float:
+        return float(np.mean([r[key] for r in scored]))
+
+    out.update(
+        {
+            "binary/f1_mean": mean("f1"),
+            "binary/precision_mean": mean("precision"),
+            "binary/recall_mean": mean("recall"),
+            "binary/full_f1_mean": mean("full_f1"),
+            "binary/full_logit_f1_mean": mean("full_logit_f1"),
+        }
+    )
+    if "ood_precision" in scored[0]:
         out["binary/ood_precision_mean"] = mean("ood_precision")
-    if all("refit_f1" in r for r in rows):
+    refit = [r for r in scored if np.isfinite(r.get("refit_f1", math.nan))]
+    if refit and len(refit) == len(scored):  # a mean over fewer classes would not compare with the paper row's
         out["binary/refit_f1_mean"] = mean("refit_f1")
         out["binary/refit_precision_mean"] = mean("refit_precision")
         out["binary/refit_recall_mean"] = mean("refit_recall")
-        if "refit_ood_precision" in rows[0]:
+        if "refit_ood_precision" in scored[0]:
             out["binary/refit_ood_precision_mean"] = mean("refit_ood_precision")
     return out

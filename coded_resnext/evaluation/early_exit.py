@@ -7,6 +7,7 @@ the cost of exiting after coded block l is the FLOPs of everything up to and inc
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -38,16 +39,15 @@ def exit_compute_fractions(model: CodedResNeXt, example: Tensor) -> list[float]:
     return [cumulative[info.block_index + 1] / total for info in model.coded_blocks]
 
 
-def early_exit_curve(
-    model: CodedResNeXt, collected: Collected, block_fractions: list[float], num_thresholds: int
+def early_exit_at(
+    model: CodedResNeXt, collected: Collected, block_fractions: list[float], thresholds: Sequence[float]
 ) -> list[dict[str, float]]:
-    """Accuracy and mean compute fraction for a sweep of confidence thresholds."""
+    """Accuracy, mean compute fraction and exit rate of exiting at the first coded block whose
+    confidence reaches each threshold (sorted, duplicates dropped)."""
     decoded = [decode(e, info.scheme) for e, info in zip(collected.energies, model.coded_blocks, strict=True)]
     final_pred = collected.logits.argmax(1)
     confidences = torch.stack([d.confidence for d in decoded], 1)  # (S, L)
     predictions = torch.stack([d.prediction for d in decoded], 1)
-    quantiles = torch.linspace(0, 1, num_thresholds - 1)
-    thresholds = [*torch.quantile(confidences.flatten(), quantiles).tolist(), math.inf]
     fractions = torch.tensor(block_fractions)
     rows = []
     for tau in sorted(set(thresholds)):
@@ -66,11 +66,63 @@ def early_exit_curve(
     return rows
 
 
+def early_exit_curve(
+    model: CodedResNeXt, collected: Collected, block_fractions: list[float], num_thresholds: int
+) -> list[dict[str, float]]:
+    """The curve over ``num_thresholds`` thresholds: quantiles of the confidences seen, and infinity
+    (the full network)."""
+    confidences = torch.stack(
+        [decode(e, info.scheme).confidence for e, info in zip(collected.energies, model.coded_blocks, strict=True)], 1
+    )
+    quantiles = torch.linspace(0, 1, num_thresholds - 1)
+    thresholds = [*torch.quantile(confidences.flatten(), quantiles).tolist(), math.inf]
+    return early_exit_at(model, collected, block_fractions, thresholds)
+
+
+def _half_compute_row(rows: list[dict[str, float]]) -> dict[str, float] | None:
+    half = [r for r in rows if r["compute_fraction"] <= 0.5]
+    return max(half, key=lambda r: r["accuracy"]) if half else None
+
+
+def _keep_99_row(rows: list[dict[str, float]], full_accuracy: float) -> dict[str, float] | None:
+    keep = [r for r in rows if r["accuracy"] >= 0.99 * full_accuracy]
+    return min(keep, key=lambda r: r["compute_fraction"]) if keep else None
+
+
 def early_exit_summary(rows: list[dict[str, float]], full_accuracy: float) -> dict[str, float]:
     """Best accuracy at <= half the compute; least compute keeping >= 99% of the full accuracy."""
-    half = [r["accuracy"] for r in rows if r["compute_fraction"] <= 0.5]
-    keep = [r["compute_fraction"] for r in rows if r["accuracy"] >= 0.99 * full_accuracy]
+    half, keep = _half_compute_row(rows), _keep_99_row(rows, full_accuracy)
     return {
-        "early_exit/accuracy_at_half_compute": max(half) if half else math.nan,
-        "early_exit/compute_at_99pct_accuracy": min(keep) if keep else 1.0,
+        "early_exit/accuracy_at_half_compute": half["accuracy"] if half else math.nan,
+        "early_exit/compute_at_99pct_accuracy": keep["compute_fraction"] if keep else 1.0,
     }
+
+
+def operating_points(rows: list[dict[str, float]], full_accuracy: float) -> dict[str, float]:
+    """The thresholds behind :func:`early_exit_summary` on the curve where they were chosen: ``half_compute``
+    (NaN when no threshold reaches half the compute) and ``keep_99pct`` (infinity: the full network)."""
+    half, keep = _half_compute_row(rows), _keep_99_row(rows, full_accuracy)
+    return {
+        "half_compute": half["threshold"] if half else math.nan,
+        "keep_99pct": keep["threshold"] if keep else math.inf,
+    }
+
+
+def early_exit_at_operating_points(
+    model: CodedResNeXt, collected: Collected, block_fractions: list[float], points: dict[str, float]
+) -> tuple[dict[str, float], list[dict]]:
+    """Metrics (named like :func:`early_exit_summary`'s) of another split at thresholds chosen elsewhere,
+    and the table of those points: what a deployed early-exit classifier would do on unseen data."""
+    full = collected.accuracy
+    metrics: dict[str, float] = {}
+    table = []
+    for name, tau in points.items():
+        row = early_exit_at(model, collected, block_fractions, [tau])[0] if not math.isnan(tau) else None
+        table.append({"operating_point": name, "threshold": tau, **(row or {})})
+        if name == "half_compute":
+            metrics["early_exit/accuracy_at_half_compute"] = row["accuracy"] if row else math.nan
+            metrics["early_exit/compute_at_half_compute"] = row["compute_fraction"] if row else math.nan
+        elif name == "keep_99pct":
+            metrics["early_exit/compute_at_99pct_accuracy"] = row["compute_fraction"]
+            metrics["early_exit/accuracy_kept_at_99pct"] = row["accuracy"] / full if full else math.nan
+    return metrics, table

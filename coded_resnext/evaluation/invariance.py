@@ -30,8 +30,8 @@ TRANSFORMS: dict[str, Callable[[Tensor], Tensor]] = {
 
 
 @torch.no_grad()
-def invariance_rows(model: CodedResNeXt, loader: Iterable, device: torch.device, limit: int) -> list[dict]:
-    """Rows (transform, block, decode_agreement, energy_cosine) averaged over ``limit`` images."""
+def invariance_rows(model: CodedResNeXt, loader: Iterable, device: torch.device, limit: int | None) -> list[dict]:
+    """Rows (transform, block, decode_agreement, energy_cosine) averaged over ``limit`` images (None: all)."""
     model.eval()
     if limit == 0 or not model.coded_blocks:
         return []
@@ -51,7 +51,7 @@ def invariance_rows(model: CodedResNeXt, loader: Iterable, device: torch.device,
                 acc[1] += cosine
         count += len(x)
     return [
-        {"transform": name, "block": b, "decode_agreement": a / count, "energy_cosine": c / count}
+        {"transform": name, "block": b, "decode_agreement": a / count, "energy_cosine": c / count, "samples": count}
         for (name, b), (a, c) in sums.items()
     ]
 

@@ -24,11 +24,12 @@ def removal_curves(
     loader: Iterable,
     device: torch.device,
     coded_block: int | None,
-    limit: int,
+    limit: int | None,
     seed: int = 0,
 ) -> list[dict[str, float]]:
     """Rows (block, which, k, accuracy) for k = 0..available branches of each kind, in coded block
-    ``coded_block`` (network order, negative from the end) or, with None, in every coded block."""
+    ``coded_block`` (network order, negative from the end) or, with None, in every coded block; on at most
+    ``limit`` samples of ``loader`` (None: all)."""
     model.eval()
     if not model.coded_blocks:
         return []
@@ -48,7 +49,9 @@ def removal_curves(
                     logits = removal_logits(model, x, y, block, k, which, generator)
                     correct += (logits.argmax(1) == y).sum().item()
                     total += len(y)
-                rows.append({"block": block, "which": which, "k": k, "accuracy": correct / max(total, 1)})
+                rows.append(
+                    {"block": block, "which": which, "k": k, "accuracy": correct / max(total, 1), "samples": total}
+                )
     return rows
 
 

@@ -3,6 +3,20 @@
 ``evaluate`` is the cheap per-epoch part (accuracy, loss, early-decoding accuracy per coded block);
 ``run_suite`` adds binary classifiers, early exit, branch removal and invariance. Nothing here logs:
 the caller decides where the numbers go.
+
+Three data roles (DESIGN.md, Data), and what each is used for here:
+
+* training samples (``SuiteData.fit``, a seeded stratified sample of ``eval.binary_fit_samples``): every
+  threshold and refit row of the binary classifiers;
+* the validation split (``val``): measured, and where the early-exit operating points are chosen
+  (without a validation split, the paper's protocol, they are chosen on the training samples);
+* the test split (``test``, given only by a single ``train`` run and ``coded-resnext evaluate``):
+  measured once, at what train and val fixed. Its metrics are the validation names under ``test/``
+  (``val/accuracy`` -> ``test/accuracy``, ``binary/f1_mean`` -> ``test/binary/f1_mean``), its tables
+  the validation tables' names prefixed ``test_``.
+
+Every subsample is seeded and class-stratified (``coded_resnext.datasets.sampling``), never "the first
+N in file order".
 """
 
 from __future__ import annotations
@@ -13,15 +27,49 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
 
 from coded_resnext.coding import CodingScheme
+from coded_resnext.datasets.sampling import stratified_subset
 from coded_resnext.decoding import decode
-from coded_resnext.evaluation.binary import binary_summary, choose_classes, evaluate_binary_classifiers
+from coded_resnext.evaluation.binary import (
+    FittedClass,
+    OodNegatives,
+    binary_summary,
+    choose_classes,
+    fit_binary_classifiers,
+    measure_binary_classifiers,
+)
 from coded_resnext.evaluation.collect import Collected, collect, mean_energy_by_class
-from coded_resnext.evaluation.early_exit import early_exit_curve, early_exit_summary, exit_compute_fractions
+from coded_resnext.evaluation.early_exit import (
+    early_exit_at_operating_points,
+    early_exit_curve,
+    early_exit_summary,
+    exit_compute_fractions,
+    operating_points,
+)
 from coded_resnext.evaluation.invariance import invariance_rows, invariance_summary
 from coded_resnext.evaluation.removal import removal_curves, removal_summary
 from coded_resnext.evaluation.settings import EvalSettings
+
+Say = Callable[[str], None]
+
+
+def default_loader(dataset: Dataset) -> DataLoader:
+    return DataLoader(dataset, batch_size=256, shuffle=False)
+
+
+@dataclass
+class SuiteData:
+    """The datasets the suite reads; ``loader`` turns a (sub)dataset into batches (the suite subsamples
+    datasets, not loaders, so that every sample it draws is stratified)."""
+
+    fit: Dataset  # training samples under the eval transform: thresholds and refit rows are fitted here
+    val: Dataset | None  # the held-out validation split (None: val_fraction 0)
+    test: Dataset | None = None  # the test split: only a single run's end and `evaluate` pass it
+    ood: Dataset | None = None  # out-of-distribution negatives (``source_targets`` for stratifying)
+    loader: Callable[[Dataset], Iterable] = default_loader
+    measure_val: bool = True  # False: val only chooses the early-exit operating points (``evaluate``)
 
 
 @dataclass
@@ -30,6 +78,21 @@ class SuiteResult:
     tables: dict[str, list[dict]] = field(default_factory=dict)  # name -> rows
     energy_by_class: list[Tensor] = field(default_factory=list)  # per coded block, (K, N) mean energies
     schemes: list[CodingScheme] = field(default_factory=list)  # per coded block
+    primary: str = "val"  # the split the run's plots show: "val", or "test" when there is no validation split
+
+    def table(self, name: str) -> list[dict]:
+        """A table of the primary split (``binary_classifiers`` is ``test_binary_classifiers`` when the
+        run had no validation split)."""
+        return self.tables.get(name if self.primary == "val" else f"test_{name}", [])
+
+    def metric(self, name: str) -> float | None:
+        """A metric of the primary split, by its validation name."""
+        return self.metrics.get(name if self.primary == "val" else as_test_metric(name))
+
+
+def as_test_metric(name: str) -> str:
+    """The test split's name of a validation metric: ``val/x`` -> ``test/x``, ``binary/x`` -> ``test/binary/x``."""
+    return "test/" + name.removeprefix("val/")
 
 
 def decode_accuracies(model, collected: Collected) -> dict[str, float]:
@@ -43,7 +106,10 @@ def decode_accuracies(model, collected: Collected) -> dict[str, float]:
 def basic_metrics(model, collected: Collected) -> dict[str, float]:
     metrics = {
         "val/accuracy": collected.accuracy,
-        "val/loss": F.cross_entropy(collected.logits, collected.targets).item(),
+        # the cross-entropy the model trains with (its label smoothing), so train and val losses compare
+        "val/loss": F.cross_entropy(
+            collected.logits, collected.targets, label_smoothing=model.config.label_smoothing
+        ).item(),
     }
     metrics.update(decode_accuracies(model, collected))
     return metrics
@@ -54,70 +120,133 @@ def evaluate(model, loader: Iterable, device: torch.device, limit: int | None = 
     return basic_metrics(model, collect(model, loader, device, limit))
 
 
+@dataclass
+class _Fitted:
+    """What the training samples (and, for early exit, the validation split) fixed."""
+
+    classes: list[FittedClass]
+    fractions: list[float]  # per coded block, the compute fraction of exiting after it
+    operating: dict[str, float] | None  # early-exit thresholds (None: choose them on the validation split)
+
+
 def run_suite(
     model,
+    data: SuiteData,
     *,
-    val_loader: Iterable,
-    fit_loader: Iterable,
     device: torch.device,
     settings: EvalSettings,
-    ood_loader: Iterable | None = None,
     seed: int = 0,
-    progress: Callable[[str], None] | None = None,
+    progress: Say | None = None,
 ) -> SuiteResult:
+    """Fit on training samples, then measure the validation split and, when given, the test split."""
     say = progress or (lambda _msg: None)
-    say("evaluation: validation pass")
-    collected = collect(model, val_loader, device, settings.limit_val)
-    metrics = basic_metrics(model, collected)
-    result = SuiteResult(metrics, schemes=[info.scheme for info in model.coded_blocks])
-    result.tables["decode_accuracy"] = [
-        {"block": i, "stage": info.stage, "accuracy": metrics[f"val/decode_accuracy/block_{i}"]}
-        for i, info in enumerate(model.coded_blocks)
-    ]
-    result.energy_by_class = mean_energy_by_class(collected, model.num_classes)
-
+    model.eval()
+    fit_set = stratified_subset(data.fit, settings.binary_fit_samples, seed)
+    fit_loader = data.loader(fit_set)
+    say(f"evaluation: fitting thresholds on {len(fit_set)} training samples")
+    fit = collect(model, fit_loader, device)
     classes = choose_classes(model.num_classes, settings.binary_classes, seed)
-    if classes:
-        say(f"evaluation: binary classifiers for {len(classes)} classes")
-        rows = evaluate_binary_classifiers(
+    fitted = _Fitted(
+        fit_binary_classifiers(model, classes, fit_loader, fit, device, settings.binary_refit) if classes else [],
+        exit_compute_fractions(model, first_example(fit_loader).to(device)) if model.coded_blocks else [],
+        None,
+    )
+    if data.val is None and model.coded_blocks:  # no validation split: operating points from training samples
+        curve = early_exit_curve(model, fit, fitted.fractions, settings.early_exit_thresholds)
+        fitted.operating = operating_points(curve, fit.accuracy)
+    result = SuiteResult({}, schemes=[info.scheme for info in model.coded_blocks])
+    result.primary = "val" if data.val is not None and data.measure_val else "test"
+    for role, dataset in (("val", data.val), ("test", data.test)):
+        if dataset is None:
+            continue
+        if role == "val" and not data.measure_val:
+            if model.coded_blocks:
+                say("evaluation: early-exit operating points on the val split")
+                part = stratified_subset(dataset, settings.limit_val, seed)
+                collected = collect(model, data.loader(part), device)
+                curve = early_exit_curve(model, collected, fitted.fractions, settings.early_exit_thresholds)
+                fitted.operating = operating_points(curve, collected.accuracy)
+            continue
+        say(f"evaluation: {role} split")
+        metrics, tables, energy = _measure(model, role, dataset, data, fitted, device, settings, seed, say)
+        if role == "test":
+            metrics = {as_test_metric(k): v for k, v in metrics.items()}
+            tables = {f"test_{k}": v for k, v in tables.items()}
+        result.metrics.update(metrics)
+        result.tables.update(tables)
+        if role == result.primary:
+            result.energy_by_class = energy
+    return result
+
+
+def _measure(model, role, dataset, data: SuiteData, fitted: _Fitted, device, settings: EvalSettings, seed, say):
+    """(metrics, tables, energy by class) of one split, named as for validation."""
+    part = stratified_subset(dataset, settings.limit_val if role == "val" else None, seed)
+    loader = data.loader(part)
+    collected = collect(model, loader, device)
+    metrics = basic_metrics(model, collected)
+    tables: dict[str, list[dict]] = {
+        "decode_accuracy": [
+            {
+                "block": i,
+                "stage": info.stage,
+                "accuracy": metrics[f"val/decode_accuracy/block_{i}"],
+                "samples": len(part),
+            }
+            for i, info in enumerate(model.coded_blocks)
+        ]
+    }
+    if fitted.classes:
+        say(f"evaluation: binary classifiers for {len(fitted.classes)} classes ({role})")
+        ood = None
+        if data.ood is not None:
+            ood = OodNegatives(data.loader(data.ood), getattr(data.ood, "source_targets", data.ood.targets))
+        rows, histograms = measure_binary_classifiers(
             model,
-            classes,
-            fit_loader,
-            settings.binary_fit_samples,
-            val_loader,
-            settings.limit_val,
+            fitted.classes,
+            loader,
+            collected,
             device,
-            ood_loader=ood_loader,
+            ood=ood,
             negatives_per_positive=settings.negatives_per_positive,
             seed=seed,
-            refit=settings.binary_refit,
         )
-        result.tables["binary_classifiers"] = rows
+        tables["binary_classifiers"] = rows
+        tables["binary_score_histograms"] = histograms
         metrics.update(binary_summary(rows))
-
     if model.coded_blocks:
-        say("evaluation: early exit")
-        example = first_example(val_loader)
-        fractions = exit_compute_fractions(model, example.to(device))
-        curve = early_exit_curve(model, collected, fractions, settings.early_exit_thresholds)
-        result.tables["early_exit_curve"] = curve
-        result.tables["exit_points"] = [
+        say(f"evaluation: early exit ({role})")
+        curve = early_exit_curve(model, collected, fitted.fractions, settings.early_exit_thresholds)
+        tables["early_exit_curve"] = curve
+        tables["exit_points"] = [
             {"block": i, "stage": info.stage, "compute_fraction": f}
-            for i, (info, f) in enumerate(zip(model.coded_blocks, fractions, strict=True))
+            for i, (info, f) in enumerate(zip(model.coded_blocks, fitted.fractions, strict=True))
         ]
-        metrics.update(early_exit_summary(curve, collected.accuracy))
+        if fitted.operating is None:  # the validation split: its own curve chooses the operating points
+            metrics.update(early_exit_summary(curve, collected.accuracy))
+            fitted.operating = operating_points(curve, collected.accuracy)
+            tables["early_exit_operating_points"] = [
+                {"operating_point": k, "threshold": v} for k, v in fitted.operating.items()
+            ]
+        else:
+            at, tables["early_exit_operating_points"] = early_exit_at_operating_points(
+                model, collected, fitted.fractions, fitted.operating
+            )
+            metrics.update(at)
 
-        say("evaluation: branch removal")
-        rows = removal_curves(model, val_loader, device, settings.removal_block, settings.removal_samples, seed)
-        result.tables["removal_curve"] = rows
+        say(f"evaluation: branch removal ({role})")
+        removal_set = data.loader(stratified_subset(dataset, settings.removal_samples, seed))
+        rows = removal_curves(model, removal_set, device, settings.removal_block, None, seed)
+        tables["removal_curve"] = rows
         metrics.update(removal_summary(rows))
 
         if settings.invariance_samples:
-            say("evaluation: invariance of the paths")
-            rows = invariance_rows(model, val_loader, device, settings.invariance_samples)
-            result.tables["invariance"] = rows
+            say(f"evaluation: invariance of the paths ({role})")
+            invariance_set = data.loader(stratified_subset(dataset, settings.invariance_samples, seed))
+            rows = invariance_rows(model, invariance_set, device, None)
+            tables["invariance"] = rows
             metrics.update(invariance_summary(rows))
-    return result
+    return metrics, tables, mean_energy_by_class(collected, model.num_classes)
 
 
 def first_example(loader: Iterable) -> Tensor:

@@ -189,8 +189,8 @@ class CodedResNeXt(nn.Module):
 
     # ---- loss ----------------------------------------------------------------------------------
     def loss_parts(self, output: CodedOutput, targets: Tensor) -> LossParts:
-        """Eq. 6: cross-entropy + mu * sum over coded blocks of L_code (Eq. 5)."""
-        ce = F.cross_entropy(output.logits, targets)
+        """Eq. 6: cross-entropy (with the config's label smoothing) + mu * sum over coded blocks of L_code (Eq. 5)."""
+        ce = F.cross_entropy(output.logits, targets, label_smoothing=self.config.label_smoothing)
         code = ce.new_zeros(())
         cfg = self.config
         for info, energies in zip(self.coded_blocks, output.energies, strict=True):

@@ -61,6 +61,7 @@ class CodedResNeXtConfig:
     coding_loss_weight: float = 6.0  # mu in Eq. 6 (paper: 6 on CIFAR, 1 on ImageNet)
     coding_loss_power: float = 4.0  # exponent in Eq. 5 (ablation: 4 > 2 > 1)
     coding_loss_threshold: float = 0.0  # deviations up to this are not penalised
+    label_smoothing: float = 0.0  # of the cross-entropy term of Eq. 6 (timm's default 0.1 in the official ImageNet run)
     drop_prob: float = 0.1  # DropSubNNs p of coded stages
     control: bool = False  # every block N/N: the plain ResNeXt baseline with the same shape
     energy_impl: Literal["gram", "materialized"] = "gram"  # "materialized": slow reference path
@@ -91,6 +92,8 @@ class CodedResNeXtConfig:
             raise ModelConfigError(f"coding_loss_threshold must be >= 0, got {self.coding_loss_threshold}")
         if not 0.0 <= self.drop_prob < 1.0:
             raise ModelConfigError(f"drop_prob must be in [0, 1), got {self.drop_prob}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ModelConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         unknown = set(self.schemes) - set(names)
         if unknown:
             raise ModelConfigError(f"schemes given for unknown stages {sorted(unknown)}; the stages are {names}")

@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Generate K distinct codewords of length N with exactly A ones, pairwise Hamming distance "
             ">= D and column sums as equal as possible (the paper's rules A-C, Algorithm 1 improved). "
-            "Without --min-distance, searches for the largest distance reachable within --time-budget."
+            "Without --min-distance, climbs D = 2, 4, ... with a fixed effort per distance (counted in moves, "
+            "not seconds) and keeps the largest met. The scheme depends only on -K, -N, -A, -D and --seed: the "
+            "same on any machine and under any load; --time-budget only decides when to give up."
         ),
     )
     gen.add_argument("--classes", "-K", type=int, required=True, help="number of classes K (codewords)")
@@ -28,7 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--active", "-A", type=int, required=True, help="active branches per class (ones per codeword)")
     gen.add_argument("--min-distance", "-D", type=int, default=None, help="required minimum Hamming distance")
     gen.add_argument("--seed", type=int, default=0, help="random seed; same inputs and seed give the same scheme")
-    gen.add_argument("--time-budget", type=float, default=120.0, help="seconds before giving up (default 120)")
+    gen.add_argument(
+        "--time-budget",
+        type=float,
+        default=120.0,
+        help="seconds before giving up with an error (default 120); never changes the scheme",
+    )
     gen.add_argument("--name", default=None, help="name stored in the JSON")
     gen.add_argument("--out", "-o", type=Path, required=True, help="JSON file to write")
     gen.add_argument("--quiet", "-q", action="store_true", help="no progress lines")

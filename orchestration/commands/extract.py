@@ -108,6 +108,7 @@ def _refit(binary, state: dict, samples: int | None):
     import yaml
 
     from coded_resnext.datasets import build_dataset
+    from coded_resnext.datasets.sampling import stratified_subset
     from coded_resnext.evaluation.refit import RefitError, pruned_features, refit_binary_classifier
     from orchestration.config import config_from_dict
     from orchestration.training import data_spec, eval_loader
@@ -115,7 +116,8 @@ def _refit(binary, state: dict, samples: int | None):
     cfg = config_from_dict(yaml.safe_load(state["config"]))
     samples = samples or cfg.eval.binary_fit_samples
     bundle = build_dataset(data_spec(cfg))
-    features, targets = pruned_features(binary, eval_loader(bundle.train_eval, cfg), torch.device("cpu"), samples)
+    fit_set = stratified_subset(bundle.train_eval, samples, cfg.seed)  # the samples the run's suite fitted on
+    features, targets = pruned_features(binary, eval_loader(fit_set, cfg), torch.device("cpu"))
     try:
         return refit_binary_classifier(binary, features, targets), len(targets)
     except RefitError as err:

@@ -91,7 +91,8 @@ def _run_distributed(cfg, args: argparse.Namespace, uri: str) -> int:
     if args.resume and not exists and "://" not in storage:
         raise UserError(f"--resume: no Ray Train run for this config in {storage}/{name}; run without --resume")
     with ray_session(args.address, log_to_driver=True):
-        result = make_trainer(cfg, Lineage(tracking_uri=uri), storage_path=storage, name=name).fit()
+        trainer = make_trainer(cfg, Lineage(tracking_uri=uri), storage_path=storage, name=name, measure_test=True)
+        result = trainer.fit()
     print("\nfinal metrics:")
     for key in sorted(result.metrics):
         if isinstance(result.metrics[key], int | float):

@@ -1,0 +1,79 @@
+"""``coded-resnext evaluate``: measure a finished run, or a finished sweep's Pareto front, on the test split."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from orchestration.errors import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="measure a finished run or a sweep's Pareto front on the test split, once (logs test/... metrics)",
+        description=(
+            "The test split, used once. Searches select on the validation split; this measures what they "
+            "chose on the dataset's own test split: it rebuilds each run's model from its final checkpoint, "
+            "refits the binary classifiers' thresholds on training samples and the early-exit operating "
+            "points on the validation split, exactly as the run did, then logs the test figures to the run "
+            "(test/accuracy, test/decode_accuracy/block_i, test/binary/..., test/early_exit/..., ...) and "
+            "its tables (tables/test_*.csv). A run that already has test figures is refused unless --force."
+        ),
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run-id", help="a finished run (a single run, a trial or an ablation cell)")
+    which.add_argument("--sweep", metavar="NAME", help="a finished sweep (its tune.name); needs --front")
+    p.add_argument("--front", action="store_true", help="with --sweep: every run on the sweep's Pareto front")
+    p.add_argument("--force", action="store_true", help="measure again runs that already have test figures")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run the model")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite file under runs/)")
+    p.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import os
+
+    import pandas as pd
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line per step is ours to print
+    from orchestration.final_test import front_table, measure, plan_run, sweep_front
+    from orchestration.tracking import RunTracker, default_tracking_uri
+
+    if args.sweep and not args.front:
+        raise UserError("--sweep NAME needs --front (the runs on the sweep's Pareto front are measured)")
+    if args.front and not args.sweep:
+        raise UserError("--front goes with --sweep NAME")
+    uri = args.tracking_uri or default_tracking_uri()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    say = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    with tempfile.TemporaryDirectory(prefix="coded-resnext-evaluate-") as tmp:
+        work, cache = Path(tmp), {}
+        if args.run_id:
+            plan = plan_run(client, args.run_id, work, force=args.force, data_cache=cache)
+            metrics = measure(plan, uri, say, args.device)
+            print(f"\nrun {args.run_id}: test figures logged")
+            for key in sorted(metrics):
+                print(f"  {key:<48} {metrics[key]:.4f}")
+            return 0
+        front = sweep_front(client, args.sweep)
+        ids = list(front.front["run_id"])
+        say(f"sweep {args.sweep!r}: {len(ids)} run(s) on the front over {', '.join(front.objectives)}")
+        plans = [plan_run(client, run_id, work / run_id, force=args.force, data_cache=cache) for run_id in ids]
+        measured = {plan.run_id: measure(plan, uri, say, args.device) for plan in plans}
+        table = front_table(front, measured)
+        parent = RunTracker(uri, plans[0].experiment, run_id=front.parent.info.run_id)
+        try:
+            path = work / "front_test.csv"
+            table.to_csv(path, index=False)
+            parent.log_artifact(path)
+        finally:
+            parent.finish(front.parent.info.status)
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4f}".format):
+        print("\n" + table.drop(columns=["run_name"]).to_string(index=False))
+    print(f"\nfront_test.csv attached to the sweep's parent run {front.parent.info.run_id}")
+    return 0
