@@ -456,6 +456,10 @@ def test_a_moasha_sweep_with_constraints_and_a_reference_control(tmp_path, monke
     used = max(client.get_metric_history(parent.info.run_id, "sweep/epochs_used"), key=lambda m: m.step)
     assert [s for s, _ in hv] == [1, 2, 3, 4, 5] and hv[-1][1] > 0
     assert used.value == sum(epochs.values())
+    from orchestration.final_test import sweep_front
+
+    candidates = set(sweep_front(client, "mo").front["run_id"])  # what `evaluate --sweep mo --front` would test
+    assert candidates and candidates <= {r.info.run_id for r in trained if r not in stopped}
 
 
 @pytest.mark.slow  # trains one tiny epoch and writes an MLflow SQLite store
