@@ -283,6 +283,10 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             except ConfigError as err:
                 errors.append(err)
         raise errors[-1] if len(errors) == 1 else ConfigError(f"{key}: must be {_type_name(tp)}, got {value!r}")
+    if origin is dict:  # e.g. tune.objectives {metric: max}: keys and values checked like any field
+        _check(isinstance(value, dict), key, f"must be a mapping, got {value!r}")
+        key_type, value_type = typing.get_args(tp)
+        return {_coerce(key_type, k, key): _coerce(value_type, v, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         _check(isinstance(value, list | tuple), key, f"must be {_type_name(tp)}, got {value!r}")
         (item,) = typing.get_args(tp)

@@ -177,8 +177,9 @@ def sweep_front(client: MlflowClient, name: str) -> SweepFront:
     objectives = json.loads(parent.data.params.get("tune.objectives", "{}")) or {"val/accuracy": "max"}
     experiment = client.get_experiment(parent.info.experiment_id).name
     runs = load_runs(experiment, client.tracking_uri, parent_run_id=parent.info.run_id)
-    if "tags.reference_control" in runs.columns:  # the sweep's baseline is not a candidate
-        runs = runs[runs["tags.reference_control"].fillna("false") != "true"]
+    from results.sweep_progress import off_the_front
+
+    runs = runs[~off_the_front(runs)]  # the sweep's baseline, infeasible and early-stopped trials are no candidates
     if runs.empty:
         raise UserError(f"sweep {name!r} has no finished trials to choose a front from")
     ranked = pareto_front(runs, [Objective(k, v) for k, v in objectives.items()])

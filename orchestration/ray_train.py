@@ -27,7 +27,14 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
     cfg = config_from_dict(loop_config["config"])
     session = TrainWorkerSession()
     progress = Progress(cfg.train.progress if session.rank == 0 else "none", cfg.train.epochs)
-    train_loop(cfg, session, Lineage(**loop_config["lineage"]), progress, measure_test=loop_config["measure_test"])
+    train_loop(
+        cfg,
+        session,
+        Lineage(**loop_config["lineage"]),
+        progress,
+        measure_test=loop_config["measure_test"],
+        rung_epochs=loop_config.get("rung_epochs", ()),
+    )
 
 
 def make_trainer(
@@ -38,6 +45,7 @@ def make_trainer(
     name: str,
     callbacks: list | None = None,
     measure_test: bool = False,
+    rung_epochs: tuple[int, ...] = (),
 ):
     """A ``TorchTrainer`` for ``cfg`` (``cfg.train.num_workers`` ranks). Re-creating it with the same
     ``name`` and ``storage_path`` resumes from that run's last checkpoint (Ray Train V2).
@@ -58,6 +66,7 @@ def make_trainer(
             "config": cfg.to_dict(),
             "lineage": dataclasses.asdict(lineage),
             "measure_test": measure_test,
+            "rung_epochs": rung_epochs,
         },
         scaling_config=ScalingConfig(
             num_workers=t.num_workers, use_gpu=t.gpus_per_worker > 0, resources_per_worker=resources

@@ -45,6 +45,9 @@ DEFAULT_OBJECTIVES = {
 # may not hold the dataset.
 KNOWN_SHAPES = {"cifar10": (10, 3), "cifar100": (100, 3), "fashion-mnist": (10, 1), "digits": (10, 1), "synthetic": (10, 1)}
 MAX_COMBINATIONS_CHECKED = 64
+# Metrics that lie in [0, 1]: for them the hypervolume's default reference point is the worst end (0 for a
+# maximized one, 1 for a minimized one), the same for every sweep, so hypervolumes compare across sweeps.
+UNIT_INTERVAL_METRICS = ("val/accuracy", "val/decode_accuracy/", "binary/", "early_exit/")
 CELL_KEY = "ablation_cell"  # an ablation's grid dimension over its cells (see ablation.py)
 
 
@@ -127,9 +130,15 @@ class TuneSection:
     metric: str = "val/accuracy"  # single-objective searches and ASHA
     mode: Literal["max", "min"] = "max"
     objectives: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_OBJECTIVES))  # nsga2
-    scheduler: Literal["none", "asha"] = "none"  # ASHA early stopping (single objective only)
-    grace_period: int = 1  # ASHA: epochs before a trial can be stopped
-    reduction_factor: float = 2.0
+    # early stopping: asha (one metric) or moasha (multi-objective ASHA over `objectives`, see moasha.py)
+    scheduler: Literal["none", "asha", "moasha"] = "none"
+    grace_period: int = 1  # ASHA / MO-ASHA: epochs before a trial can be stopped (the first rung)
+    reduction_factor: float = 2.0  # keep the top 1/reduction_factor at each rung
+    max_t: int | None = None  # MO-ASHA: epochs a trial trains at most; default train.epochs
+    # bounds on what the architecture fixes, checked before a trial trains, e.g. {binary/param_fraction: "<= 0.5"}
+    constraints: dict[str, str] = field(default_factory=dict)
+    reference_point: list[float] | None = None  # hypervolume reference, one value per objective (default: see sweep)
+    reference_control: bool = False  # one extra plain-control trial (base config, model.control=true) as a baseline
     max_trial_failures: int = 0  # Tune retries of a failed trial (from its last checkpoint)
     seed: int = 0  # the searcher's seed
     name: str | None = None  # the sweep's name in storage and MLflow; default: the file's stem
@@ -159,10 +168,45 @@ class TuneSection:
             "scheduler",
             f"ASHA stops trials on one metric; use it with algorithm random, grid or optuna, not {self.algorithm}",
         )
+        self._check_moasha(check)
+        from orchestration.constraints import ConstraintError, parse_constraints
+
+        try:
+            parse_constraints(self.constraints)
+        except ConstraintError as err:
+            raise ConfigError(str(err)) from None
+
+    def _check_moasha(self, check) -> None:
+        """MO-ASHA and the settings that come with it (its budget against train.epochs: see ``validate``)."""
+        if self.scheduler == "moasha":
+            check(
+                self.algorithm != "optuna",
+                "scheduler",
+                "moasha ranks several objectives; algorithm optuna optimizes one metric (use asha with it, or "
+                "algorithm random, nsga2 or motpe with moasha)",
+            )
+            check(
+                len(self.objectives) >= 2,
+                "scheduler",
+                f"moasha ranks several objectives but tune.objectives has {list(self.objectives)}; with one, use asha",
+            )
+        check(self.max_t is None or self.max_t >= 1, "max_t", f"must be >= 1, got {self.max_t}")
+        check(
+            not (self.reference_control and self.scheduler == "asha"),
+            "reference_control",
+            "ASHA would stop the control trial like any other; use scheduler moasha (which exempts it) or none",
+        )
+        if self.reference_point is not None:
+            names = list(self.objectives) if self.multi_objective or self.algorithm in ("random", "grid") else [self.metric]
+            check(
+                len(self.reference_point) == len(names),
+                "reference_point",
+                f"needs one value per objective {names}, got {len(self.reference_point)}: {self.reference_point}",
+            )
 
     @property
     def multi_objective(self) -> bool:
-        return self.algorithm in ("nsga2", "motpe")
+        return self.algorithm in ("nsga2", "motpe") or self.scheduler == "moasha"
 
 
 @dataclass
@@ -308,12 +352,53 @@ def validate(space: SearchSpace) -> None:
             raise SearchSpaceError(f"{space.path}: {where}: {err}") from None
         except (ValueError, TypeError) as err:  # ModelConfigError / CodingSchemeError are ValueErrors
             raise SearchSpaceError(f"{space.path}: {where}: {err}") from None
+    _check_budget(space)
+    _check_reference(space)
     metric_keys = {t.metric} | (set(t.objectives) if t.multi_objective else set())
     for key in metric_keys:
         if "/" not in key:
             raise SearchSpaceError(
                 f"tune: {key!r} is not a metric the runs report (e.g. val/accuracy, binary/param_fraction)"
             )
+
+
+def _check_budget(space: SearchSpace) -> None:
+    """MO-ASHA's rungs against the trials' epochs: every trial has the same budget, and rungs below it."""
+    t = space.tune
+    if t.scheduler != "moasha":
+        return
+    if "train.epochs" in space.domains:
+        raise SearchSpaceError(
+            "search.train.epochs: moasha gives every trial the same budget (tune.max_t); set train.epochs under config:"
+        )
+    epochs = space.base_config().train.epochs
+    max_t = t.max_t or epochs
+    if max_t > epochs:
+        raise SearchSpaceError(
+            f"tune.max_t={max_t} exceeds train.epochs={epochs}; trials never train past train.epochs"
+        )
+    if t.grace_period >= max_t:
+        raise SearchSpaceError(
+            f"tune.grace_period={t.grace_period} must be below tune.max_t={max_t} (default train.epochs), "
+            "or no trial is ever judged before it ends"
+        )
+
+
+def default_reference_point(objectives: dict[str, str]) -> list[float]:
+    """The hypervolume reference for objectives in [0, 1]: each one's worst value."""
+    return [0.0 if mode == "max" else 1.0 for mode in objectives.values()]
+
+
+def _check_reference(space: SearchSpace) -> None:
+    t = space.tune
+    if not (t.multi_objective or t.algorithm in ("random", "grid")) or t.reference_point is not None:
+        return  # (random and grid sweeps measure their hypervolume over tune.objectives too)
+    other = [k for k in t.objectives if not k.startswith(UNIT_INTERVAL_METRICS)]
+    if other:
+        raise SearchSpaceError(
+            f"tune.reference_point: needed for objectives outside [0, 1] ({', '.join(other)}); give one value per "
+            f"objective {list(t.objectives)}, each worse than any trial should be"
+        )
 
 
 def _check_config(space: SearchSpace, values: dict[str, Any], where: str) -> RunConfig:

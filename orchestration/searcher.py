@@ -118,14 +118,33 @@ def check_study(url: str, study: str, space_hash: str, *, continuing: bool, give
         )
 
 
-def make_searcher(tune, objectives: dict[str, str], extension: int, study: str, space_hash: str):
-    """The Tune searcher of ``tune.algorithm``; Optuna's keep their study in ``tune.searcher_storage``."""
+def make_searcher(
+    tune,
+    objectives: dict[str, str],
+    extension: int,
+    study: str,
+    space_hash: str,
+    *,
+    constraints=(),
+    budget: tuple[str, float] | None = None,
+    reference: dict | None = None,
+):
+    """The Tune searcher of ``tune.algorithm``; Optuna's keep their study in ``tune.searcher_storage``, are
+    told ``constraints`` and treat trials ending below ``budget`` as stopped (``optuna_search.py``).
+    ``reference``: one reference-control configuration handed out first and hidden from the search."""
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     if tune.algorithm not in OPTUNA_ALGORITHMS:
-        return BasicVariantGenerator(random_state=tune.seed + extension, max_concurrent=tune.max_concurrent_trials)
+        return BasicVariantGenerator(
+            random_state=tune.seed + extension,
+            max_concurrent=tune.max_concurrent_trials,
+            points_to_evaluate=[reference] if reference else None,
+        )
     import optuna
+
+    from orchestration.optuna_search import SweepOptunaSearch
+    from orchestration.reference_control import WithReferenceControl
 
     url = storage_url(tune.searcher_storage, study)
     if url.startswith("sqlite:///"):
@@ -136,18 +155,20 @@ def make_searcher(tune, objectives: dict[str, str], extension: int, study: str, 
         sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, tune.max_concurrent_trials))
     else:  # optuna (TPE) and motpe (multi-objective TPE: fewer repeats than NSGA-II's crossover on small budgets)
         sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, tune.num_samples // 2)))
-    from orchestration.optuna_search import TaggedOptunaSearch
-
-    searcher = TaggedOptunaSearch(
+    searcher = SweepOptunaSearch(
+        constraints=constraints,
+        budget=budget,
+        space_hash=space_hash,
         metric=list(objectives) if tune.multi_objective else tune.metric,
         mode=list(objectives.values()) if tune.multi_objective else tune.mode,
         sampler=sampler,
         study_name=study,
         storage=storage,
     )
-    searcher.space_hash = space_hash
     searcher.trial_attr = TRIAL_ATTR
     searcher.hash_attr = HASH_ATTR
+    if reference:
+        searcher = WithReferenceControl(searcher, reference)
     return ConcurrencyLimiter(searcher, max_concurrent=tune.max_concurrent_trials)
 
 

@@ -11,6 +11,11 @@ Optuna studies live in ``tune.searcher_storage`` (default: a SQLite file beside 
 ``runs/tune/<name>.optuna.db``; on a cluster the MLflow server's PostgreSQL), so ``--extend`` continues the
 same study, from any driver: the sampler sees every earlier trial (``searcher.py``).
 
+Issue 16: ``tune.scheduler: moasha`` (``moasha.py``; its rung epochs report every objective), ``tune.constraints``
+checked on the architecture before a trial trains (``end_if_infeasible``), ``sweep/hypervolume`` on the parent
+run (``tune_callbacks.SweepHypervolume``) and ``tune.reference_control`` (one plain-control trial, hidden from the
+searcher by ``reference_control.WithReferenceControl``).
+
 Lifecycle: ``--resume`` restores the Tune experiment (finished trials are not re-run; unfinished and
 errored ones continue from their checkpoints) and reattaches the parent run, found by its tags; child
 runs the restored experiment does not know (a driver killed right after a trial started) are closed as
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import tempfile
 import time
@@ -30,13 +36,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestration.constraints import INFEASIBLE_KEY, parse_constraints, violated
 from orchestration.errors import UserError
 from orchestration.lineage import Lineage
 from orchestration.ray_runtime import storage_uri
 from orchestration.redaction import redact_uri
-from orchestration.search_space import CELL_KEY, SearchSpace, decode
+from orchestration.search_space import CELL_KEY, SearchSpace, decode, default_reference_point, encode
 from orchestration.searcher import OPTUNA_ALGORITHMS, check_study, fail_orphans, make_searcher, storage_url
 from orchestration.tracking import RunTracker, default_tracking_uri, find_runs
+
+REFERENCE_KEY = "reference_control"  # the reference-control trial's config flag, and its MLflow tag
 
 
 @dataclass
@@ -50,6 +59,10 @@ class TrialContext:
     experiment_name: str  # the Tune experiment (the sweep's name, or name-extK)
     smoke_test: bool = False
 
+    @property
+    def rung_epochs(self) -> tuple[int, ...]:
+        return rung_epochs(self.space, self.smoke_test)
+
 
 def run_trial(sampled: dict[str, Any], ctx: TrialContext) -> None:
     """Tune's trainable: one trial = one training run, nested under the sweep's parent run."""
@@ -60,7 +73,8 @@ def run_trial(sampled: dict[str, Any], ctx: TrialContext) -> None:
     from orchestration.sessions import TuneSession
     from orchestration.training import Progress, train_loop
 
-    cfg = ctx.space.trial_config(sampled)
+    reference = bool(sampled.get(REFERENCE_KEY))
+    cfg = reference_control_config(ctx.space) if reference else ctx.space.trial_config(sampled)
     if ctx.smoke_test:
         cfg = smoke_test_config(cfg)
     cfg.train = dataclasses.replace(cfg.train, progress="none")
@@ -76,9 +90,13 @@ def run_trial(sampled: dict[str, Any], ctx: TrialContext) -> None:
     )
     if CELL_KEY in sampled:
         lineage.tags[CELL_KEY] = sampled[CELL_KEY]
+    if reference:
+        lineage.tags[REFERENCE_KEY] = "true"
+    elif ctx.space.tune.constraints and end_if_infeasible(cfg, lineage, parse_constraints(ctx.space.tune.constraints)):
+        return
     if cfg.train.num_workers == 1:
         torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
-        train_loop(cfg, TuneSession(), lineage, Progress("none", cfg.train.epochs))
+        train_loop(cfg, TuneSession(), lineage, Progress("none", cfg.train.epochs), rung_epochs=ctx.rung_epochs)
         return
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -90,6 +108,7 @@ def run_trial(sampled: dict[str, Any], ctx: TrialContext) -> None:
         storage_path=ctx.storage_path,
         name=f"{ctx.experiment_name}-train-{trial_id}",
         callbacks=[TuneReportCallback()],
+        rung_epochs=ctx.rung_epochs,
     )
     trainer.fit()
 
@@ -102,6 +121,85 @@ def trial_resources(cfg) -> dict[str, float]:
         # empty request, so ask for a little memory. The ranks' bundles carry the real resources.
         return {"cpu": 0, "memory": 64 * 2**20}
     return {"cpu": cfg.train.cpus_per_worker, "gpu": cfg.train.gpus_per_worker}
+
+
+def rung_epochs(space: SearchSpace, smoke_test: bool = False) -> tuple[int, ...]:
+    """Epochs whose report must carry every objective: MO-ASHA's rungs (a trial is judged at its first
+    report at or past one) and its max_t when that ends trials before train.epochs."""
+    t = space.tune
+    if t.scheduler != "moasha":
+        return ()
+    from orchestration.moasha import rung_milestones
+
+    epochs = space.base_config().train.epochs
+    if smoke_test:
+        from orchestration.config import smoke_test_config
+
+        epochs = smoke_test_config(space.base_config()).train.epochs
+    max_t = min(t.max_t or epochs, epochs)
+    grace = min(t.grace_period, max_t - 1)
+    marks = {math.ceil(m) for m in rung_milestones(grace, max_t, t.reduction_factor)} if grace >= 1 else set()
+    if max_t < epochs:
+        marks.add(max_t)
+    return tuple(sorted(marks))
+
+
+def reference_control_config(space: SearchSpace):
+    """The reference control: the sweep's base config (nothing searched applied) as a plain ResNeXt."""
+    cfg = space.base_config()
+    cfg.model = dataclasses.replace(cfg.model, control=True)
+    return cfg
+
+
+def reference_suggestion(space: SearchSpace) -> dict[str, Any]:
+    """The reference trial's Tune config: the flag, and each searched key at its base value ("base" when
+    the base leaves it unset), so the trial table shows what it ran."""
+    flat = space.base_config().flat()
+    out: dict[str, Any] = {key: encode(flat[key]) if flat.get(key) is not None else "base" for key in space.domains}
+    out[REFERENCE_KEY] = True
+    return out
+
+
+def architecture_before_training(cfg) -> dict[str, float]:
+    """The architecture metrics (constraints.ARCHITECTURE_METRICS) of ``cfg``'s model, built on the meta
+    device: no weights allocated; the data is read only when its class count is not known by name."""
+    import torch
+
+    from coded_resnext.evaluation.architecture import architecture_metrics
+    from coded_resnext.evaluation.binary import choose_classes
+    from orchestration.search_space import KNOWN_SHAPES
+    from orchestration.training import build_model, data_spec
+
+    shape = KNOWN_SHAPES.get(cfg.data.name)
+    if shape is None:
+        from coded_resnext.datasets import build_dataset
+
+        bundle = build_dataset(data_spec(cfg))
+        shape = (bundle.num_classes, bundle.in_chans)
+    classes, chans = shape
+    with torch.device("meta"):
+        model = build_model(cfg, classes, chans)
+    return architecture_metrics(model, choose_classes(classes, cfg.eval.binary_classes, cfg.seed))
+
+
+def end_if_infeasible(cfg, lineage: Lineage, constraints) -> bool:
+    """Check ``constraints`` on the architecture before training; an infeasible trial gets its MLflow run
+    (tagged ``infeasible``, with the reason and the architecture metrics), reports once to Tune (the
+    metrics and ``infeasible`` = 1, which the searcher turns into Optuna constraints) and ends."""
+    import ray.tune
+
+    metrics = architecture_before_training(cfg)
+    broken = violated(constraints, metrics)
+    if not broken:
+        return False
+    tags = {"role": "trial", "experiment_hash": cfg.experiment_hash, INFEASIBLE_KEY: "true"}
+    tags["infeasible_reason"] = "; ".join(broken)
+    tracker = lineage.open(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.run_name, None, tags)
+    tracker.log_params(cfg.flat())
+    tracker.log_metrics(metrics, step=0)
+    tracker.finish("FINISHED")
+    ray.tune.report({**metrics, "epoch": 0, INFEASIBLE_KEY: 1.0})
+    return True
 
 
 @dataclass
@@ -183,7 +281,17 @@ class Sweep:
 
     # ---- Tune objects ---------------------------------------------------------------------------
     def _searcher(self, extension: int):
-        return make_searcher(self.space.tune, self._objectives(), extension, self.space.name, self.space.hash)
+        t = self.space.tune
+        return make_searcher(
+            t,
+            self._objectives(),
+            extension,
+            self.space.name,
+            self.space.hash,
+            constraints=parse_constraints(t.constraints),
+            budget=("epoch", self._max_t()) if t.scheduler == "moasha" else None,
+            reference=reference_suggestion(self.space) if self._adds_reference(extension) else None,
+        )
 
     @property
     def searcher_url(self) -> str | None:
@@ -217,6 +325,8 @@ class Sweep:
 
     def _scheduler(self):
         t = self.space.tune
+        if t.scheduler == "moasha":
+            return self._moasha()
         if t.scheduler != "asha":
             return None
         from ray.tune.schedulers import ASHAScheduler
@@ -259,24 +369,108 @@ class Sweep:
 
         t = self.space.tune
         ctx = TrialContext(self.space, self.tracking_uri, parent_run_id, self.storage_path, name, self.smoke_test)
+        scheduler = self._scheduler()
         return tune.Tuner(
             self._trainable(ctx),
             param_space=self.space.param_space(),
             tune_config=tune.TuneConfig(
                 search_alg=self._searcher(extension),
-                scheduler=self._scheduler(),
-                num_samples=num_samples,  # concurrency: the searcher's limit (see _searcher)
+                scheduler=scheduler,
+                # concurrency: the searcher's limit (see _searcher); the reference control is one trial more
+                num_samples=num_samples + int(self._adds_reference(extension)),
                 # One-worker trials reuse their process (no new interpreter, torch import, data load per trial).
                 reuse_actors=self.base_cfg.train.num_workers == 1,
             ),
             run_config=tune.RunConfig(
                 name=name,
                 storage_path=self.storage_path,
-                callbacks=self._callbacks(parent_run_id),
+                callbacks=[*self._callbacks(parent_run_id), *self._progress_callbacks(parent_run_id, scheduler, extension)],
                 failure_config=tune.FailureConfig(max_failures=t.max_trial_failures),
                 verbose=0,
             ),
         )
+
+    # ---- MO-ASHA, hypervolume, reference control (issue 16) ----------------------------------------
+    def _max_t(self) -> int:
+        """Epochs a trial trains at most: tune.max_t, else train.epochs (a smoke test's shorter ones win)."""
+        return min(self.space.tune.max_t or self.base_cfg.train.epochs, self.base_cfg.train.epochs)
+
+    def _moasha(self):
+        from orchestration.moasha import MultiObjectiveASHA
+
+        t = self.space.tune
+        max_t = self._max_t()
+        grace = min(t.grace_period, max_t - 1)  # a smoke test's 2 epochs keep one rung
+        if grace < 1:
+            return None  # 1-epoch trials: nothing to stop early
+        return MultiObjectiveASHA(
+            self._objectives(),
+            time_attr="epoch",
+            max_t=max_t,
+            grace_period=grace,
+            reduction_factor=t.reduction_factor,
+            reference_point=t.reference_point,  # None: each rung's own worst values (see moasha.py)
+            exempt_key=REFERENCE_KEY,
+            # A trial ending at train.epochs ends by itself: stopping it at its last report would interrupt
+            # the end of its run (as Sweep._scheduler's ASHA avoids with max_t = epochs + 1).
+            stop_last_trials=max_t < self.base_cfg.train.epochs,
+        )
+
+    def _adds_reference(self, extension: int) -> bool:
+        return self.space.tune.reference_control and extension == 0  # one per sweep, in its first experiment
+
+    def _progress_callbacks(self, parent_run_id: str, scheduler, extension: int) -> list:
+        """The scheduler's checkpoint carrier (MO-ASHA's rung records survive --resume) and, for several
+        objectives, the parent run's hypervolume log."""
+        callbacks = []
+        if hasattr(scheduler, "state_callback"):
+            callbacks.append(scheduler.state_callback())
+        objectives = self._progress_objectives()
+        if objectives:
+            from orchestration.tune_callbacks import SweepHypervolume
+
+            callbacks.append(
+                SweepHypervolume(
+                    self.tracking_uri,
+                    self.base_cfg.tracking.experiment,
+                    parent_run_id,
+                    objectives,
+                    self.space.tune.reference_point or default_reference_point(objectives),
+                    ("epoch", self._max_t()),
+                    REFERENCE_KEY,
+                    prior=self.hypervolume_prior(parent_run_id) if extension else None,
+                )
+            )
+        return callbacks
+
+    def _progress_objectives(self) -> dict[str, str] | None:
+        """The objectives the hypervolume is measured over: a multi-objective sweep's, and tune.objectives for
+        random and grid search too (they optimize nothing, so any trade-off can be measured on them)."""
+        t = self.space.tune
+        if t.multi_objective:
+            return self._objectives()
+        return dict(t.objectives) if t.algorithm in ("random", "grid") and len(t.objectives) >= 2 else None
+
+    def hypervolume_prior(self, parent_run_id: str) -> dict:
+        """What an extension's hypervolume log starts from: the parent's last step and epochs, and the
+        objectives of the earlier trials that trained their full budget (read from MLflow)."""
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(self.tracking_uri)
+        history = client.get_metric_history(parent_run_id, "sweep/epochs_used")
+        last = max(history, key=lambda m: m.step, default=None)
+        parent = client.get_run(parent_run_id)
+        children = client.search_runs(
+            [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'"
+        )
+        objectives = self._progress_objectives() or {}
+        points = {}
+        for run in children:
+            tags, metrics = run.data.tags, run.data.metrics
+            skip = tags.get("early_stopped") == "true" or tags.get(INFEASIBLE_KEY) == "true" or REFERENCE_KEY in tags
+            if run.info.status == "FINISHED" and not skip and all(k in metrics for k in objectives):
+                points[tags.get("trial_id", run.info.run_id)] = {k: metrics[k] for k in objectives}
+        return {"points": points, "ended": last.step if last else 0, "epochs_before": last.value if last else 0.0}
 
     # ---- commands -------------------------------------------------------------------------------
     def check(self, resume: bool = False, extend: int | None = None) -> tuple[list[str], str | None]:

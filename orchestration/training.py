@@ -15,7 +15,7 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,8 @@ from coded_resnext.coding.defaults import GeneratedScheme
 from coded_resnext.datasets import DatasetBundle, DataSpec, build_dataset, build_ood_dataset
 from coded_resnext.datasets.sampling import stratified_subset
 from coded_resnext.evaluation import SuiteData, evaluate, run_suite
+from coded_resnext.evaluation.binary import choose_classes
+from coded_resnext.evaluation.rung import rung_evaluation
 from coded_resnext.evaluation.suite import SuiteResult
 from coded_resnext.models.config import SCHEME_OFF, StageConfig
 from orchestration.checkpoint import save_checkpoint
@@ -364,12 +366,20 @@ def suite_due(cfg: RunConfig, epoch: int) -> bool:
 
 
 def train_loop(
-    cfg: RunConfig, session: Session, lineage: Lineage, progress: Progress, *, measure_test: bool = False
+    cfg: RunConfig,
+    session: Session,
+    lineage: Lineage,
+    progress: Progress,
+    *,
+    measure_test: bool = False,
+    rung_epochs: Collection[int] = (),
 ) -> LoopResult:
     """The training loop shared by every place a run can execute (see ``sessions.py``).
 
     ``measure_test``: a single run (``coded-resnext train``) measures the test split once, at its end,
     with what train and val fixed; a search's trials and an ablation's cells never do (they select).
+    ``rung_epochs`` (1-based; a multi-objective scheduler's rungs): those epochs' reports also carry every
+    objective of a search (``rung_metrics``).
     """
     chief = session.rank == 0
     state = session.restore()
@@ -447,6 +457,8 @@ def train_loop(
                 if last_epoch or every:
                     suite = _suite(model, bundle, cfg, device, progress, test=measure_test and last_epoch)
                     metrics.update(suite.metrics)
+                elif epoch + 1 in rung_epochs:
+                    metrics.update(rung_metrics(model, bundle, cfg, device))
                 # Log before checkpointing: a crash in between replays this epoch from the previous
                 # checkpoint (deterministically), and the tracker drops the steps it already has.
                 tracker.log_metrics(metrics, step=epoch)
@@ -459,6 +471,15 @@ def train_loop(
     except KeyboardInterrupt:
         if tracker is not None:
             tracker.finish("KILLED")
+        raise
+    except SystemExit as stop:
+        # A scheduler stopping a Tune trial ends its training thread with sys.exit(0) inside ray.tune.report:
+        # not a failure. Send what is buffered and leave the run's state to the driver (TrialRunCloser).
+        if tracker is not None:
+            if stop.code in (None, 0):
+                tracker.flush()
+            else:
+                tracker.finish("FAILED")
         raise
     except BaseException:
         if tracker is not None:
@@ -551,6 +572,16 @@ def _epoch_line(epoch: int, epochs: int, m: dict[str, float]) -> str:
         f"epoch {epoch + 1}/{epochs}: loss {m['train/loss']:.4f} (coding {m['train/coding_loss']:.4f}){val}{last}"
         f"{test} [{m['time/epoch_seconds']:.0f}s]"
     )
+
+
+def rung_metrics(model, bundle: DatasetBundle, cfg: RunConfig, device) -> dict[str, float]:
+    """The light evaluation at a rung epoch (``coded_resnext.evaluation.rung``), timed as ``time/rung_eval_seconds``."""
+    started = time.perf_counter()
+    classes = choose_classes(model.num_classes, cfg.eval.binary_classes, cfg.seed)  # the suite's classes
+    loader = lambda dataset: eval_loader(dataset, cfg)  # noqa: E731
+    metrics = rung_evaluation(model, bundle.val, device, cfg.eval, classes, seed=cfg.seed, loader=loader)
+    metrics["time/rung_eval_seconds"] = time.perf_counter() - started
+    return metrics
 
 
 def suite_data(bundle: DatasetBundle, cfg: RunConfig, *, test: bool) -> SuiteData:

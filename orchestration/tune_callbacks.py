@@ -8,6 +8,7 @@ trials included), so no child run is left RUNNING.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 
@@ -103,3 +104,88 @@ def close_run(uri: str, run_id: str, status: str, *, early_stopped: bool = False
     if tags:
         writer.set_tags(tags)
     writer.finish(status)
+
+
+class SweepHypervolume(Callback):
+    """After every trial that ends, logs the sweep's progress to its parent run: ``sweep/hypervolume`` of
+    the front of the trials that trained their full budget (stopped, failed, infeasible and reference
+    trials are not on it: their objectives are not a finished model's), ``sweep/epochs_used`` (epochs
+    trained by every trial so far, those included: they all cost compute) and ``sweep/front_size``; the
+    step is the number of trials ended. The counts travel with Tune's experiment checkpoint (``get_state``),
+    so ``--resume`` continues them; an extension starts from ``prior`` (``Sweep.hypervolume_prior``).
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        parent_run_id: str,
+        objectives: dict[str, str],
+        reference: list[float],
+        budget: tuple[str, float],
+        exclude_key: str,
+        prior: dict | None = None,
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.parent_run_id = parent_run_id
+        self.objectives = objectives
+        self.reference = reference
+        self.budget = budget
+        self.exclude_key = exclude_key
+        self.state = {"epochs": {}, "points": {}, "ended": 0, "epochs_before": 0.0, **(prior or {})}
+        self._tracker = None
+
+    def __getstate__(self):  # pickled into tuner.pkl: no live tracker
+        return {**self.__dict__, "_tracker": None}
+
+    def get_state(self) -> dict:
+        return {"progress": self.state}
+
+    def set_state(self, state: dict) -> None:
+        self.state = state["progress"]
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        key = self.budget[0]
+        if isinstance(result.get(key), int | float):
+            epochs = self.state["epochs"]
+            epochs[trial.trial_id] = max(epochs.get(trial.trial_id, 0), result[key])
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        last = trial.last_result or {}
+        key, full = self.budget
+        counted = (
+            last.get(key, 0) >= full
+            and not last.get("infeasible")
+            and not (trial.config or {}).get(self.exclude_key)
+            and all(isinstance(last.get(k), int | float) and math.isfinite(last[k]) for k in self.objectives)
+        )
+        if counted:
+            self.state["points"][trial.trial_id] = {k: float(last[k]) for k in self.objectives}
+        self._log()
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._log()
+
+    def progress(self) -> dict[str, float]:
+        from results.hypervolume import costs, hypervolume, nondominated_ranks, reference_costs
+
+        points = costs(list(self.state["points"].values()), self.objectives)
+        reference = reference_costs(self.reference, self.objectives)
+        return {
+            "sweep/hypervolume": hypervolume(points, reference),
+            "sweep/epochs_used": self.state["epochs_before"] + sum(self.state["epochs"].values()),
+            "sweep/front_size": int((nondominated_ranks(points) == 0).sum()) if len(points) else 0,
+        }
+
+    def _log(self) -> None:
+        from orchestration.tracking import RunTracker
+
+        self.state["ended"] += 1
+        if self._tracker is None:
+            self._tracker = RunTracker.attach(self.tracking_uri, self.parent_run_id)  # writes only
+        self._tracker.log_metrics(self.progress(), step=self.state["ended"])
+
+    def on_experiment_end(self, trials, **info):
+        if self._tracker is not None:
+            self._tracker.flush()

@@ -79,8 +79,11 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def front_scatter(runs: pd.DataFrame, objectives: Sequence[Objective], path: Path) -> Path | None:
-    """y: the first objective, x: the second, colour: the third; front runs ringed and joined."""
+def front_scatter(
+    runs: pd.DataFrame, objectives: Sequence[Objective], path: Path, baseline: pd.DataFrame | None = None
+) -> Path | None:
+    """y: the first objective, x: the second, colour: the third; front runs ringed and joined; ``baseline``
+    runs (a sweep's reference control) drawn as a dashed line at their accuracy."""
     if len(objectives) < 2 or "pareto_front" not in runs.columns:
         return None
     ydisp, xdisp = display(objectives[0].metric), display(objectives[1].metric)
@@ -112,6 +115,12 @@ def front_scatter(runs: pd.DataFrame, objectives: Sequence[Objective], path: Pat
         zorder=3,
         label=f"Pareto front ({int(front.sum())} runs)",
     )
+    if baseline is not None and not baseline.empty:
+        from results.sweep_progress import draw_baseline
+
+        draw_baseline(
+            ax, baseline, objectives[0].metric.removeprefix("metrics."), objectives[1].metric.removeprefix("metrics.")
+        )
     hidden = int((~shown).sum())
     note = f"; {hidden} runs without both values not shown" if hidden else ""
     ax.set_title(f"{len(runs)} runs: accuracy vs binary-classifier size{note}", fontsize=10)

@@ -39,6 +39,7 @@ from results.plots import (
     parallel_coordinates,
 )
 from results.runs import ResultsError, client_for, load_runs, metric_values, numeric_param, run_status_counts
+from results.sweep_progress import hypervolume_histories, hypervolume_plot, off_the_front, reference_runs
 
 SUMMARY_METRICS = (
     "val/accuracy",
@@ -239,6 +240,18 @@ def _finished_runs(experiment: str, options: ReportOptions) -> tuple[pd.DataFram
     return runs, notes
 
 
+def _ranked(runs: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
+    """``pareto_front`` over the runs that can be on a front; the reference control, infeasible and
+    early-stopped trials stay in the table with no rank."""
+    off = off_the_front(runs)
+    ranked = pareto_front(runs[~off], objectives)
+    if not off.any():
+        return ranked
+    rest = runs[off].assign(pareto_front=False, pareto_rank=pd.NA, dominated_by=pd.NA)
+    rest = rest.astype({"pareto_rank": "Int64", "dominated_by": "Int64"})
+    return pd.concat([ranked, rest]).loc[runs.index]
+
+
 def build_report(
     experiment: str, out_dir: Path, options: ReportOptions = ReportOptions(), say: Callable[[str], None] | None = None
 ) -> Report:
@@ -260,7 +273,7 @@ def build_report(
                 f"{len(runs) - have} of {len(runs)} runs have no {obj.metric}: "
                 + ("ranked worst on it" if obj.missing == "worst" else "left out of the front")
             )
-    ranked = pareto_front(runs, objectives)
+    ranked = _ranked(runs, objectives)
     ranked = (
         ranked.assign(_acc=metric_values(ranked, "val/accuracy"))
         .sort_values(["pareto_rank", "_acc"], ascending=[True, False], na_position="last")
@@ -313,7 +326,7 @@ def build_report(
     _runs_table_block(doc, front, objectives, varying_params(runs))
     figures = [
         (
-            front_scatter(ranked, objectives, plots / "pareto_front.png"),
+            front_scatter(ranked, objectives, plots / "pareto_front.png", baseline=reference_runs(runs)),
             "Accuracy vs binary-classifier size; the front ringed in red",
         ),
         (
@@ -326,6 +339,11 @@ def build_report(
         ),
         (epoch_curves(histories, front_labels, plots / "epoch_curves.png"), "Per-epoch curves of the front's runs"),
     ]
+    progress = hypervolume_histories(parents, uri)
+    if progress:  # a multi-objective sweep's own progress log; single runs and ablations have none
+        figures.append(
+            (hypervolume_plot(progress, plots / "hypervolume.png"), "Sweep progress: hypervolume against epochs used")
+        )
     for path, caption in figures:
         if path is None:
             report.notes.append(f"figure left out for lack of data: {caption}")

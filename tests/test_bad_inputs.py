@@ -434,6 +434,22 @@ SEARCH_SPACE_CASES: list[Case] = [
          "set it in (0, 1)", {"abl.yaml": "config: {data: {val_fraction: 0}}\ngrid: {loss.mu: [1, 3]}\n"}),
     Case("space-resume-nothing", [*TUNE, "--resume", "--storage-path", "{d}/ray"], "nothing to resume", "without --resume",
          {"space.yaml": "search: {loss.mu: {choice: [1]}}\n"}),
+    Case("space-unknown-scheduler", TUNE, "tune.scheduler: must be one of", "moasha",
+         {"space.yaml": "search: {loss.mu: {choice: [1]}}\ntune: {scheduler: hyperband}\n"}),
+    Case("space-moasha-one-objective", TUNE, "moasha ranks several objectives", "use asha",
+         {"space.yaml": "search: {loss.mu: {choice: [1]}}\n"
+                        "tune: {algorithm: motpe, scheduler: moasha, objectives: {val/accuracy: max}}\n"}),
+    Case("space-moasha-grace-period", TUNE, "tune.grace_period=3 must be below tune.max_t=2", None,
+         {"space.yaml": "config: {train: {epochs: 2}}\nsearch: {loss.mu: {choice: [1]}}\n"
+                        "tune: {algorithm: random, scheduler: moasha, grace_period: 3}\n"}),
+    Case("space-constraint-unknown-metric", TUNE, "tune.constraints.val/accuracy: unknown metric",
+         "binary/param_fraction", {"space.yaml": "search: {loss.mu: {choice: [1]}}\n"
+                                   "tune: {constraints: {val/accuracy: '>= 0.9'}}\n"}),
+    Case("space-constraint-bad-bound", TUNE, "cannot parse '<= half'", "e.g. \"<= 0.5\"",
+         {"space.yaml": "search: {loss.mu: {choice: [1]}}\n"
+                        "tune: {constraints: {binary/param_fraction: '<= half'}}\n"}),
+    Case("space-reference-point-length", TUNE, "tune.reference_point: needs one value per objective", None,
+         {"space.yaml": "search: {loss.mu: {choice: [1]}}\ntune: {algorithm: motpe, reference_point: [0, 1]}\n"}),
     Case("ablation-no-cells", ABLATE, "needs a grid or variants", None, {"abl.yaml": "seeds: [0, 1]\n"}),
     Case("ablation-repeated-seed", ABLATE, "repeats a seed", "distinct seeds",
          {"abl.yaml": "grid: {loss.mu: [1, 3]}\nseeds: [0, 0]\n"}),

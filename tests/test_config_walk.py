@@ -176,6 +176,22 @@ def _progress(cfg: RunConfig) -> tuple:
     return progress.bar_mode, progress.quiet
 
 
+def _system_metrics(cfg: RunConfig) -> tuple | None:
+    """What ``train_loop`` asks of a one-process run's tracker: sampling, and how often (None: no sampling)."""
+    from orchestration.sessions import LocalSession
+    from orchestration.system_metrics import start_on_every_rank
+
+    class Recorder:
+        run_id, uri, started = "run", "sqlite:///unused.db", None
+
+        def start_system_metrics(self, interval: float, node_id: str | None = None) -> None:
+            self.started = (interval, node_id)
+
+    tracker = Recorder()
+    start_on_every_rank(cfg.tracking, LocalSession(Path("unused"), False, print, 1), tracker, tracker.uri)
+    return tracker.started
+
+
 SUITE_BASE = [
     "eval.binary_classes=3",
     "eval.binary_fit_samples=30",
@@ -266,6 +282,8 @@ PROBES: dict[str, Probe] = {
     "eval.removal_samples": (6, _suite, SUITE_BASE),
     "eval.invariance_samples": (2, _suite, SUITE_BASE),
     "eval.limit_val": (30, _suite, SUITE_BASE),
+    "tracking.system_metrics": (False, _system_metrics, []),
+    "tracking.system_metrics_interval": (2.5, _system_metrics, []),
     "seed": (1, _loss, []),  # the initial weights are drawn from it (build_model runs under the seed's stream)
 }
 # tracking.*: one small end-to-end run shows all four (``test_tracking_keys_reach_the_mlflow_run``)

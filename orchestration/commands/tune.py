@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Run the search in SEARCH_SPACE.yaml on Ray Tune: each trial trains one Coded ResNeXt (data-parallel "
             "on Ray Train when train.num_workers > 1), runs the evaluation suite and logs to MLflow as a child of "
             "the sweep's parent run. Searchers: random, grid, Optuna TPE, multi-objective NSGA-II (accuracy vs "
-            "binary-classifier size vs early-exit compute); ASHA early stopping. Starts a local Ray unless "
+            "binary-classifier size vs early-exit compute); ASHA or multi-objective MO-ASHA early stopping, constraints "
+            "checked before training, a reference-control trial. Starts a local Ray unless "
             "--address names a cluster."
         ),
     )
