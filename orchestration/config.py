@@ -127,7 +127,9 @@ class DataSection:
     download: bool = False  # let torchvision download CIFAR / Fashion-MNIST when online
     val_fraction: float = 0.1  # held-out share when the dataset has no test split
     augment: bool = True
-    randaugment: list[int] | None = None  # [N, M] for RandAugment; paper: [3, 4] CIFAR-10, [1, 2] CIFAR-100
+    randaugment: list[int] | None = None  # [N, M], timm's RandAugment (M on 0-10); paper: [3, 4] CIFAR-10, [1, 2] CIFAR-100
+    # RandAugment after the crop and flip (paper text; timm's ImageNet pipeline) or before them (authors' CIFAR code)
+    randaugment_order: Literal["after_crop", "before_crop"] = "after_crop"
     image_size: int | None = None  # imagefolder / synthetic input size
     limit_train: int | None = None  # seeded subset of the training set (quick runs)
     limit_val: int | None = None
@@ -147,6 +149,11 @@ class DataSection:
                 len(self.randaugment) == 2 and all(v >= 0 for v in self.randaugment),
                 "data.randaugment",
                 f"must be [N, M] with N, M >= 0 (or null), got {self.randaugment}",
+            )
+            _check(
+                self.randaugment[1] <= 10,
+                "data.randaugment",
+                f"magnitude M must be in 0..10 (timm's scale, M/10 of each op's maximum), got {self.randaugment[1]}",
             )
         for key in ("limit_train", "limit_val", "image_size"):
             value = getattr(self, key)

@@ -66,6 +66,7 @@ def data_spec(cfg: RunConfig) -> DataSpec:
         val_fraction=d.val_fraction,
         split_seed=cfg.seed,
         randaugment=tuple(d.randaugment) if d.randaugment else None,
+        randaugment_order=d.randaugment_order,
         augment=d.augment,
         image_size=d.image_size,
         limit_train=d.limit_train,

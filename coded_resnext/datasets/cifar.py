@@ -77,6 +77,7 @@ def _build(which: _Cifar, spec: DataSpec) -> DatasetBundle:
         flip=True,
         augment=spec.augment,
         randaugment=spec.randaugment,
+        randaugment_order=spec.randaugment_order,
     )
     train, train_eval, val = split_views(
         train_base, test_base, None, None, train_tf, eval_tf, spec.limit_train, spec.limit_val, spec.split_seed

@@ -87,6 +87,7 @@ def build_fashion_mnist(spec: DataSpec) -> DatasetBundle:
         flip=True,
         augment=spec.augment,
         randaugment=spec.randaugment,
+        randaugment_order=spec.randaugment_order,
     )
     train, train_eval, val = split_views(
         ArrayImages(train_images, train_labels),

@@ -46,7 +46,14 @@ def _small_grayscale_bundle(
     mean, std = _stats(train_images)
     # digits and the synthetic patterns are not mirror-symmetric classes: a small shift only, no flip
     train_tf, eval_tf = small_image_transforms(
-        size, mean, std, padding=2, flip=False, augment=spec.augment, randaugment=spec.randaugment
+        size,
+        mean,
+        std,
+        padding=2,
+        flip=False,
+        augment=spec.augment,
+        randaugment=spec.randaugment,
+        randaugment_order=spec.randaugment_order,
     )
     train, train_eval, val = split_views(
         train_base, val_base, train_idx, val_idx, train_tf, eval_tf, spec.limit_train, spec.limit_val, spec.split_seed

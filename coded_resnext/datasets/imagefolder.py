@@ -44,7 +44,12 @@ def build_imagefolder(spec: DataSpec) -> DatasetBundle:
             raise DataError(f"imagefolder: {train_dir}: {exc}") from exc
     size = spec.image_size or DEFAULT_IMAGE_SIZE
     train_tf, eval_tf = imagenet_transforms(
-        size, IMAGENET_MEAN, IMAGENET_STD, augment=spec.augment, randaugment=spec.randaugment
+        size,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        augment=spec.augment,
+        randaugment=spec.randaugment,
+        randaugment_order=spec.randaugment_order,
     )
     train, train_eval, val = split_views(
         train_base, val_base, train_idx, val_idx, train_tf, eval_tf, spec.limit_train, spec.limit_val, spec.split_seed
