@@ -110,6 +110,11 @@ class OptimSection:
     weight_decay: float = 5e-4
     warmup_epochs: float = 0.0
     batch_size: int = 128  # global batch (split across Ray workers)
+    # The paper is silent on these; the defaults follow the authors' code (see each paper recipe's header).
+    schedule_step: Literal["epoch", "batch"] = "epoch"  # cosine lr held per epoch (authors' code) or moved per batch
+    warmup_step: Literal["epoch", "batch"] = "epoch"  # linear warm-up per epoch (timm, authors' ImageNet run) or batch
+    warmup_lr_init: float = 1e-4  # lr at the start of warm-up (timm's --warmup-lr default, authors' ImageNet run)
+    decay_norm_and_bias: bool = True  # weight decay on BatchNorm and biases too (CIFAR code); timm's ImageNet: false
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, "optim.lr", f"must be > 0, got {self.lr}")
@@ -118,6 +123,17 @@ class OptimSection:
         _check(self.weight_decay >= 0, "optim.weight_decay", f"must be >= 0, got {self.weight_decay}")
         _check(self.warmup_epochs >= 0, "optim.warmup_epochs", f"must be >= 0, got {self.warmup_epochs}")
         _check(self.batch_size >= 1, "optim.batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(
+            self.warmup_step == "batch" or float(self.warmup_epochs).is_integer(),
+            "optim.warmup_epochs",
+            f"must be a whole number of epochs with optim.warmup_step=epoch, got {self.warmup_epochs}; "
+            "set optim.warmup_step=batch for a fraction",
+        )
+        _check(
+            0 <= self.warmup_lr_init <= self.lr,
+            "optim.warmup_lr_init",
+            f"must be in [0, optim.lr], got {self.warmup_lr_init}",
+        )
 
 
 @dataclass
@@ -377,7 +393,9 @@ def smoke_test_config(cfg: RunConfig) -> RunConfig:
     cfg = dataclasses.replace(cfg)
     cfg.data = dataclasses.replace(cfg.data, limit_train=min(cfg.data.limit_train or 512, 512), limit_val=256)
     cfg.train = dataclasses.replace(cfg.train, epochs=min(cfg.train.epochs, 2))
-    cfg.optim = dataclasses.replace(cfg.optim, batch_size=min(cfg.optim.batch_size, 64), warmup_epochs=0.0)
+    # warm-up kept (at most one epoch) so a smoke test runs the recipe's whole schedule
+    warmup = min(cfg.optim.warmup_epochs, 1.0)
+    cfg.optim = dataclasses.replace(cfg.optim, batch_size=min(cfg.optim.batch_size, 64), warmup_epochs=warmup)
     cfg.eval = dataclasses.replace(
         cfg.eval,
         binary_classes=min(cfg.eval.binary_classes, 3),
