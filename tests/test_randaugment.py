@@ -89,7 +89,7 @@ def test_bad_values_are_one_line_errors_naming_the_key(value, fragment):
     with pytest.raises(DataError) as exc:
         DataSpec("synthetic", randaugment=value)
     assert "data.randaugment" in str(exc.value) and fragment in str(exc.value) and "\n" not in str(exc.value)
-    with pytest.raises(DataError, match="data.randaugment_order"):
+    with pytest.raises(DataError, match=r"data\.randaugment_order"):
         DataSpec("synthetic", randaugment_order="sideways")
-    with pytest.raises(DataError, match=r"data.randaugment: M \(magnitude\)"):
+    with pytest.raises(DataError, match=r"data\.randaugment: M \(magnitude\)"):
         randaugment(1, 11, image_size=32, mean=CIFAR10_MEAN)

@@ -82,7 +82,9 @@ def test_make_optimizer_steps_the_schedule_every_batch():
         scheduler.step()
     expected = CosineSchedule(0.4, 0.001, 4, SPE, 1.0, 1e-4, "epoch", "epoch")
     assert seen == pytest.approx([expected.lr_at(i) for i in range(4 * SPE)])
-    assert seen[0] == pytest.approx(1e-4) and seen[SPE] == pytest.approx(0.001 + 0.5 * 0.399 * (1 + math.cos(math.pi / 4)))
+    assert seen[0] == pytest.approx(1e-4) and seen[SPE] == pytest.approx(
+        0.001 + 0.5 * 0.399 * (1 + math.cos(math.pi / 4))
+    )
     # batch-stepped warm-up and cosine move inside the epoch
     opt, scheduler = make_optimizer(model, _cfg("optim.schedule_step=batch", "optim.warmup_step=batch"), SPE)
     first = opt.param_groups[0]["lr"]
@@ -103,8 +105,8 @@ def test_decay_norm_and_bias_false_leaves_batchnorm_and_biases_out_of_weight_dec
 
 
 def test_fractional_warmup_needs_batch_steps():
-    with pytest.raises(ConfigError, match="optim.warmup_epochs: must be a whole number of epochs"):
+    with pytest.raises(ConfigError, match=r"optim\.warmup_epochs: must be a whole number of epochs"):
         _cfg("optim.warmup_epochs=0.5")
     assert _cfg("optim.warmup_epochs=0.5", "optim.warmup_step=batch").optim.warmup_epochs == 0.5
-    with pytest.raises(ConfigError, match="optim.warmup_lr_init"):
+    with pytest.raises(ConfigError, match=r"optim\.warmup_lr_init"):
         _cfg("optim.warmup_lr_init=1.0")
