@@ -42,6 +42,10 @@ class ModelSection:
     width_multiplier: float = 1.0  # scales stem, branch widths and block outputs
     control: bool = False  # plain ResNeXt with the same shape (every block N/N)
     energy_impl: Literal["gram", "materialized"] = "gram"
+    branch_merge: Literal["sum", "concat"] = "sum"  # Section 4.3.1: sum (the method) or concatenate branch outputs
+    mask_grads: bool = False  # footnote 5: each sample's classification gradient reaches its class's branches only
+    # coded expand conv's init: kaiming fan-out N*C_out (authors' grouped conv; the paper is silent) or C_out
+    expand_init: Literal["fan_out_grouped", "fan_out_dense"] = "fan_out_grouped"
 
     def __post_init__(self) -> None:
         _check(self.name in list_models(), "model.name", f"unknown preset {self.name!r}; choose one of {list_models()}")
@@ -59,21 +63,45 @@ class SchemeGenerator:
     branches: int | None = None
 
     def __post_init__(self) -> None:
-        _check(self.active >= 1, "active", f"must be >= 1, got {self.active}")
-        _check(self.branches is None or self.branches > self.active, "branches", f"must be > active ({self.active}), got {self.branches}")
-        _check(self.min_distance is None or self.min_distance >= 1, "min_distance", f"must be >= 1 or null, got {self.min_distance}")
+        # ValueErrors, not ConfigErrors: _build prefixes them with where the mapping sits (coding.c3.active)
+        problems = {
+            "active": (self.active >= 1, f"must be >= 1, got {self.active}"),
+            "branches": (self.branches is None or self.branches > self.active, f"must be > active ({self.active}), got {self.branches}"),
+            "min_distance": (self.min_distance is None or self.min_distance >= 1, f"must be >= 1 or null, got {self.min_distance}"),
+        }
+        for key, (ok, message) in problems.items():
+            if not ok:
+                raise ValueError(f"{key}: {message}")
+
+
+@dataclass
+class SchemeRun:
+    """``blocks`` consecutive blocks of a stage under one scheme (Appendix B: a scheme that changes inside
+    a stage, e.g. ``c4: [{scheme: paper:imagenet/16/32, blocks: 3}, {scheme: paper:imagenet/8/32, blocks: 3}]``).
+    ``scheme`` takes what a stage takes; the runs' blocks must add up to the stage's depth."""
+
+    scheme: str | SchemeGenerator | bool | None = None
+    blocks: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.scheme, bool):
+            if self.scheme:
+                raise ValueError("scheme: true is not a scheme; give a name, a JSON path, generator parameters or off")
+            self.scheme = "off"
+        if self.blocks < 1:
+            raise ValueError(f"blocks: must be >= 1, got {self.blocks}")  # _build prefixes the run's key
 
 
 @dataclass
 class CodingSection:
     """Per coded stage: a published name (``paper:cifar10/5/10``), a scheme JSON path, generator
-    parameters, ``off`` (plain ResNeXt blocks), or null for the default (the published scheme matching
-    the stage, else generated)."""
+    parameters, ``off`` (plain ResNeXt blocks), null for the default (the published scheme matching
+    the stage, else generated), or a list of ``SchemeRun`` (the scheme changes inside the stage)."""
 
-    c2: str | SchemeGenerator | bool | None = None
-    c3: str | SchemeGenerator | bool | None = None
-    c4: str | SchemeGenerator | bool | None = None
-    c5: str | SchemeGenerator | bool | None = None
+    c2: str | SchemeGenerator | bool | list[SchemeRun] | None = None
+    c3: str | SchemeGenerator | bool | list[SchemeRun] | None = None
+    c4: str | SchemeGenerator | bool | list[SchemeRun] | None = None
+    c5: str | SchemeGenerator | bool | list[SchemeRun] | None = None
 
     def __post_init__(self) -> None:
         for stage in ("c2", "c3", "c4", "c5"):
@@ -81,6 +109,7 @@ class CodingSection:
             if isinstance(value, bool):  # YAML reads a bare `off` as false
                 _check(not value, f"coding.{stage}", "true is not a scheme; give a name, a JSON path, generator parameters or off")
                 setattr(self, stage, "off")
+            _check(value != [], f"coding.{stage}", "an empty list of runs; give [{scheme: ..., blocks: ...}, ...] or null")
 
 
 @dataclass
@@ -239,9 +268,9 @@ class RunConfig:
         for key, value in self.to_dict().items():
             if isinstance(value, dict):
                 for sub, v in value.items():
-                    if isinstance(v, dict):  # a scheme generator spec
-                        v = "generate:" + ",".join(f"{k}={x}" for k, x in v.items() if x is not None or k == "min_distance")
-                    out[f"{key}.{sub}"] = v
+                    if isinstance(v, list) and v and isinstance(v[0], dict):  # scheme runs inside a stage
+                        v = "; ".join(f"{_flat_scheme(run['scheme'])} x{run['blocks']}" for run in v)
+                    out[f"{key}.{sub}"] = _flat_scheme(v)
             else:
                 out[key] = value
         return out
@@ -258,6 +287,13 @@ class RunConfig:
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
+def _flat_scheme(value: Any) -> Any:
+    """A scheme generator spec as a compact string (MLflow params); anything else as it is."""
+    if isinstance(value, dict):
+        return "generate:" + ",".join(f"{k}={x}" for k, x in value.items() if x is not None or k == "min_distance")
+    return value
+
+
 # ---- loading ------------------------------------------------------------------------------------
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is Literal:
@@ -270,6 +306,13 @@ def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) in (list,):
         return f"a list of {_type_name(args[0])}"
     return " or ".join(_type_name(a) for a in args) + (" or null" if type(None) in typing.get_args(tp) else "")
+
+
+def _same_shape(tp: Any, value: Any) -> bool:
+    """``value`` is a list for a list type or a mapping for a dataclass."""
+    if typing.get_origin(tp) is list:
+        return isinstance(value, list | tuple)
+    return dataclasses.is_dataclass(tp) and isinstance(value, dict)
 
 
 def _coerce(tp: Any, value: Any, key: str) -> Any:
@@ -289,8 +332,12 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             try:
                 return _coerce(arg, value, key)
             except ConfigError as err:
-                errors.append(err)
-        raise errors[-1] if len(errors) == 1 else ConfigError(f"{key}: must be {_type_name(tp)}, got {value!r}")
+                errors.append((arg, err))
+        # a list or mapping that fails its own arm: that arm's error names the inner key
+        shaped = [err for arg, err in errors if _same_shape(arg, value)]
+        if len(errors) == 1 or len(shaped) == 1:
+            raise (shaped or [errors[-1][1]])[0]
+        raise ConfigError(f"{key}: must be {_type_name(tp)}, got {value!r}")
     if origin is list:
         _check(isinstance(value, list | tuple), key, f"must be {_type_name(tp)}, got {value!r}")
         (item,) = typing.get_args(tp)

@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from coded_resnext import CodedResNeXt, model_config
-from coded_resnext.coding import resolve_scheme
+from coded_resnext.coding import CodingScheme, resolve_scheme
 from coded_resnext.coding.defaults import GeneratedScheme
 from coded_resnext.datasets import DatasetBundle, DataSpec, build_dataset, build_ood_dataset
 from coded_resnext.evaluation import evaluate, run_suite
@@ -81,8 +81,22 @@ def _scheme_spec(value: str | SchemeGenerator | None) -> str | GeneratedScheme |
     return value
 
 
+def _stage_spec(cfg: RunConfig, stage: StageConfig) -> Any:
+    """The config's scheme spec for ``stage``: one spec, or a tuple with one per block for scheme runs."""
+    value = getattr(cfg.coding, stage.name)
+    if not isinstance(value, list):
+        return _scheme_spec(value)
+    covered = sum(run.blocks for run in value)
+    if covered != stage.depth:
+        raise UserError(
+            f"coding.{stage.name}: the runs cover {covered} blocks but stage {stage.name} of {cfg.model.name} has "
+            f"{stage.depth}; make their blocks add up to {stage.depth}"
+        )
+    return tuple(_scheme_spec(run.scheme) for run in value for _ in range(run.blocks))
+
+
 def build_model(cfg: RunConfig, num_classes: int, in_chans: int, schemes: dict[str, Any] | None = None) -> CodedResNeXt:
-    """The configured model; ``schemes`` (per stage) replaces the config's coding section.
+    """The configured model; ``schemes`` (per stage: a spec, or one per block) replaces the config's coding section.
 
     A stage whose scheme has another branch count than the preset (generator ``branches``, or a named
     scheme such as ``paper:cifar100/8/20`` on a 10-branch stage) gets that many branches, same width each.
@@ -99,7 +113,7 @@ def build_model(cfg: RunConfig, num_classes: int, in_chans: int, schemes: dict[s
                 raise UserError(
                     f"coding.{item.name}: model {cfg.model.name} has no stage {item.name}; its stages are {stage_names}"
                 )
-            schemes[item.name] = _scheme_spec(value)
+            schemes[item.name] = _stage_spec(cfg, stages[stage_names.index(item.name)])
     config = model_config(
         cfg.model.name,
         num_classes,
@@ -107,6 +121,9 @@ def build_model(cfg: RunConfig, num_classes: int, in_chans: int, schemes: dict[s
         width_multiplier=cfg.model.width_multiplier,
         control=cfg.model.control,
         energy_impl=cfg.model.energy_impl,
+        branch_merge=cfg.model.branch_merge,
+        mask_grads=cfg.model.mask_grads,
+        expand_init=cfg.model.expand_init,
         coding_loss_weight=cfg.loss.mu,
         coding_loss_power=cfg.loss.power,
         coding_loss_threshold=cfg.loss.threshold,
@@ -126,16 +143,32 @@ def build_model(cfg: RunConfig, num_classes: int, in_chans: int, schemes: dict[s
 
 
 def _stage_for_scheme(stage: StageConfig, spec: Any, coding) -> StageConfig:
-    branches = None
-    generator = getattr(coding, stage.name, None)
-    if isinstance(generator, SchemeGenerator) and generator.branches:
-        branches, active = generator.branches, generator.active
-    elif isinstance(spec, str) and spec != SCHEME_OFF:
-        scheme = resolve_scheme(spec)
-        branches, active = scheme.num_branches, scheme.num_active
-    if branches is None or (branches, active) == (stage.num_branches, stage.num_active):
+    """``stage`` with the branch count of its schemes (all of a stage's schemes must agree on it)."""
+    value = getattr(coding, stage.name, None)
+    raw = [run.scheme for run in value] if isinstance(value, list) else [value]
+    specs = list(spec) if isinstance(spec, tuple | list) else [spec]
+    sizes = [size for size in map(_scheme_size, raw + specs) if size is not None]
+    if len({branches for branches, _ in sizes}) > 1:
+        raise UserError(
+            f"coding.{stage.name}: the schemes inside one stage must have one branch count, got "
+            f"{sorted({branches for branches, _ in sizes})}"
+        )
+    if not sizes or sizes[0] == (stage.num_branches, stage.num_active):
         return stage
+    branches, active = sizes[0]
     return dataclasses.replace(stage, num_branches=branches, num_active=active)
+
+
+def _scheme_size(spec: Any) -> tuple[int, int] | None:
+    """(branches, active) a stage spec asks for, or None when the stage decides."""
+    if isinstance(spec, SchemeGenerator) and spec.branches:
+        return spec.branches, spec.active
+    if isinstance(spec, CodingScheme):
+        return spec.num_branches, spec.num_active
+    if isinstance(spec, str) and spec != SCHEME_OFF:
+        scheme = resolve_scheme(spec)
+        return scheme.num_branches, scheme.num_active
+    return None
 
 
 @dataclass
@@ -352,7 +385,7 @@ class TrainStep(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = self.model.forward_with_aux(x)
+        out = self.model.forward_with_aux(x, targets=y)  # targets: for model.mask_grads
         parts = self.model.loss_parts(out, y)
         return {
             "total": parts.total,
@@ -502,8 +535,26 @@ def _state(model, opt, scheduler, epoch: int, run_id: str, cfg: RunConfig, image
         "num_classes": model.num_classes,
         "in_chans": model.config.in_chans,
         "image_size": image_size,
-        "schemes": json.dumps({stage: s.to_dict() for stage, s in model.schemes.items()}),
+        "schemes": json.dumps(saved_schemes(model)),
     }
+
+
+def saved_schemes(model: CodedResNeXt) -> dict[str, Any]:
+    """Per stage with coded blocks, its scheme as a dict; a stage whose scheme changes inside it, a list
+    with one entry per block (a dict, or null for a plain block). ``model_from_checkpoint`` reads both."""
+    out: dict[str, Any] = {}
+    for stage, per_block in model.block_schemes.items():
+        if len(set(per_block)) == 1:
+            out[stage] = per_block[0].to_dict()
+        else:
+            out[stage] = [None if s is None else s.to_dict() for s in per_block]
+    return out
+
+
+def _saved_stage(entry: Any) -> Any:
+    if isinstance(entry, list):
+        return tuple(SCHEME_OFF if e is None else CodingScheme.from_dict(e) for e in entry)
+    return CodingScheme.from_dict(entry)
 
 
 def model_from_checkpoint(state: dict[str, Any]) -> CodedResNeXt:
@@ -511,11 +562,10 @@ def model_from_checkpoint(state: dict[str, Any]) -> CodedResNeXt:
     moved scheme file or a regenerated scheme cannot change it) and its weights."""
     import yaml
 
-    from coded_resnext.coding import CodingScheme
     from orchestration.config import config_from_dict
 
     cfg = config_from_dict(yaml.safe_load(state["config"]))
-    saved = {stage: CodingScheme.from_dict(entry) for stage, entry in json.loads(state["schemes"]).items()}
+    saved = {stage: _saved_stage(entry) for stage, entry in json.loads(state["schemes"]).items()}
     stages = [stage.name for stage in model_config(cfg.model.name).stages]
     model = build_model(cfg, state["num_classes"], state["in_chans"], {s: saved.get(s, SCHEME_OFF) for s in stages})
     model.load_state_dict(state["model"])

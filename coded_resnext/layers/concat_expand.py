@@ -57,9 +57,12 @@ class ConcatExpand(nn.Module):
         self.in_channels = num_branches * branch_width
         self.out_channels = total_channels if total_channels is not None else len(owner)
         self.weight = nn.Parameter(torch.empty(len(owner), branch_width, 1, 1))
-        # (C_rows, N): row c's one-hot branch; dense weight = weight spread over its branch's columns
-        self.register_buffer("owner_onehot", F.one_hot(owner, num_branches).float(), persistent=False)
-        self.register_buffer("channels_per_branch", torch.bincount(owner, minlength=num_branches), persistent=False)
+        # (C_rows, N): row c's one-hot branch; dense weight = weight spread over its branch's columns.
+        # (a comparison, not F.one_hot / bincount: these run on the meta device too, where search spaces
+        # are validated)
+        onehot = (owner[:, None] == torch.arange(num_branches, device=owner.device)[None, :]).float()
+        self.register_buffer("owner_onehot", onehot, persistent=False)
+        self.register_buffer("channels_per_branch", onehot.sum(dim=0).long(), persistent=False)
         self.register_buffer("channels", channels, persistent=False)
         nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
 
