@@ -100,6 +100,8 @@ def test_concat_applies_to_every_block_and_a_bad_merge_is_one_line():
     assert all(isinstance(b.conv_expand, ConcatExpand) for b in model.blocks)
     with pytest.raises(ModelConfigError, match=r"^branch_merge must be one of \['sum', 'concat'\], got 'mean'$"):
         cr.create_model("coded_resnext_small", branch_merge="mean")
+    with pytest.raises(ModelConfigError, match="stage c2 has 6 output channels for 10 branches"):
+        cr.create_model("coded_resnext_small", branch_merge="concat", width_multiplier=0.1)
 
 
 # ---- gradient masking (footnote 5) --------------------------------------------------------------------

@@ -115,6 +115,12 @@ class CodedResNeXtConfig:
                 raise ModelConfigError(f"{key} must be one of {list(choices)}, got {getattr(self, key)!r}")
         for stage in self.stages:
             self.block_scheme_specs(stage)  # per-block counts checked here, before anything is built
+            width = max(1, round(stage.out_channels * self.width_multiplier))
+            if self.branch_merge == "concat" and width < stage.num_branches:
+                raise ModelConfigError(
+                    f"branch_merge='concat': stage {stage.name} has {width} output channels for {stage.num_branches} "
+                    f"branches, each of which needs its own; raise width_multiplier"
+                )
 
     def block_scheme_specs(self, stage: StageConfig) -> list[SchemeSpec]:
         """The scheme spec of each of ``stage``'s blocks (a stage-wide spec repeated)."""
