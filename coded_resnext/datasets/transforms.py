@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from PIL import Image
+from timm.data.auto_augment import posterize as _timm_posterize
 from timm.data.auto_augment import rand_augment_transform
 from torchvision import transforms as T
 
@@ -50,6 +51,18 @@ def _to_normalized_tensor(mean: Sequence[float], std: Sequence[float]) -> list:
     return [T.ToTensor(), T.Normalize(tuple(mean), tuple(std))]
 
 
+def posterize_to_zero_bits_as_old_pillow(img: Image.Image, bits_to_keep: int, **kwargs) -> Image.Image:
+    """timm's Posterize op, keeping 0 bits as the Pillow of the authors' runs did: a black image.
+
+    timm's (non-increasing) Posterize keeps int(M / 10 * 4) bits, so 0 at M <= 2 (the CIFAR-100 recipe's
+    M=2). Pillow's ``ImageOps.posterize`` masked each pixel with ~(2**(8 - bits) - 1), which is 0 for 0
+    bits; Pillow 13 (installed here) rejects 0 bits with a ValueError instead, which would crash a loader
+    worker the first time the op fires. A module function so the transform pickles into workers."""
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)  # every pixel & 0
+    return _timm_posterize(img, bits_to_keep, **kwargs)
+
+
 def randaugment(num_ops: int, magnitude: int, image_size: int, mean: Sequence[float]):
     """timm's RandAugment ``rand-m{magnitude}-n{num_ops}`` filling with ``mean`` (in [0, 1], per channel),
     with the hyper-parameters the authors passed (``img_mean``, ``translate_const``)."""
@@ -64,7 +77,11 @@ def randaugment(num_ops: int, magnitude: int, image_size: int, mean: Sequence[fl
         "translate_const": int(image_size * RANDAUGMENT_TRANSLATE),
         "img_mean": tuple(min(255, round(255 * m)) for m in mean),
     }
-    return rand_augment_transform(f"rand-m{magnitude}-n{num_ops}", hparams)
+    transform = rand_augment_transform(f"rand-m{magnitude}-n{num_ops}", hparams)
+    for op in transform.ops:
+        if op.aug_fn is _timm_posterize:
+            op.aug_fn = posterize_to_zero_bits_as_old_pillow
+    return transform
 
 
 def _with_randaugment(
