@@ -449,6 +449,9 @@ def smoke_test_config(cfg: RunConfig) -> RunConfig:
         binary_fit_samples=min(cfg.eval.binary_fit_samples, 256),
         invariance_samples=min(cfg.eval.invariance_samples, 64),
         removal_samples=min(cfg.eval.removal_samples, 256),
+        # the removal curves of the last coded block only: over every block they take longer than the
+        # training itself (a paper recipe's 6 or 9 coded blocks, each with one pass per removed count)
+        removal_block=-1 if cfg.eval.removal_block is None else cfg.eval.removal_block,
         early_exit_thresholds=min(cfg.eval.early_exit_thresholds, 11),
         limit_val=min(cfg.eval.limit_val or 256, 256),
     )

@@ -164,3 +164,12 @@ def test_data_limited_ablation_is_coded_against_control_on_five_seeds():
     assert len(yaml.safe_load((ROOT / "search_spaces" / "ablation_data_limited.yaml").read_text())["seeds"]) >= 5
     cfg = space.base_config()
     assert cfg.data.limit_train == 6000 and cfg.train.epochs >= 30 and cfg.model.width_multiplier > 1
+
+
+def test_a_paper_recipes_smoke_test_keeps_its_warmup_and_removes_branches_in_one_block():
+    from orchestration.config import smoke_test_config
+
+    cfg = smoke_test_config(load_config(ROOT / "search_spaces" / "imagenet_paper.yaml"))
+    assert cfg.optim.warmup_epochs == 1 and cfg.train.epochs == 2  # a warm-up epoch, then the cosine
+    assert cfg.eval.removal_block == -1  # the last coded block's removal curves, not all nine
+    assert cfg.loss.label_smoothing == 0.1 and cfg.data.randaugment == [2, 10]  # the recipe itself is kept
