@@ -7,6 +7,11 @@ by the block's full N, so the pruned net computes exactly what the full net comp
 branches removed (``forward_with_aux(keep_paths_of=...)``). Uncoded blocks, projection shortcuts and
 the stem stay whole; the final layer keeps the rows of the chosen classes.
 
+In a concatenating block (``branch_merge="concat"``) each branch owns some of the C_out output
+channels: the expand rows of the kept branches survive and write their channels; the other channels
+are zero before the block's BatchNorm, as in the full net with those branches removed, so after it
+they are that BatchNorm's constant.
+
 The extracted network is then made ready for inference (``coded_resnext.fusion``): BatchNorms are
 folded into the convs before them and conv weights go channels-last. Pruning alone leaves the
 unpruned stem, first stage and projection shortcuts as they were; these are memory-bound, so they
@@ -24,6 +29,7 @@ from torch import Tensor, nn
 
 from coded_resnext.fusion import fuse_for_inference
 from coded_resnext.layers.coded_block import CodedBlock
+from coded_resnext.layers.concat_expand import ConcatExpand
 from coded_resnext.models.coded_resnext import CodedResNeXt
 
 
@@ -82,10 +88,14 @@ def prune_block(block: CodedBlock, branches: Sequence[int]) -> CodedBlock:
         normalize_energy=True,
         normalizer_branches=block.normalizer_branches,
         zero_init_last=False,
+        merge=block.merge,
     ).to(device=expand.weight.device, dtype=expand.weight.dtype)
     pruned.conv_reduce.weight.copy_(block.conv_reduce.weight[channels])
     pruned.conv_group.weight.copy_(block.conv_group.weight[channels])
-    pruned.conv_expand.weight.copy_(expand.weight[:, channels])
+    if isinstance(expand, ConcatExpand):
+        pruned.conv_expand = _prune_concat_expand(expand, branches)
+    else:
+        pruned.conv_expand.weight.copy_(expand.weight[:, channels])
     for name in ("bn_reduce", "bn_group"):
         src, dst = getattr(block, name), getattr(pruned, name)
         for key, value in src.state_dict().items():
@@ -93,6 +103,20 @@ def prune_block(block: CodedBlock, branches: Sequence[int]) -> CodedBlock:
             dst_value.copy_(value if value.dim() == 0 else value[channels])
     pruned.bn_sum.load_state_dict(block.bn_sum.state_dict())
     pruned.shortcut = copy.deepcopy(block.shortcut)
+    return pruned
+
+
+def _prune_concat_expand(expand: ConcatExpand, branches: Sequence[int]) -> ConcatExpand:
+    """The rows (output channels) of ``branches`` only, written back at their channels of C_out."""
+    if expand.channels is not None:
+        raise ValueError("extract from the full model, not from an extracted one")
+    owner = expand.owner_onehot.argmax(dim=1)  # (C_out,) branch of each row
+    rows = torch.cat([(owner == n).nonzero()[:, 0] for n in branches])
+    position = {n: i for i, n in enumerate(branches)}
+    new_owner = torch.tensor([position[int(n)] for n in owner[rows]], dtype=torch.long)
+    pruned = ConcatExpand(len(branches), expand.branch_width, new_owner, rows.cpu(), expand.out_channels)
+    pruned = pruned.to(device=expand.weight.device, dtype=expand.weight.dtype)
+    pruned.weight.copy_(expand.weight[rows])
     return pruned
 
 

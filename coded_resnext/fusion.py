@@ -11,7 +11,8 @@ expand conv's weight through the Gram matrices W_n^T W_n. Folding bn_sum rescale
 weight, so a coded block first freezes its Gram matrices from the unfolded weight (``expand_gram``),
 then folds: bn_sum(W (h * s)) = (a W)(h * s) + c, with the energies and the scale s unchanged.
 Materialized (reference) blocks build every branch output from the expand weight, so their bn_sum
-stays as it is.
+stays as it is; so does a concatenating block's (``branch_merge="concat"``), whose expand is not a
+``Conv2d`` (a pruned one leaves the removed branches' channels zero, and bn_sum maps them to constants).
 
 The result computes the same outputs and energies as the original in eval mode (within float
 tolerance) and is for inference only: a fused coded block refuses to run in training mode.

@@ -42,6 +42,10 @@ class ModelSection:
     width_multiplier: float = 1.0  # scales stem, branch widths and block outputs
     control: bool = False  # plain ResNeXt with the same shape (every block N/N)
     energy_impl: Literal["gram", "materialized"] = "gram"
+    branch_merge: Literal["sum", "concat"] = "sum"  # Section 4.3.1: sum (the method) or concatenate branch outputs
+    mask_grads: bool = False  # footnote 5: each sample's classification gradient reaches its class's branches only
+    # coded expand conv's init: kaiming fan-out N*C_out (authors' grouped conv; the paper is silent) or C_out
+    expand_init: Literal["fan_out_grouped", "fan_out_dense"] = "fan_out_grouped"
 
     def __post_init__(self) -> None:
         _check(self.name in list_models(), "model.name", f"unknown preset {self.name!r}; choose one of {list_models()}")
@@ -59,21 +63,45 @@ class SchemeGenerator:
     branches: int | None = None
 
     def __post_init__(self) -> None:
-        _check(self.active >= 1, "active", f"must be >= 1, got {self.active}")
-        _check(self.branches is None or self.branches > self.active, "branches", f"must be > active ({self.active}), got {self.branches}")
-        _check(self.min_distance is None or self.min_distance >= 1, "min_distance", f"must be >= 1 or null, got {self.min_distance}")
+        # ValueErrors, not ConfigErrors: _build prefixes them with where the mapping sits (coding.c3.active)
+        problems = {
+            "active": (self.active >= 1, f"must be >= 1, got {self.active}"),
+            "branches": (self.branches is None or self.branches > self.active, f"must be > active ({self.active}), got {self.branches}"),
+            "min_distance": (self.min_distance is None or self.min_distance >= 1, f"must be >= 1 or null, got {self.min_distance}"),
+        }
+        for key, (ok, message) in problems.items():
+            if not ok:
+                raise ValueError(f"{key}: {message}")
+
+
+@dataclass
+class SchemeRun:
+    """``blocks`` consecutive blocks of a stage under one scheme (Appendix B: a scheme that changes inside
+    a stage, e.g. ``c4: [{scheme: paper:imagenet/16/32, blocks: 3}, {scheme: paper:imagenet/8/32, blocks: 3}]``).
+    ``scheme`` takes what a stage takes; the runs' blocks must add up to the stage's depth."""
+
+    scheme: str | SchemeGenerator | bool | None = None
+    blocks: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.scheme, bool):
+            if self.scheme:
+                raise ValueError("scheme: true is not a scheme; give a name, a JSON path, generator parameters or off")
+            self.scheme = "off"
+        if self.blocks < 1:
+            raise ValueError(f"blocks: must be >= 1, got {self.blocks}")  # _build prefixes the run's key
 
 
 @dataclass
 class CodingSection:
     """Per coded stage: a published name (``paper:cifar10/5/10``), a scheme JSON path, generator
-    parameters, ``off`` (plain ResNeXt blocks), or null for the default (the published scheme matching
-    the stage, else generated)."""
+    parameters, ``off`` (plain ResNeXt blocks), null for the default (the published scheme matching
+    the stage, else generated), or a list of ``SchemeRun`` (the scheme changes inside the stage)."""
 
-    c2: str | SchemeGenerator | bool | None = None
-    c3: str | SchemeGenerator | bool | None = None
-    c4: str | SchemeGenerator | bool | None = None
-    c5: str | SchemeGenerator | bool | None = None
+    c2: str | SchemeGenerator | bool | list[SchemeRun] | None = None
+    c3: str | SchemeGenerator | bool | list[SchemeRun] | None = None
+    c4: str | SchemeGenerator | bool | list[SchemeRun] | None = None
+    c5: str | SchemeGenerator | bool | list[SchemeRun] | None = None
 
     def __post_init__(self) -> None:
         for stage in ("c2", "c3", "c4", "c5"):
@@ -81,6 +109,7 @@ class CodingSection:
             if isinstance(value, bool):  # YAML reads a bare `off` as false
                 _check(not value, f"coding.{stage}", "true is not a scheme; give a name, a JSON path, generator parameters or off")
                 setattr(self, stage, "off")
+            _check(value != [], f"coding.{stage}", "an empty list of runs; give [{scheme: ..., blocks: ...}, ...] or null")
 
 
 @dataclass
@@ -110,6 +139,11 @@ class OptimSection:
     weight_decay: float = 5e-4
     warmup_epochs: float = 0.0
     batch_size: int = 128  # global batch (split across Ray workers)
+    # The paper is silent on these; the defaults follow the authors' code (see each paper recipe's header).
+    schedule_step: Literal["epoch", "batch"] = "epoch"  # cosine lr held per epoch (authors' code) or moved per batch
+    warmup_step: Literal["epoch", "batch"] = "epoch"  # linear warm-up per epoch (timm, authors' ImageNet run) or batch
+    warmup_lr_init: float = 1e-4  # lr at the start of warm-up (timm's --warmup-lr default, authors' ImageNet run)
+    decay_norm_and_bias: bool = True  # weight decay on BatchNorm and biases too (CIFAR code); timm's ImageNet: false
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, "optim.lr", f"must be > 0, got {self.lr}")
@@ -118,6 +152,17 @@ class OptimSection:
         _check(self.weight_decay >= 0, "optim.weight_decay", f"must be >= 0, got {self.weight_decay}")
         _check(self.warmup_epochs >= 0, "optim.warmup_epochs", f"must be >= 0, got {self.warmup_epochs}")
         _check(self.batch_size >= 1, "optim.batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(
+            self.warmup_step == "batch" or float(self.warmup_epochs).is_integer(),
+            "optim.warmup_epochs",
+            f"must be a whole number of epochs with optim.warmup_step=epoch, got {self.warmup_epochs}; "
+            "set optim.warmup_step=batch for a fraction",
+        )
+        _check(
+            0 <= self.warmup_lr_init <= self.lr,
+            "optim.warmup_lr_init",
+            f"must be in [0, optim.lr], got {self.warmup_lr_init}",
+        )
 
 
 @dataclass
@@ -132,7 +177,9 @@ class DataSection:
     val_fraction: float = 0.1  # share of the training split held out for validation (0: none)
     split_seed: int = 0  # seed of the hold-out and the data limits (not the training seed: trials share them)
     augment: bool = True
-    randaugment: list[int] | None = None  # [N, M] for RandAugment; paper: [3, 4] CIFAR-10, [1, 2] CIFAR-100
+    randaugment: list[int] | None = None  # [N, M], timm's RandAugment (M on 0-10); paper: [3, 4] CIFAR-10, [1, 2] CIFAR-100
+    # RandAugment after the crop and flip (paper text; timm's ImageNet pipeline) or before them (authors' CIFAR code)
+    randaugment_order: Literal["after_crop", "before_crop"] = "after_crop"
     image_size: int | None = None  # imagefolder / synthetic input size
     limit_train: int | None = None  # stratified seeded subset of the training split (quick runs)
     limit_val: int | None = None  # ... of the validation split
@@ -153,6 +200,11 @@ class DataSection:
                 len(self.randaugment) == 2 and all(v >= 0 for v in self.randaugment),
                 "data.randaugment",
                 f"must be [N, M] with N, M >= 0 (or null), got {self.randaugment}",
+            )
+            _check(
+                self.randaugment[1] <= 10,
+                "data.randaugment",
+                f"magnitude M must be in 0..10 (timm's scale, M/10 of each op's maximum), got {self.randaugment[1]}",
             )
         for key in ("limit_train", "limit_val", "limit_test", "image_size"):
             value = getattr(self, key)
@@ -231,9 +283,9 @@ class RunConfig:
         for key, value in self.to_dict().items():
             if isinstance(value, dict):
                 for sub, v in value.items():
-                    if isinstance(v, dict):  # a scheme generator spec
-                        v = "generate:" + ",".join(f"{k}={x}" for k, x in v.items() if x is not None or k == "min_distance")
-                    out[f"{key}.{sub}"] = v
+                    if isinstance(v, list) and v and isinstance(v[0], dict):  # scheme runs inside a stage
+                        v = "; ".join(f"{_flat_scheme(run['scheme'])} x{run['blocks']}" for run in v)
+                    out[f"{key}.{sub}"] = _flat_scheme(v)
             else:
                 out[key] = value
         return out
@@ -250,6 +302,13 @@ class RunConfig:
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
+def _flat_scheme(value: Any) -> Any:
+    """A scheme generator spec as a compact string (MLflow params); anything else as it is."""
+    if isinstance(value, dict):
+        return "generate:" + ",".join(f"{k}={x}" for k, x in value.items() if x is not None or k == "min_distance")
+    return value
+
+
 # ---- loading ------------------------------------------------------------------------------------
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is Literal:
@@ -262,6 +321,13 @@ def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) in (list,):
         return f"a list of {_type_name(args[0])}"
     return " or ".join(_type_name(a) for a in args) + (" or null" if type(None) in typing.get_args(tp) else "")
+
+
+def _same_shape(tp: Any, value: Any) -> bool:
+    """``value`` is a list for a list type or a mapping for a dataclass."""
+    if typing.get_origin(tp) is list:
+        return isinstance(value, list | tuple)
+    return dataclasses.is_dataclass(tp) and isinstance(value, dict)
 
 
 def _coerce(tp: Any, value: Any, key: str) -> Any:
@@ -281,8 +347,12 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             try:
                 return _coerce(arg, value, key)
             except ConfigError as err:
-                errors.append(err)
-        raise errors[-1] if len(errors) == 1 else ConfigError(f"{key}: must be {_type_name(tp)}, got {value!r}")
+                errors.append((arg, err))
+        # a list or mapping that fails its own arm: that arm's error names the inner key
+        shaped = [err for arg, err in errors if _same_shape(arg, value)]
+        if len(errors) == 1 or len(shaped) == 1:
+            raise (shaped or [errors[-1][1]])[0]
+        raise ConfigError(f"{key}: must be {_type_name(tp)}, got {value!r}")
     if origin is dict:  # e.g. tune.objectives {metric: max}: keys and values checked like any field
         _check(isinstance(value, dict), key, f"must be a mapping, got {value!r}")
         key_type, value_type = typing.get_args(tp)
@@ -391,13 +461,18 @@ def smoke_test_config(cfg: RunConfig) -> RunConfig:
         cfg.data, limit_train=min(cfg.data.limit_train or 512, 512), limit_val=256, limit_test=256
     )
     cfg.train = dataclasses.replace(cfg.train, epochs=min(cfg.train.epochs, 2))
-    cfg.optim = dataclasses.replace(cfg.optim, batch_size=min(cfg.optim.batch_size, 64), warmup_epochs=0.0)
+    # warm-up kept (at most one epoch) so a smoke test runs the recipe's whole schedule
+    warmup = min(cfg.optim.warmup_epochs, 1.0)
+    cfg.optim = dataclasses.replace(cfg.optim, batch_size=min(cfg.optim.batch_size, 64), warmup_epochs=warmup)
     cfg.eval = dataclasses.replace(
         cfg.eval,
         binary_classes=min(cfg.eval.binary_classes, 3),
         binary_fit_samples=min(cfg.eval.binary_fit_samples, 256),
         invariance_samples=min(cfg.eval.invariance_samples, 64),
         removal_samples=min(cfg.eval.removal_samples, 256),
+        # the removal curves of the last coded block only: over every block they take longer than the
+        # training itself (a paper recipe's 6 or 9 coded blocks, each with one pass per removed count)
+        removal_block=-1 if cfg.eval.removal_block is None else cfg.eval.removal_block,
         early_exit_thresholds=min(cfg.eval.early_exit_thresholds, 11),
         limit_val=min(cfg.eval.limit_val or 256, 256),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import random
 import sys
 import tempfile
@@ -71,6 +72,7 @@ def data_spec(cfg: RunConfig) -> DataSpec:
         val_fraction=d.val_fraction,
         split_seed=d.split_seed,
         randaugment=tuple(d.randaugment) if d.randaugment else None,
+        randaugment_order=d.randaugment_order,
         augment=d.augment,
         image_size=d.image_size,
         limit_train=d.limit_train,
@@ -85,8 +87,22 @@ def _scheme_spec(value: str | SchemeGenerator | None) -> str | GeneratedScheme |
     return value
 
 
+def _stage_spec(cfg: RunConfig, stage: StageConfig) -> Any:
+    """The config's scheme spec for ``stage``: one spec, or a tuple with one per block for scheme runs."""
+    value = getattr(cfg.coding, stage.name)
+    if not isinstance(value, list):
+        return _scheme_spec(value)
+    covered = sum(run.blocks for run in value)
+    if covered != stage.depth:
+        raise UserError(
+            f"coding.{stage.name}: the runs cover {covered} blocks but stage {stage.name} of {cfg.model.name} has "
+            f"{stage.depth}; make their blocks add up to {stage.depth}"
+        )
+    return tuple(_scheme_spec(run.scheme) for run in value for _ in range(run.blocks))
+
+
 def build_model(cfg: RunConfig, num_classes: int, in_chans: int, schemes: dict[str, Any] | None = None) -> CodedResNeXt:
-    """The configured model; ``schemes`` (per stage) replaces the config's coding section.
+    """The configured model; ``schemes`` (per stage: a spec, or one per block) replaces the config's coding section.
 
     A stage whose scheme has another branch count than the preset (generator ``branches``, or a named
     scheme such as ``paper:cifar100/8/20`` on a 10-branch stage) gets that many branches, same width each.
@@ -103,7 +119,7 @@ def build_model(cfg: RunConfig, num_classes: int, in_chans: int, schemes: dict[s
                 raise UserError(
                     f"coding.{item.name}: model {cfg.model.name} has no stage {item.name}; its stages are {stage_names}"
                 )
-            schemes[item.name] = _scheme_spec(value)
+            schemes[item.name] = _stage_spec(cfg, stages[stage_names.index(item.name)])
     overrides = {} if cfg.loss.mu is None else {"coding_loss_weight": cfg.loss.mu}  # None: the preset's own mu
     config = model_config(
         cfg.model.name,
@@ -113,6 +129,9 @@ def build_model(cfg: RunConfig, num_classes: int, in_chans: int, schemes: dict[s
         control=cfg.model.control,
         energy_impl=cfg.model.energy_impl,
         label_smoothing=cfg.loss.label_smoothing,
+        branch_merge=cfg.model.branch_merge,
+        mask_grads=cfg.model.mask_grads,
+        expand_init=cfg.model.expand_init,
         coding_loss_power=cfg.loss.power,
         coding_loss_threshold=cfg.loss.threshold,
         drop_prob=cfg.loss.p_drop,
@@ -132,33 +151,94 @@ def build_model(cfg: RunConfig, num_classes: int, in_chans: int, schemes: dict[s
 
 
 def _stage_for_scheme(stage: StageConfig, spec: Any, coding) -> StageConfig:
-    branches = None
-    generator = getattr(coding, stage.name, None)
-    if isinstance(generator, SchemeGenerator) and generator.branches:
-        branches, active = generator.branches, generator.active
-    elif isinstance(spec, CodingScheme):  # a checkpoint's saved scheme
-        branches, active = spec.num_branches, spec.num_active
-    elif isinstance(spec, str) and spec != SCHEME_OFF:
-        scheme = resolve_scheme(spec)
-        branches, active = scheme.num_branches, scheme.num_active
-    if branches is None or (branches, active) == (stage.num_branches, stage.num_active):
+    """``stage`` with the branch count of its schemes (all of a stage's schemes must agree on it)."""
+    value = getattr(coding, stage.name, None)
+    raw = [run.scheme for run in value] if isinstance(value, list) else [value]
+    specs = list(spec) if isinstance(spec, tuple | list) else [spec]
+    sizes = [size for size in map(_scheme_size, raw + specs) if size is not None]
+    if len({branches for branches, _ in sizes}) > 1:
+        raise UserError(
+            f"coding.{stage.name}: the schemes inside one stage must have one branch count, got "
+            f"{sorted({branches for branches, _ in sizes})}"
+        )
+    if not sizes or sizes[0] == (stage.num_branches, stage.num_active):
         return stage
+    branches, active = sizes[0]
     return dataclasses.replace(stage, num_branches=branches, num_active=active)
 
 
+def _scheme_size(spec: Any) -> tuple[int, int] | None:
+    """(branches, active) a stage spec asks for, or None when the stage decides."""
+    if isinstance(spec, SchemeGenerator) and spec.branches:
+        return spec.branches, spec.active
+    if isinstance(spec, CodingScheme):
+        return spec.num_branches, spec.num_active
+    if isinstance(spec, str) and spec != SCHEME_OFF:
+        scheme = resolve_scheme(spec)
+        return scheme.num_branches, scheme.num_active
+    return None
+
+
+@dataclass
+class CosineSchedule:
+    """The lr factor (of ``optim.lr``) at a training step: linear warm-up from ``warmup_lr_init``, then
+    cosine decay to ``lr_min`` over all ``epochs``, as timm's ``CosineLRScheduler`` (``warmup_prefix=False``),
+    which the authors' ImageNet run used; with no warm-up it is the ``CosineAnnealingLR`` of their CIFAR code.
+
+    ``schedule_step`` / ``warmup_step`` = ``epoch`` hold the lr for a whole epoch (the authors' code steps
+    its schedulers once per epoch), ``batch`` moves it every step. A callable object rather than a lambda,
+    so ``LambdaLR`` saves it with the scheduler state; ``tests/test_recipes.py`` checks it against timm.
+    """
+
+    lr: float
+    lr_min: float
+    epochs: int
+    steps_per_epoch: int
+    warmup_epochs: float = 0.0
+    warmup_lr_init: float = 0.0
+    schedule_step: str = "epoch"
+    warmup_step: str = "epoch"
+
+    def lr_at(self, step: int) -> float:
+        exact = step / self.steps_per_epoch  # epochs done, fractional
+
+        def at(unit: str) -> float:
+            return exact if unit == "batch" else float(math.floor(exact))
+
+        if self.warmup_epochs > 0 and at(self.warmup_step) < self.warmup_epochs:
+            return self.warmup_lr_init + at(self.warmup_step) * (self.lr - self.warmup_lr_init) / self.warmup_epochs
+        progress = min(at(self.schedule_step) / self.epochs, 1.0)
+        return self.lr_min + 0.5 * (self.lr - self.lr_min) * (1 + math.cos(math.pi * progress))
+
+    def __call__(self, step: int) -> float:
+        return self.lr_at(step) / self.lr
+
+
 def make_optimizer(model: nn.Module, cfg: RunConfig, steps_per_epoch: int):
-    """SGD + Nesterov; per-step linear warm-up then cosine decay to ``lr_min`` (PAPER.md section 5)."""
+    """SGD + Nesterov and the lr schedule of ``CosineSchedule`` (PAPER.md section 5), stepped every batch.
+
+    ``optim.decay_norm_and_bias: false`` leaves BatchNorm parameters and biases out of weight decay, as
+    timm's optimizer factory does by default (the authors' ImageNet run); their CIFAR code decays all.
+    """
     o = cfg.optim
-    opt = torch.optim.SGD(
-        model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay
+    if o.decay_norm_and_bias:
+        params = model.parameters()
+    else:
+        from timm.optim import param_groups_weight_decay  # the grouping the authors' ImageNet run used
+
+        params = param_groups_weight_decay(model, o.weight_decay)
+    opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
+    schedule = CosineSchedule(
+        o.lr,
+        o.lr_min,
+        cfg.train.epochs,
+        max(1, steps_per_epoch),
+        o.warmup_epochs,
+        o.warmup_lr_init,
+        o.schedule_step,
+        o.warmup_step,
     )
-    total = max(1, cfg.train.epochs * steps_per_epoch)
-    warmup = min(round(o.warmup_epochs * steps_per_epoch), total - 1)
-    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total - warmup, eta_min=o.lr_min)
-    if warmup == 0:
-        return opt, cosine
-    ramp = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1.0 / warmup, total_iters=warmup)
-    return opt, torch.optim.lr_scheduler.SequentialLR(opt, [ramp, cosine], milestones=[warmup])
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
 
 
 def train_loader(bundle: DatasetBundle, cfg: RunConfig, epoch: int, rank: int = 0, world_size: int = 1) -> DataLoader:
@@ -313,7 +393,7 @@ class TrainStep(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = self.model.forward_with_aux(x)
+        out = self.model.forward_with_aux(x, targets=y)  # targets: for model.mask_grads
         parts = self.model.loss_parts(out, y)
         return {
             "total": parts.total,
@@ -522,14 +602,40 @@ def _state(model, opt, scheduler, epoch: int, run_id: str, cfg: RunConfig, image
         "num_classes": model.num_classes,
         "in_chans": model.config.in_chans,
         "image_size": image_size,
-        "schemes": json.dumps({stage: s.to_dict() for stage, s in model.schemes.items()}),
+        "schemes": json.dumps(saved_schemes(model)),
     }
 
 
-def _saved_schemes(cfg: RunConfig, state: dict[str, Any]) -> dict[str, CodingScheme | str]:
-    """Per stage of the model, the checkpoint's scheme as codewords, or "off"."""
-    saved = {stage: CodingScheme.from_dict(entry) for stage, entry in json.loads(state["schemes"]).items()}
+def saved_schemes(model: CodedResNeXt) -> dict[str, Any]:
+    """Per stage with coded blocks, its scheme as a dict; a stage whose scheme changes inside it, a list
+    with one entry per block (a dict, or null for a plain block). ``model_from_checkpoint`` reads both."""
+    out: dict[str, Any] = {}
+    for stage, per_block in model.block_schemes.items():
+        if len(set(per_block)) == 1:
+            out[stage] = per_block[0].to_dict()
+        else:
+            out[stage] = [None if s is None else s.to_dict() for s in per_block]
+    return out
+
+
+def _saved_stage(entry: Any) -> Any:
+    if isinstance(entry, list):
+        return tuple(SCHEME_OFF if e is None else CodingScheme.from_dict(e) for e in entry)
+    return CodingScheme.from_dict(entry)
+
+
+def _saved_schemes(cfg: RunConfig, state: dict[str, Any]) -> dict[str, Any]:
+    """Per stage of the model, the checkpoint's scheme as codewords (one per block for a split stage), or "off"."""
+    saved = {stage: _saved_stage(entry) for stage, entry in json.loads(state["schemes"]).items()}
     return {stage.name: saved.get(stage.name, SCHEME_OFF) for stage in model_config(cfg.model.name).stages}
+
+
+def _block_hashes(model: CodedResNeXt) -> dict[str, list[str]]:
+    """Per stage, each block's scheme content hash ("off" for a plain block)."""
+    return {
+        stage: [SCHEME_OFF if s is None else s.content_hash for s in per_block]
+        for stage, per_block in model.block_schemes.items()
+    }
 
 
 def resume_schemes(cfg: RunConfig, state: dict[str, Any], num_classes: int, in_chans: int) -> dict[str, Any]:
@@ -537,15 +643,17 @@ def resume_schemes(cfg: RunConfig, state: dict[str, Any], num_classes: int, in_c
     buffers, so loading the weights into a model with another scheme would go unnoticed; a config that
     now asks for another scheme (a generator change, an edited scheme file) is an error naming both."""
     saved = _saved_schemes(cfg, state)
-    with torch.device("meta"):  # the config's schemes, without allocating the model
-        asked = build_model(cfg, num_classes, in_chans).scheme_hashes()
-    for stage, scheme in saved.items():
-        was = scheme.content_hash if isinstance(scheme, CodingScheme) else SCHEME_OFF
-        if was != asked.get(stage, SCHEME_OFF):
+    with torch.device("meta"):  # both models' schemes, without allocating either
+        asked = _block_hashes(build_model(cfg, num_classes, in_chans))
+        was = _block_hashes(build_model(cfg, num_classes, in_chans, saved))
+    for stage in sorted(set(asked) | set(was)):
+        old, new = was.get(stage, [SCHEME_OFF]), asked.get(stage, [SCHEME_OFF])
+        if old != new:
+            show = lambda hashes: hashes[0] if len(set(hashes)) == 1 else "/".join(hashes)  # noqa: E731
             raise UserError(
-                f"coding.{stage}: the checkpoint was trained with scheme {was} but the config now gives scheme "
-                f"{asked.get(stage, SCHEME_OFF)}; resuming would train another code on the old weights, so start "
-                "this run over (remove its checkpoints) instead of resuming"
+                f"coding.{stage}: the checkpoint was trained with scheme {show(old)} but the config now gives scheme "
+                f"{show(new)}; resuming would train another code on the old weights, so start this run over "
+                "(remove its checkpoints) instead of resuming"
             )
     return saved
 

@@ -146,6 +146,34 @@ CONFIG_CASES = [
         "null for all of them",
         {"run.yaml": QUICK + "eval: {removal_block: 9}\n"},
     ),
+    Case(
+        "config-randaugment-magnitude-above-timms-scale",
+        TRAIN,
+        "data.randaugment: magnitude M must be in 0..10",
+        None,
+        {"run.yaml": QUICK.replace("{name: synthetic}", "{name: synthetic, randaugment: [3, 11]}")},
+    ),
+    Case(
+        "config-randaugment-negative-n",
+        TRAIN,
+        "data.randaugment: must be [N, M] with N, M >= 0",
+        None,
+        {"run.yaml": QUICK.replace("{name: synthetic}", "{name: synthetic, randaugment: [-1, 4]}")},
+    ),
+    Case(
+        "config-unknown-branch-merge",
+        TRAIN,
+        "model.branch_merge: must be one of",
+        "'sum', 'concat'",
+        {"run.yaml": QUICK + "model: {branch_merge: mean}\n"},
+    ),
+    Case(
+        "config-scheme-runs-miss-the-stage-depth",
+        TRAIN,
+        "coding.c4: the runs cover 3 blocks but stage c4 of coded_resnext_mini has 2",
+        "make their blocks add up to 2",
+        {"run.yaml": QUICK + "coding: {c4: [{scheme: paper:cifar10/3/10, blocks: 3}]}\n"},
+    ),
 ]
 
 SCHEME_CASES = [

@@ -80,6 +80,18 @@ def _loss(cfg: RunConfig) -> tuple[float, float, float]:
     return round(parts.total.item(), 6), round(parts.classification.item(), 6), round(parts.coding.item(), 6)
 
 
+def _weights_and_gradients(cfg: RunConfig) -> tuple:
+    """The first coded block's expand-weight std at init, and the gradient Eq. 6 sends to its reduce conv."""
+    model = _model(cfg).train()
+    block = model.coded_block_modules[0]
+    init_std = round(block.conv_expand.weight.std().item(), 6)
+    randomize_batchnorm(model)
+    torch.manual_seed(1)
+    x, y = torch.randn(8, 1, 28, 28), torch.arange(8) % 10
+    model.loss(model.forward_with_aux(x, targets=y), y).backward()  # as TrainStep calls it
+    return init_std, round(block.conv_reduce.weight.grad.abs().sum().item(), 5)
+
+
 def _optimizer(cfg: RunConfig) -> tuple:
     """The optimizer's settings and the learning rates of the first, second and last of 100 steps."""
     from orchestration.training import make_optimizer
@@ -92,7 +104,8 @@ def _optimizer(cfg: RunConfig) -> tuple:
         opt.step()
         scheduler.step()
     settings = tuple(group[k] for k in ("momentum", "nesterov", "weight_decay"))
-    return settings, round(rates[0], 8), round(rates[1], 8), round(rates[-1], 8)
+    groups = tuple((len(g["params"]), g["weight_decay"]) for g in opt.param_groups)
+    return settings, groups, round(rates[0], 8), round(rates[1], 8), round(rates[-1], 8)
 
 
 def _bundle(cfg: RunConfig) -> tuple:
@@ -235,6 +248,9 @@ PROBES: dict[str, Probe] = {
     "model.width_multiplier": (1.5, _model_shape, []),
     "model.control": (True, _model_shape, []),
     "model.energy_impl": ("materialized", _model_shape, []),
+    "model.branch_merge": ("concat", _model_shape, []),
+    "model.mask_grads": (True, _weights_and_gradients, []),
+    "model.expand_init": ("fan_out_dense", _weights_and_gradients, []),
     "coding.c2": ({"active": 5}, _scheme_of("c2"), []),
     "coding.c3": ({"active": 4, "min_distance": 4}, _scheme_of("c3"), []),
     "coding.c4": ("off", _scheme_of("c4"), []),
@@ -251,6 +267,10 @@ PROBES: dict[str, Probe] = {
     "optim.weight_decay": (0.0, _optimizer, []),
     "optim.warmup_epochs": (1.0, _optimizer, []),
     "optim.batch_size": (64, _loader, []),
+    "optim.schedule_step": ("batch", _optimizer, []),
+    "optim.warmup_step": ("batch", _optimizer, ["optim.warmup_epochs=1"]),
+    "optim.warmup_lr_init": (0.01, _optimizer, ["optim.warmup_epochs=1"]),
+    "optim.decay_norm_and_bias": (False, _optimizer, []),
     "data.name": ("digits", _bundle, []),
     "data.root": ("{tmp}/typo", _data_error, ["data.name=fashion-mnist"]),
     "data.download": (True, _data_error, ["data.name=cifar10", "data.root={tmp}/cifar"]),
@@ -258,6 +278,7 @@ PROBES: dict[str, Probe] = {
     "data.split_seed": (1, _bundle, []),
     "data.augment": (False, _bundle, []),
     "data.randaugment": ([2, 5], _bundle, []),
+    "data.randaugment_order": ("before_crop", _bundle, ["data.randaugment=[2, 5]"]),
     "data.image_size": (20, _bundle, []),
     "data.limit_train": (100, _bundle, []),
     "data.limit_val": (50, _bundle, []),

@@ -78,6 +78,7 @@ def _build(which: _Cifar, spec: DataSpec) -> DatasetBundle:
             flip=True,
             augment=spec.augment,
             randaugment=spec.randaugment,
+            randaugment_order=spec.randaugment_order,
         )
     )
     return DatasetBundle(

@@ -97,6 +97,7 @@ def build_fashion_mnist(spec: DataSpec) -> DatasetBundle:
             flip=True,
             augment=spec.augment,
             randaugment=spec.randaugment,
+            randaugment_order=spec.randaugment_order,
         )
     )
     views = role_views(spec, transforms, ArrayImages(train_images, train_labels), ArrayImages(test_images, test_labels))

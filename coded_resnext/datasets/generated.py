@@ -53,7 +53,14 @@ def _small_grayscale_bundle(
     # digits and the synthetic patterns are not mirror-symmetric classes: a small shift only, no flip
     transforms = Transforms(
         *small_image_transforms(
-            size, mean, std, padding=2, flip=False, augment=spec.augment, randaugment=spec.randaugment
+            size,
+            mean,
+            std,
+            padding=2,
+            flip=False,
+            augment=spec.augment,
+            randaugment=spec.randaugment,
+            randaugment_order=spec.randaugment_order,
         )
     )
     views = role_views(spec, transforms, train_base, test_base, train_pool=train_pool, test_pool=test_pool)

@@ -49,7 +49,14 @@ def build_imagefolder(spec: DataSpec) -> DatasetBundle:
         )
     size = spec.image_size or DEFAULT_IMAGE_SIZE
     transforms = Transforms(
-        *imagenet_transforms(size, IMAGENET_MEAN, IMAGENET_STD, augment=spec.augment, randaugment=spec.randaugment)
+        *imagenet_transforms(
+            size,
+            IMAGENET_MEAN,
+            IMAGENET_STD,
+            augment=spec.augment,
+            randaugment=spec.randaugment,
+            randaugment_order=spec.randaugment_order,
+        )
     )
     return DatasetBundle(
         **role_views(spec, transforms, train_base, test_base)._asdict(),

@@ -34,7 +34,8 @@ class DataSpec:
     download: bool = False  # let torchvision download CIFAR / Fashion-MNIST when online
     val_fraction: float = 0.1  # share of the training split held out for validation
     split_seed: int = 0  # the hold-out and every data-level subset; not the training seed, so trials share them
-    randaugment: tuple[int, int] | None = None  # (N, M) of RandAugment; None: off
+    randaugment: tuple[int, int] | None = None  # (N ops, magnitude M on timm's 0-10 scale); None: off
+    randaugment_order: str = "after_crop"  # after_crop (paper text) | before_crop (the authors' CIFAR code)
     augment: bool = True  # crop (+ flip where it makes sense) on the training split
     image_size: int | None = None  # imagefolder / digits / synthetic input size
     limit_train: int | None = None  # stratified seeded subset of the training split (quick runs)
@@ -46,7 +47,13 @@ class DataSpec:
             ra = tuple(self.randaugment)  # YAML gives a list; keep the spec hashable
             if len(ra) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ra):
                 raise DataError(f"data.randaugment: expected [N, M] with integers >= 0, got {self.randaugment!r}")
+            if ra[1] > 10:
+                raise DataError(f"data.randaugment: magnitude M must be in 0..10 (timm's scale), got {ra[1]}")
             object.__setattr__(self, "randaugment", ra)
+        if self.randaugment_order not in ("after_crop", "before_crop"):
+            raise DataError(
+                f"data.randaugment_order: must be 'after_crop' or 'before_crop', got {self.randaugment_order!r}"
+            )
         if not 0.0 <= self.val_fraction < 1.0:
             raise DataError(f"data.val_fraction: must be in [0, 1), got {self.val_fraction}")
         for key in ("limit_train", "limit_val", "limit_test"):

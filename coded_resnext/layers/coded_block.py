@@ -9,15 +9,21 @@ A coded block (ratio N_act / N < 1) divides every branch output by the RMS of th
 expand conv: sum_n t_n / s = expand(h * (1/s)), with h rescaled per branch. Branch masks (removal,
 DropSubNNs) rescale h the same way, so the coded block costs one dense 1x1 conv like a plain block,
 plus the energies (see ``energy.py``).
+
+Two variants of the paper's discussion: ``merge="concat"`` concatenates the branch outputs instead of
+summing them (Section 4.3.1; ``concat_expand.py``), and a ``grad_keep`` mask in training stops the
+classification gradient at the branches it marks 0 (footnote 5; the authors' ``Mask_grads``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from coded_resnext.layers.concat_expand import ConcatExpand, branch_slices
 from coded_resnext.layers.energy import (
     branch_energies_materialized,
     branch_outputs,
@@ -45,6 +51,7 @@ class CodedBlock(nn.Module):
         normalizer_branches: the N in Eq. 3's 1/N; the full cardinality, which stays the same when
             branches are pruned away. Defaults to ``num_branches``.
         materialize: compute energies from materialized branch outputs (the slow reference).
+        merge: ``sum`` (ResNeXt) or ``concat`` (branch n writes only its own C_out/N output channels).
     """
 
     def __init__(
@@ -60,6 +67,7 @@ class CodedBlock(nn.Module):
         materialize: bool = False,
         norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
         zero_init_last: bool = True,
+        merge: Literal["sum", "concat"] = "sum",
     ) -> None:
         super().__init__()
         width = branch_width * num_branches
@@ -73,7 +81,13 @@ class CodedBlock(nn.Module):
         self.bn_reduce = norm_layer(width)
         self.conv_group = nn.Conv2d(width, width, 3, stride=stride, padding=1, groups=num_branches, bias=False)
         self.bn_group = norm_layer(width)
-        self.conv_expand = nn.Conv2d(width, out_channels, 1, bias=False)
+        self.merge = merge
+        if merge == "concat":
+            self.conv_expand = ConcatExpand(num_branches, branch_width, branch_slices(out_channels, num_branches))
+        elif merge == "sum":
+            self.conv_expand = nn.Conv2d(width, out_channels, 1, bias=False)
+        else:
+            raise ValueError(f"merge must be 'sum' or 'concat', got {merge!r}")
         self.bn_sum = norm_layer(out_channels)
         self.act = nn.ReLU(inplace=True)
         if stride != 1 or in_channels != out_channels:
@@ -88,51 +102,91 @@ class CodedBlock(nn.Module):
         # folds bn_sum into that weight; None (computed from the live weight each forward) otherwise.
         self.register_buffer("expand_gram", None, persistent=False)
 
-    def forward(self, x: Tensor, keep: Tensor | None = None, drop: Tensor | None = None) -> BlockOutput:
+    def forward(
+        self, x: Tensor, keep: Tensor | None = None, drop: Tensor | None = None, grad_keep: Tensor | None = None
+    ) -> BlockOutput:
         """``keep`` (B, N) 0/1 removes branches before energy normalization; ``drop`` (B, N) is a
-        DropSubNNs mask applied after it. Both are ignored by an uncoded block."""
+        DropSubNNs mask applied after it; ``grad_keep`` (B, N) 0/1 lets the gradient of the block's
+        output reach only the branches marked 1 (the normalizer and the energies still see all).
+        All three are ignored by an uncoded block."""
         h = self.act(self.bn_reduce(self.conv_reduce(x)))
         h = self.act(self.bn_group(self.conv_group(h)))  # (B, N*d, H', W')
         energies: Tensor | None = None
         if not self.normalize_energy:
             summed = self.conv_expand(h)
         elif self.materialize:
-            summed, energies = self._normalized_sum_materialized(h, keep, drop)
+            summed, energies = self._normalized_sum_materialized(h, keep, drop, grad_keep)
         else:
-            summed, energies = self._normalized_sum(h, keep, drop)
+            summed, energies = self._normalized_sum(h, keep, drop, grad_keep)
         out = self.bn_sum(summed)
         out += self.shortcut(x)  # in place, as torchvision's ResNet: one block-sized buffer fewer
         return BlockOutput(self.act(out), energies)
 
-    def _normalized_sum(self, h: Tensor, keep: Tensor | None, drop: Tensor | None) -> tuple[Tensor, Tensor]:
+    def expand_weight(self) -> Tensor:
+        """The expand conv as a dense (C_out, N*d, 1, 1) weight (zero outside each branch's rows in a
+        concatenating block)."""
+        if isinstance(self.conv_expand, ConcatExpand):
+            return self.conv_expand.dense_weight()
+        return self.conv_expand.weight
+
+    def energy_channels(self) -> int | Tensor:
+        """The channels Eq. 2 averages over: C_out, or each branch's own (N,) in a concatenating block."""
+        if isinstance(self.conv_expand, ConcatExpand):
+            return self.conv_expand.channels_per_branch
+        return self.conv_expand.out_channels
+
+    def _normalized_sum(
+        self, h: Tensor, keep: Tensor | None, drop: Tensor | None, grad_keep: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         gram = self.expand_gram
         if gram is None:
-            gram = expand_gram(self.conv_expand.weight, self.num_branches)
+            gram = expand_gram(self.expand_weight(), self.num_branches)
         elif self.training:
             raise RuntimeError(
                 "this block was fused for inference (its Gram matrices are frozen and bn_sum is folded "
                 "into conv_expand); it cannot be trained. Train the unfused model instead."
             )
         scaled, energies = normalized_branches(
-            h, gram, self.conv_expand.out_channels, self.normalizer_branches, keep, drop
+            h, gram, self.energy_channels(), self.normalizer_branches, keep, drop
         )
-        return self.conv_expand(scaled), energies
+        if grad_keep is None:
+            return self.conv_expand(scaled), energies
+        # Same sum, two parts: the kept branches' as usual, the others' with no gradient to h or to
+        # their expand columns (the authors' mask * t + (1 - mask) * t.detach() on branch outputs).
+        mask = grad_keep.to(scaled.dtype).repeat_interleave(self.branch_width, dim=1)[:, :, None, None]
+        kept = scaled * mask
+        return self.conv_expand(kept) + self._expand_without_weight_grad((scaled - kept).detach()), energies
+
+    def _expand_without_weight_grad(self, x: Tensor) -> Tensor:
+        if isinstance(self.conv_expand, ConcatExpand):
+            return self.conv_expand(x, weight_grad=False)
+        return F.conv2d(x, self.conv_expand.weight.detach())
 
     def _normalized_sum_materialized(
-        self, h: Tensor, keep: Tensor | None, drop: Tensor | None
+        self, h: Tensor, keep: Tensor | None, drop: Tensor | None, grad_keep: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        t = branch_outputs(h, self.conv_expand.weight, self.num_branches)  # (B, N, C_out, H, W)
+        t = branch_outputs(h, self.expand_weight(), self.num_branches)  # (B, N, C_out, H, W)
+        channels = self.energy_channels() if isinstance(self.conv_expand, ConcatExpand) else None
         if keep is not None:
             t = t * keep[:, :, None, None, None].to(t.dtype)
-        raw = branch_energies_materialized(t)
+        raw = branch_energies_materialized(t, channels)
         inv_rms = normalizer_scale(raw, self.normalizer_branches)
         t = t * inv_rms[:, None, None, None, None].to(t.dtype)
-        energies = branch_energies_materialized(t)
+        energies = branch_energies_materialized(t, channels)
         if drop is not None:
             t = t * drop[:, :, None, None, None].to(t.dtype)
-        return t.sum(dim=1), energies
+        if grad_keep is not None:
+            mask = grad_keep[:, :, None, None, None].to(t.dtype)
+            t = mask * t + (1 - mask) * t.detach()
+        summed = t.sum(dim=1)
+        if isinstance(self.conv_expand, ConcatExpand) and self.conv_expand.channels is not None:
+            summed = summed.new_zeros(summed.shape[0], self.conv_expand.out_channels, *summed.shape[2:]).index_copy(
+                1, self.conv_expand.channels, summed
+            )
+        return summed, energies
 
     def extra_repr(self) -> str:
         coded = f"coded, normalizer_branches={self.normalizer_branches}" if self.normalize_energy else "plain"
         impl = ", materialized" if self.materialize and self.normalize_energy else ""
-        return f"branches={self.num_branches}, branch_width={self.branch_width}, {coded}{impl}"
+        merge = ", concat" if self.merge == "concat" else ""
+        return f"branches={self.num_branches}, branch_width={self.branch_width}, {coded}{impl}{merge}"

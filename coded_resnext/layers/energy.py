@@ -16,6 +16,11 @@ Two ways to get E(t_n) = mean_{c,h,w} t_n^2 (Eq. 2):
 ``normalized_branches`` does a coded block's whole normalization (energies, Eq. 3 scale, branch
 masks) on h with a hand-written backward; see ``_NormalizedBranches`` for why. Both Gram-matrix
 entry points share ``_raw_energies``.
+
+``out_channels`` (the c in Eq. 2's mean over (c, h, w)) is C_out for a summing block. A concatenating
+block (Section 4.3.1) has branch n write only its own c_n of the C_out channels (its expand weight is
+zero elsewhere), so its energies are means over those c_n channels: ``out_channels`` is then the (N,)
+tensor of the c_n, and everything else, the Gram matrices included, is unchanged.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ def expand_gram(expand_weight: Tensor, num_branches: int) -> Tensor:
         return torch.einsum("cnd,cne->nde", w, w)
 
 
-def branch_energies_from_gram(h: Tensor, gram: Tensor, out_channels: int) -> Tensor:
+def branch_energies_from_gram(h: Tensor, gram: Tensor, out_channels: int | Tensor) -> Tensor:
     """E(t_n) per sample and branch, (B, N), from h and the branches' Gram matrices ``gram`` (N, d, d).
 
     An inference copy keeps the Gram matrices of the expand weight as it was before a BatchNorm was
@@ -52,10 +57,20 @@ def branch_energies_from_gram(h: Tensor, gram: Tensor, out_channels: int) -> Ten
         return _raw_energies(layout, layout.split(h).to(dtype), gram.to(dtype), out_channels)[1]
 
 
-def _raw_energies(layout: _BranchLayout, x: Tensor, gram: Tensor, out_channels: int) -> tuple[Tensor, Tensor]:
+def _per_output(out_channels: int | Tensor, p: int, like: Tensor) -> Tensor | int:
+    """The divisor of Eq. 2's mean: C_out * positions, per branch (N,) when ``out_channels`` is a tensor."""
+    if isinstance(out_channels, Tensor):
+        return out_channels.to(device=like.device, dtype=like.dtype) * p
+    return out_channels * p
+
+
+def _raw_energies(
+    layout: _BranchLayout, x: Tensor, gram: Tensor, out_channels: int | Tensor
+) -> tuple[Tensor, Tensor]:
     """(moments (B, N, d, d), raw energies E(t_n) (B, N)) of a ``layout.split`` view ``x``."""
     moments = layout.moments(x)
-    return moments, (moments * gram).sum(dim=(-1, -2)) / (out_channels * layout.p)
+    sums = (moments * gram).sum(dim=(-1, -2))
+    return moments, sums / _per_output(out_channels, layout.p, sums)
 
 
 def branch_energies_gram(h: Tensor, expand_weight: Tensor, num_branches: int) -> Tensor:
@@ -73,9 +88,14 @@ def branch_outputs(h: Tensor, expand_weight: Tensor, num_branches: int) -> Tenso
     return torch.einsum("bndhw,cnd->bnchw", hb, w)
 
 
-def branch_energies_materialized(branch_out: Tensor) -> Tensor:
-    """Eq. 2 on materialized branch outputs (B, N, C_out, H, W) -> (B, N)."""
-    return branch_out.to(_energy_dtype(branch_out)).pow(2).mean(dim=(2, 3, 4))
+def branch_energies_materialized(branch_out: Tensor, out_channels: Tensor | None = None) -> Tensor:
+    """Eq. 2 on materialized branch outputs (B, N, C_out, H, W) -> (B, N); ``out_channels`` (N,): the
+    channels each branch owns (a concatenating block), else the mean is over all C_out."""
+    squares = branch_out.to(_energy_dtype(branch_out)).pow(2)
+    if out_channels is None:
+        return squares.mean(dim=(2, 3, 4))
+    sums = squares.sum(dim=(2, 3, 4))
+    return sums / _per_output(out_channels, branch_out.shape[-1] * branch_out.shape[-2], sums)
 
 
 def _normalize(
@@ -194,7 +214,7 @@ class _NormalizedBranches(torch.autograd.Function):
             if grad_energies is None:
                 grad_energies = torch.zeros_like(energies)
             (grad_raw,) = torch.autograd.grad((energies, scale), raw, (grad_energies, grad_scale))
-            grad_raw = grad_raw / (ctx.out_channels * layout.p)
+            grad_raw = grad_raw / _per_output(ctx.out_channels, layout.p, grad_raw)
             grad_h = None
             if ctx.needs_input_grad[0]:
                 # g * s (scale path) + 2 dE_n G_n h_n (energy path) in one addcmul
@@ -211,7 +231,7 @@ class _NormalizedBranches(torch.autograd.Function):
 def normalized_branches(
     h: Tensor,
     gram: Tensor,
-    out_channels: int,
+    out_channels: int | Tensor,
     normalizer_branches: int,
     keep: Tensor | None = None,
     drop: Tensor | None = None,

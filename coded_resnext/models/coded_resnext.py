@@ -4,10 +4,14 @@ arXiv 2202.05343).
 A ResNeXt whose deeper blocks assign branches to classes by binary codewords: energy normalization
 (Eq. 3) in every coded block, a coding loss (Eq. 5) that pushes each class's energy onto its
 codeword's branches, and DropSubNNs. ``control=True`` builds the plain ResNeXt with the same shape.
+
+The variants of the paper's discussion are config options: per-block schemes inside a stage (Appendix B),
+``branch_merge="concat"`` (Section 4.3.1) and ``mask_grads`` (footnote 5).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -20,7 +24,7 @@ from coded_resnext.coding.defaults import scheme_for_stage
 from coded_resnext.layers.coded_block import CodedBlock
 from coded_resnext.layers.drop_subnns import drop_subnns_mask
 from coded_resnext.layers.energy import coding_loss
-from coded_resnext.models.config import SCHEME_OFF, CodedResNeXtConfig, StageConfig
+from coded_resnext.models.config import SCHEME_OFF, CodedResNeXtConfig, SchemeSpec, StageConfig
 
 
 class CodedOutput(NamedTuple):
@@ -72,14 +76,15 @@ class CodedResNeXt(nn.Module):
 
         self.blocks = nn.ModuleList()
         self.coded_blocks: list[CodedBlockInfo] = []
-        self.schemes: dict[str, CodingScheme] = {}  # per coded stage
+        # per stage with a coded block: each block's scheme (None: a plain block); rebuilds the model
+        self.block_schemes: dict[str, tuple[CodingScheme | None, ...]] = {}
         previous_scheme: CodingScheme | None = None
         drop_group = -1
         for stage in config.stages:
-            scheme = self._stage_scheme(stage) if self._stage_is_coded(stage) else None
-            if scheme is not None:
-                self.schemes[stage.name] = scheme
-            for i in range(stage.depth):
+            stage_schemes = self._stage_block_schemes(stage)
+            if any(scheme is not None for scheme in stage_schemes):
+                self.block_schemes[stage.name] = stage_schemes
+            for i, scheme in enumerate(stage_schemes):
                 block = CodedBlock(
                     channels,
                     _scaled(stage.out_channels, m),
@@ -89,6 +94,7 @@ class CodedResNeXt(nn.Module):
                     normalize_energy=scheme is not None,
                     materialize=config.energy_impl == "materialized",
                     zero_init_last=config.zero_init_last_bn,
+                    merge=config.branch_merge,
                 )
                 if scheme is None:
                     previous_scheme = None
@@ -110,18 +116,39 @@ class CodedResNeXt(nn.Module):
         self.fc = nn.Linear(channels, config.num_classes, bias=False)  # no bias, as released
         self._init_weights()
 
-    def _stage_is_coded(self, stage: StageConfig) -> bool:
-        """Coded when the preset says so (N_act < N) or a scheme is given; never in the control;
-        ``schemes={stage: "off"}`` turns a coded stage into plain ResNeXt blocks."""
-        spec = self.config.schemes.get(stage.name)
-        if self.config.control or spec == SCHEME_OFF:
-            return False
-        return stage.coded or spec is not None
+    @property
+    def schemes(self) -> dict[str, CodingScheme]:
+        """The distinct schemes by name: the stage's name when the whole stage uses one, else
+        ``c4.0``, ``c4.1``, ... per run of equal blocks inside the stage (runs of plain blocks count)."""
+        out: dict[str, CodingScheme] = {}
+        for stage, per_block in self.block_schemes.items():
+            if len(set(per_block)) == 1:
+                out[stage] = per_block[0]
+                continue
+            runs = [per_block[0]]
+            for scheme in per_block[1:]:
+                if scheme != runs[-1]:
+                    runs.append(scheme)
+            out.update({f"{stage}.{i}": scheme for i, scheme in enumerate(runs) if scheme is not None})
+        return out
 
-    def _stage_scheme(self, stage: StageConfig) -> CodingScheme:
-        scheme = scheme_for_stage(
-            self.config.schemes.get(stage.name), self.config.num_classes, stage.num_branches, stage.num_active
-        )
+    def _stage_block_schemes(self, stage: StageConfig) -> tuple[CodingScheme | None, ...]:
+        """Each block's scheme; equal specs resolve once (a generated scheme is built once)."""
+        resolved: list[tuple[SchemeSpec, CodingScheme | None]] = []
+        out = []
+        for spec in self.config.block_scheme_specs(stage):
+            known = [scheme for seen, scheme in resolved if _same_spec(seen, spec)]
+            scheme = known[0] if known else self._block_scheme(stage, spec)
+            resolved.append((spec, scheme))
+            out.append(scheme)
+        return tuple(out)
+
+    def _block_scheme(self, stage: StageConfig, spec: SchemeSpec) -> CodingScheme | None:
+        """Coded when the preset says so (N_act < N) or a scheme is given; never in the control;
+        ``"off"`` makes plain ResNeXt blocks."""
+        if self.config.control or spec == SCHEME_OFF or not (stage.coded or spec is not None):
+            return None
+        scheme = scheme_for_stage(spec, self.config.num_classes, stage.num_branches, stage.num_active)
         scheme.check_compatible(self.config.num_classes, stage.num_branches, where=f"stage {stage.name}")
         return scheme
 
@@ -129,6 +156,11 @@ class CodedResNeXt(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        for block in self.coded_block_modules:
+            if self.config.expand_init == "fan_out_grouped" and isinstance(block.conv_expand, nn.Conv2d):
+                # the authors' coded expand is a grouped conv with N * C_out outputs: kaiming fan-out N * C_out
+                fan_out = block.num_branches * block.conv_expand.out_channels
+                nn.init.normal_(block.conv_expand.weight, 0.0, math.sqrt(2.0 / fan_out))
         if self.config.zero_init_last_bn:
             for block in self.blocks:
                 nn.init.zeros_(block.bn_sum.weight)
@@ -138,14 +170,26 @@ class CodedResNeXt(nn.Module):
         """Logits (B, K)."""
         return self.forward_with_aux(x).logits
 
-    def forward_with_aux(self, x: Tensor, keep_paths_of: int | Tensor | None = None) -> CodedOutput:
+    def forward_with_aux(
+        self, x: Tensor, keep_paths_of: int | Tensor | None = None, targets: Tensor | None = None
+    ) -> CodedOutput:
         """Logits and the normalized energies of every coded block.
 
         ``keep_paths_of=k`` (or a (B,) tensor of classes) zeroes, in every coded block, each branch
         whose codeword bit for that class is 0, before energy normalization (PAPER.md section 7).
+        ``targets`` (B,): the batch's labels, which ``mask_grads=True`` needs in training (the gradient
+        of each sample reaches only its class's branches); ignored otherwise.
         """
         keep = None if keep_paths_of is None else self.path_masks(keep_paths_of, x.shape[0])
-        return self.forward_with_branch_masks(x, keep)
+        grad_keep = None
+        if self.config.mask_grads and self.training and self.coded_blocks:
+            if targets is None:
+                raise ValueError(
+                    "mask_grads=True masks each sample's gradient by its class's codeword: in training call "
+                    "model.forward_with_aux(x, targets=y)"
+                )
+            grad_keep = self.path_masks(targets, x.shape[0])
+        return self.forward_with_branch_masks(x, keep, grad_keep)
 
     def path_masks(self, classes: int | Tensor, batch: int) -> list[Tensor]:
         """Per coded block, the (B, N) 0/1 mask of the branches on the paths of ``classes``."""
@@ -158,10 +202,19 @@ class CodedResNeXt(nn.Module):
                 masks.append(codewords[int(classes)].expand(batch, -1))
         return masks
 
-    def forward_with_branch_masks(self, x: Tensor, keep: Sequence[Tensor | None] | None = None) -> CodedOutput:
-        """Like ``forward_with_aux`` with an explicit (B, N_l) keep mask (or None) per coded block."""
-        if keep is not None and len(keep) != len(self.coded_blocks):
-            raise ValueError(f"expected {len(self.coded_blocks)} keep masks (one per coded block), got {len(keep)}")
+    def forward_with_branch_masks(
+        self,
+        x: Tensor,
+        keep: Sequence[Tensor | None] | None = None,
+        grad_keep: Sequence[Tensor | None] | None = None,
+    ) -> CodedOutput:
+        """Like ``forward_with_aux`` with an explicit (B, N_l) keep mask (or None) per coded block, and
+        optionally a (B, N_l) gradient mask per coded block (``CodedBlock.forward``'s ``grad_keep``)."""
+        for name, masks in (("keep", keep), ("gradient", grad_keep)):
+            if masks is not None and len(masks) != len(self.coded_blocks):
+                raise ValueError(
+                    f"expected {len(self.coded_blocks)} {name} masks (one per coded block), got {len(masks)}"
+                )
         x = self.stem(x)
         energies: list[Tensor] = []
         coded = iter(self.coded_blocks)
@@ -179,7 +232,8 @@ class CodedResNeXt(nn.Module):
                 if self.training and info.drop_prob > 0:
                     drop = drop_subnns_mask(x.shape[0], block.num_branches, info.drop_prob, x.device)
             block_keep = None if keep is None else keep[len(energies)]
-            out = block(x, block_keep, drop)
+            block_grad_keep = None if grad_keep is None else grad_keep[len(energies)]
+            out = block(x, block_keep, drop, block_grad_keep)
             x = out.out
             energies.append(out.energies)
         return CodedOutput(self.head(x), tuple(energies))
@@ -212,6 +266,11 @@ class CodedResNeXt(nn.Module):
         return {stage: scheme.content_hash for stage, scheme in self.schemes.items()}
 
     def extra_repr(self) -> str:
-        kind = "control (plain ResNeXt)" if self.config.control else f"coded stages {list(self.schemes)}"
+        kind = "control (plain ResNeXt)" if self.config.control else f"coded stages {list(self.block_schemes)}"
         params = sum(p.numel() for p in self.parameters())
         return f"num_classes={self.num_classes}, {kind}, params={params / 1e6:.2f}M"
+
+
+def _same_spec(a: SchemeSpec, b: SchemeSpec) -> bool:
+    """Equal scheme specs (a CodingScheme compares by content, the rest by value)."""
+    return type(a) is type(b) and a == b

@@ -12,7 +12,10 @@ from coded_resnext.coding.defaults import GeneratedScheme
 # generator parameters, or "off". None: the published scheme for (classes, branches, active) if there is
 # one, else a generated one.
 SchemeSpec = str | CodingScheme | GeneratedScheme | None
-SCHEME_OFF = "off"  # as a stage's scheme: make the stage uncoded (plain ResNeXt blocks)
+# A stage's schemes: one spec for all its blocks, or a sequence with one spec per block (Appendix B: a
+# scheme that changes inside a stage, e.g. c4 as 3 blocks at 16/32 then 3 at 8/32).
+StageSchemes = SchemeSpec | tuple[SchemeSpec, ...] | list[SchemeSpec]
+SCHEME_OFF = "off"  # as a stage's (or a block's) scheme: plain ResNeXt blocks there
 
 
 class ModelConfigError(ValueError):
@@ -66,7 +69,17 @@ class CodedResNeXtConfig:
     control: bool = False  # every block N/N: the plain ResNeXt baseline with the same shape
     energy_impl: Literal["gram", "materialized"] = "gram"  # "materialized": slow reference path
     zero_init_last_bn: bool = True  # gamma of the BN after the branch sum starts at 0
-    schemes: dict[str, SchemeSpec] = field(default_factory=dict)  # per coded stage name
+    schemes: dict[str, StageSchemes] = field(default_factory=dict)  # per stage name: one spec, or one per block
+    # Section 4.3.1: a block's branch outputs are summed (ResNeXt, the paper's method) or concatenated
+    # (branch n writes its own C_out/N output channels; the variant that breaks the binary classifiers)
+    branch_merge: Literal["sum", "concat"] = "sum"
+    # Footnote 5 / the authors' Mask_grads: in training, the classification gradient does not reach the
+    # branches that are inactive for the sample's class (the coding loss still does)
+    mask_grads: bool = False
+    # Init of a coded (summing) block's expand conv: kaiming fan-out N*C_out, as the authors' grouped
+    # expand conv (one C_out output per branch) has, or C_out of the dense conv (sqrt(N) larger weights).
+    # The paper is silent; the authors' code decides the default. Plain blocks use C_out either way.
+    expand_init: Literal["fan_out_grouped", "fan_out_dense"] = "fan_out_grouped"
 
     def __post_init__(self) -> None:
         if self.num_classes < 2:
@@ -97,6 +110,32 @@ class CodedResNeXtConfig:
         unknown = set(self.schemes) - set(names)
         if unknown:
             raise ModelConfigError(f"schemes given for unknown stages {sorted(unknown)}; the stages are {names}")
+        for key, choices in (
+            ("branch_merge", ("sum", "concat")),
+            ("expand_init", ("fan_out_grouped", "fan_out_dense")),
+        ):
+            if getattr(self, key) not in choices:
+                raise ModelConfigError(f"{key} must be one of {list(choices)}, got {getattr(self, key)!r}")
+        for stage in self.stages:
+            self.block_scheme_specs(stage)  # per-block counts checked here, before anything is built
+            width = max(1, round(stage.out_channels * self.width_multiplier))
+            if self.branch_merge == "concat" and width < stage.num_branches:
+                raise ModelConfigError(
+                    f"branch_merge='concat': stage {stage.name} has {width} output channels for {stage.num_branches} "
+                    f"branches, each of which needs its own; raise width_multiplier"
+                )
+
+    def block_scheme_specs(self, stage: StageConfig) -> list[SchemeSpec]:
+        """The scheme spec of each of ``stage``'s blocks (a stage-wide spec repeated)."""
+        spec = self.schemes.get(stage.name)
+        if not isinstance(spec, tuple | list):
+            return [spec] * stage.depth
+        if len(spec) != stage.depth:
+            raise ModelConfigError(
+                f"schemes[{stage.name!r}]: {len(spec)} per-block schemes for the {stage.depth} blocks of stage "
+                f"{stage.name}; give one per block"
+            )
+        return list(spec)
 
     @classmethod
     def field_names(cls) -> list[str]:
