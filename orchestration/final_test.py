@@ -147,13 +147,14 @@ class SweepFront:
 
 
 def find_sweep(client: MlflowClient, name: str) -> Run:
-    """The most recent parent run of sweep ``name`` (tags role=sweep, sweep=name) in any experiment."""
+    """The most recent parent run of sweep or ablation ``name`` (tags role, sweep=name) in any experiment."""
     from orchestration.tracking import find_runs
 
     runs = [
         run
         for exp in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
-        for run in find_runs(client.tracking_uri, exp.name, {"role": "sweep", "sweep": name})
+        for role in ("sweep", "ablation")
+        for run in find_runs(client.tracking_uri, exp.name, {"role": role, "sweep": name})
     ]
     runs.sort(key=lambda run: run.info.start_time, reverse=True)
     if not runs:
@@ -163,22 +164,42 @@ def find_sweep(client: MlflowClient, name: str) -> Run:
     return runs[0]
 
 
-def sweep_front(client: MlflowClient, name: str) -> SweepFront:
-    """The finished sweep's Pareto front over its own objectives, judged on the validation figures."""
-    from results.pareto import Objective, pareto_front
+def _finished_trials(client: MlflowClient, name: str) -> tuple[Run, dict[str, str], pd.DataFrame]:
+    """(parent, objectives, finished trial runs) of a finished sweep or ablation."""
     from results.runs import load_runs
 
     parent = find_sweep(client, name)
+    role = parent.data.tags.get("role", "sweep")
     if parent.info.status != "FINISHED":
+        command = "ablate ABLATION.yaml" if role == "ablation" else "tune SPACE.yaml"
         raise UserError(
-            f"sweep {name!r} is {parent.info.status}: its front is not final; finish it first "
-            f"(coded-resnext tune SPACE.yaml --resume)"
+            f"{role} {name!r} is {parent.info.status}: its runs are not final; finish it first "
+            f"(coded-resnext {command} --resume)"
         )
     objectives = json.loads(parent.data.params.get("tune.objectives", "{}")) or {"val/accuracy": "max"}
     experiment = client.get_experiment(parent.info.experiment_id).name
     runs = load_runs(experiment, client.tracking_uri, parent_run_id=parent.info.run_id)
+    return parent, objectives, runs
+
+
+def sweep_trials(client: MlflowClient, name: str) -> SweepFront:
+    """Every finished trial of a finished sweep or ablation (an ablation's control cell included; a sweep's
+    infeasible and early-stopped trials left out: they are no finished model)."""
+    from results.sweep_progress import unfinished_models
+
+    parent, objectives, runs = _finished_trials(client, name)
+    runs = runs[~unfinished_models(runs)].reset_index(drop=True)
+    if runs.empty:
+        raise UserError(f"{parent.data.tags.get('role', 'sweep')} {name!r} has no finished trials to measure")
+    return SweepFront(parent, objectives, runs)
+
+
+def sweep_front(client: MlflowClient, name: str) -> SweepFront:
+    """The finished sweep's Pareto front over its own objectives, judged on the validation figures."""
+    from results.pareto import Objective, pareto_front
     from results.sweep_progress import off_the_front
 
+    parent, objectives, runs = _finished_trials(client, name)
     runs = runs[~off_the_front(runs)]  # the sweep's baseline, infeasible and early-stopped trials are no candidates
     if runs.empty:
         raise UserError(f"sweep {name!r} has no finished trials to choose a front from")
@@ -202,3 +223,23 @@ def front_table(front: SweepFront, measured: dict[str, dict[str, float]]) -> pd.
             row[test] = measured.get(run["run_id"], {}).get(test, run.get(f"metrics.{test}"))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def ablation_test_summary(client: MlflowClient, front: SweepFront) -> pd.DataFrame | None:
+    """An ablation's per-cell summary (mean, 95% interval, paired delta to the control) of the test figures
+    of the metrics its ``ablation_summary.csv`` holds; None for a sweep or a parent without that table."""
+    from coded_resnext.evaluation import as_test_metric
+    from results.ablation import summarize_ablation
+    from results.runs import load_runs
+
+    if front.parent.data.tags.get("role") != "ablation":
+        return None
+    parent_id = front.parent.info.run_id
+    if "ablation_summary.csv" not in [a.path for a in client.list_artifacts(parent_id)]:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = pd.read_csv(client.download_artifacts(parent_id, "ablation_summary.csv", tmp))
+    metrics = [as_test_metric(m) for m in dict.fromkeys(summary["metric"])]
+    experiment = client.get_experiment(front.parent.info.experiment_id).name
+    runs = load_runs(experiment, client.tracking_uri, parent_run_id=parent_id)
+    return summarize_ablation(runs, metrics, cell_column="tags.ablation_cell")

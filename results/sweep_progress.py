@@ -28,6 +28,11 @@ def off_the_front(runs: pd.DataFrame) -> pd.Series:
     return _tagged(runs, REFERENCE_TAG) | _tagged(runs, INFEASIBLE_TAG) | _tagged(runs, EARLY_STOPPED_TAG)
 
 
+def unfinished_models(runs: pd.DataFrame) -> pd.Series:
+    """Runs whose model did not train its full budget: infeasible and early-stopped trials."""
+    return _tagged(runs, INFEASIBLE_TAG) | _tagged(runs, EARLY_STOPPED_TAG)
+
+
 def reference_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[_tagged(runs, REFERENCE_TAG)]
 

@@ -378,7 +378,8 @@ EVALUATE_CASES = [
     Case("evaluate-unknown-sweep", [*EVALUATE, "--sweep", "nope", "--front"], "no sweep named 'nope'", None),
     Case("evaluate-unfinished-sweep", [*EVALUATE, "--sweep", "halfway", "--front"], "sweep 'halfway' is RUNNING",
          "--resume"),
-    Case("evaluate-sweep-without-front", [*EVALUATE, "--sweep", "halfway"], "--sweep NAME needs --front", None),
+    Case("evaluate-sweep-without-front", [*EVALUATE, "--sweep", "halfway"], "--sweep NAME needs --front", "--all"),
+    Case("evaluate-all-without-sweep", [*EVALUATE, "--run-id", "x", "--all"], "--all goes with --sweep", None),
     Case("evaluate-front-without-sweep", [*EVALUATE, "--run-id", "x", "--front"], "--front goes with --sweep", None),
 ]
 

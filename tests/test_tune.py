@@ -174,6 +174,15 @@ def test_ablation_runs_cells_and_control_per_seed_and_summarizes(in_tmp, capsys)
     row = table[(table.cell == "c3_off") & (table.metric == "binary/param_fraction")].iloc[0]
     assert row.n == 2 and row.n_pairs == 2 and row.delta_mean < 0  # coded: a smaller binary classifier
     assert "c3_off" in out and "control" in out
+    assert not [k for r in trials for k in r.data.metrics if k.startswith("test/")]  # cells select: no test
+
+    # Every cell and seed measured once on the test split afterwards, with the paired summary of it.
+    assert main(["evaluate", "--sweep", "abl", "--all", "--tracking-uri", uri]) == 0
+    client, runs = _runs(uri, "abl")
+    assert all("test/accuracy" in r.data.metrics for r in runs if r.data.tags.get("role") == "trial")
+    test_table = pd.read_csv(client.download_artifacts(parent.info.run_id, "ablation_summary_test.csv"))
+    row = test_table[(test_table.cell == "c3_off") & (test_table.metric == "test/binary/param_fraction")].iloc[0]
+    assert row.n_pairs == 2 and row.delta_mean < 0
 
 
 @pytest.mark.ray

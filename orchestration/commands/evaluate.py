@@ -25,8 +25,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--run-id", help="a finished run (a single run, a trial or an ablation cell)")
-    which.add_argument("--sweep", metavar="NAME", help="a finished sweep (its tune.name); needs --front")
-    p.add_argument("--front", action="store_true", help="with --sweep: every run on the sweep's Pareto front")
+    which.add_argument(
+        "--sweep", metavar="NAME", help="a finished sweep or ablation (its tune.name); needs --front or --all"
+    )
+    runs = p.add_mutually_exclusive_group()
+    runs.add_argument("--front", action="store_true", help="with --sweep: every run on the sweep's Pareto front")
+    runs.add_argument(
+        "--all",
+        action="store_true",
+        help="with --sweep: every finished run (for an ablation: every cell and seed, and a paired test summary)",
+    )
     p.add_argument("--force", action="store_true", help="measure again runs that already have test figures")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run the model")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite file under runs/)")
@@ -39,13 +47,20 @@ def _run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line per step is ours to print
-    from orchestration.final_test import front_table, measure, plan_run, sweep_front
+    from orchestration.final_test import (
+        ablation_test_summary,
+        front_table,
+        measure,
+        plan_run,
+        sweep_front,
+        sweep_trials,
+    )
     from orchestration.tracking import RunTracker, default_tracking_uri
 
-    if args.sweep and not args.front:
-        raise UserError("--sweep NAME needs --front (the runs on the sweep's Pareto front are measured)")
-    if args.front and not args.sweep:
-        raise UserError("--front goes with --sweep NAME")
+    if args.sweep and not (args.front or args.all):
+        raise UserError("--sweep NAME needs --front (the runs on its Pareto front) or --all (every finished run)")
+    if (args.front or args.all) and not args.sweep:
+        raise UserError(f"--{'front' if args.front else 'all'} goes with --sweep NAME")
     uri = args.tracking_uri or default_tracking_uri()
     from mlflow.tracking import MlflowClient
 
@@ -60,20 +75,28 @@ def _run(args: argparse.Namespace) -> int:
             for key in sorted(metrics):
                 print(f"  {key:<48} {metrics[key]:.4f}")
             return 0
-        front = sweep_front(client, args.sweep)
+        front = sweep_front(client, args.sweep) if args.front else sweep_trials(client, args.sweep)
         ids = list(front.front["run_id"])
-        say(f"sweep {args.sweep!r}: {len(ids)} run(s) on the front over {', '.join(front.objectives)}")
+        which = f"on the front over {', '.join(front.objectives)}" if args.front else "finished"
+        say(f"{args.sweep!r}: {len(ids)} run(s) {which}")
         plans = [plan_run(client, run_id, work / run_id, force=args.force, data_cache=cache) for run_id in ids]
         measured = {plan.run_id: measure(plan, uri, say, args.device) for plan in plans}
         table = front_table(front, measured)
+        summary = ablation_test_summary(client, front)
         parent = RunTracker.attach(uri, front.parent.info.run_id)  # the parent's status stays as it is
+        name = "front_test.csv" if args.front else "runs_test.csv"
         try:
-            path = work / "front_test.csv"
-            table.to_csv(path, index=False)
-            parent.log_artifact(path)
+            table.to_csv(work / name, index=False)
+            parent.log_artifact(work / name)
+            if summary is not None:
+                summary.to_csv(work / "ablation_summary_test.csv", index=False)
+                parent.log_artifact(work / "ablation_summary_test.csv")
         finally:
             parent.close()
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4f}".format):
         print("\n" + table.drop(columns=["run_name"]).to_string(index=False))
-    print(f"\nfront_test.csv attached to the sweep's parent run {front.parent.info.run_id}")
+        if summary is not None:
+            print("\n" + summary.to_string(index=False))
+    attached = name + (" and ablation_summary_test.csv" if summary is not None else "")
+    print(f"\n{attached} attached to the parent run {front.parent.info.run_id}")
     return 0
