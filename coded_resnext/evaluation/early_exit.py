@@ -43,17 +43,13 @@ def early_exit_curve(
 ) -> list[dict[str, float]]:
     """Accuracy and mean compute fraction for a sweep of confidence thresholds."""
     decoded = [decode(e, info.scheme) for e, info in zip(collected.energies, model.coded_blocks, strict=True)]
-    final_pred = collected.logits.argmax(1)
     confidences = torch.stack([d.confidence for d in decoded], 1)  # (S, L)
-    predictions = torch.stack([d.prediction for d in decoded], 1)
     quantiles = torch.linspace(0, 1, num_thresholds - 1)
     thresholds = [*torch.quantile(confidences.flatten(), quantiles).tolist(), math.inf]
     fractions = torch.tensor(block_fractions)
     rows = []
     for tau in sorted(set(thresholds)):
-        confident = confidences >= tau  # (S, L)
-        exits = torch.where(confident.any(1), confident.float().argmax(1), torch.full_like(final_pred, -1))
-        pred = torch.where(exits >= 0, predictions.gather(1, exits.clamp_min(0)[:, None])[:, 0], final_pred)
+        pred, exits = simulated_exits(model, collected, tau, decoded)
         compute = torch.where(exits >= 0, fractions[exits.clamp_min(0)], torch.ones(len(exits)))
         rows.append(
             {
@@ -64,6 +60,23 @@ def early_exit_curve(
             }
         )
     return rows
+
+
+def simulated_exits(
+    model: CodedResNeXt, collected: Collected, threshold: float | Tensor, decoded: list | None = None
+) -> tuple[Tensor, Tensor]:
+    """Per sample, the prediction and the exit point (index into ``model.coded_blocks``, -1 for the final
+    head) of early exit at ``threshold`` (a float, or one per coded block), read off one full pass.
+    ``coded_resnext.EarlyExit`` takes the same decisions while really stopping (tests hold them together)."""
+    if decoded is None:
+        decoded = [decode(e, info.scheme) for e, info in zip(collected.energies, model.coded_blocks, strict=True)]
+    final_pred = collected.logits.argmax(1)
+    confidences = torch.stack([d.confidence for d in decoded], 1)  # (S, L)
+    predictions = torch.stack([d.prediction for d in decoded], 1)
+    confident = confidences >= torch.as_tensor(threshold, dtype=confidences.dtype)  # (S, L)
+    exits = torch.where(confident.any(1), confident.float().argmax(1), torch.full_like(final_pred, -1))
+    pred = torch.where(exits >= 0, predictions.gather(1, exits.clamp_min(0)[:, None])[:, 0], final_pred)
+    return pred, exits
 
 
 def early_exit_summary(rows: list[dict[str, float]], full_accuracy: float) -> dict[str, float]:
