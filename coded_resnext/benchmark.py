@@ -5,6 +5,10 @@ Each round times one step of every variant in turn, so drift in machine load hit
 alike; the report gives medians and ratios, with parameter and FLOP fractions beside the time ratio
 of the binary classifier. Nothing here asserts a time.
 
+Memory is measured like time: the peak and the volume allocated during one train step and one
+inference of coded, control and materialized (``coded_resnext.memory``), as MiB and ratios. Avoiding the
+materialized N x C_out branch outputs is half of why the Gram-matrix block exists.
+
 The binary classifier as extracted is pruned *and* made ready for inference (BatchNorms folded,
 channels-last; ``coded_resnext.fusion``). So that no one credits pruning with what folding does, the
 full model is timed both as it is and with the same ``fuse_for_inference``, and the pruned
@@ -24,6 +28,7 @@ from torch import Tensor, nn
 from coded_resnext.accounting import flop_count, parameter_count
 from coded_resnext.extraction import extract_binary_classifier
 from coded_resnext.fusion import fuse_for_inference
+from coded_resnext.memory import MemoryUse, peak_memory
 from coded_resnext.models import CodedResNeXt, create_model
 
 
@@ -41,6 +46,9 @@ class BenchResult:
     inference_variants_ms: dict[str, float] = field(default_factory=dict)
     ratios: dict[str, float] = field(default_factory=dict)
     binary: dict[str, float] = field(default_factory=dict)
+    # step -> {"peak_mib", "allocated_mib"}: one train step / one inference; and coded vs the others
+    memory_mib: dict[str, dict[str, float]] = field(default_factory=dict)
+    memory_ratios: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,6 +64,10 @@ class BenchResult:
         lines += [f"{name:<34}{ms:>12.2f}" for name, ms in {**self.median_ms, **self.inference_variants_ms}.items()]
         lines += ["", f"{'ratio':<42}{'value':>12}"]
         lines += [f"{name:<42}{value:>12.3f}" for name, value in self.ratios.items()]
+        lines += ["", f"{'memory (one step, above its start)':<34}{'peak MiB':>12}{'allocated MiB':>15}"]
+        lines += [f"{name:<34}{m['peak_mib']:>12.1f}{m['allocated_mib']:>15.1f}" for name, m in self.memory_mib.items()]
+        lines += ["", f"{'memory ratio':<42}{'value':>12}"]
+        lines += [f"{name:<42}{value:>12.3f}" for name, value in self.memory_ratios.items()]
         lines += ["", f"{'binary classifier (class 0)':<42}{'fraction':>12}"]
         lines += [f"{name:<42}{value:>12.3f}" for name, value in self.binary.items()]
         lines += [
@@ -172,6 +184,9 @@ def run_benchmark(
         "infer binary unfused / full as-is": med["infer/binary unfused"] / med["infer/coded"],
         "infer full fused / full as-is": med["infer/coded fused"] / med["infer/coded"],
     }
+    memory = _memory(steps, {"train/coded": coded, "train/control": control, "train/materialized": materialized})
+    result.memory_mib = {name: {"peak_mib": m.peak_mib, "allocated_mib": m.allocated_mib} for name, m in memory.items()}
+    result.memory_ratios = _memory_ratios(memory)
     one = x[:1]
     result.binary = {
         "time vs full as-is": result.ratios["infer binary / full as-is"],
@@ -186,3 +201,35 @@ def run_benchmark(
         / parameter_count(infer_coded, paper_accounting=True),
     }
     return result
+
+
+MEMORY_STEPS = (
+    "train/coded",
+    "train/control",
+    "train/materialized",
+    "infer/coded",
+    "infer/control",
+    "infer/materialized",
+)
+
+
+def _memory(steps: dict[str, Callable[[], None]], trained: dict[str, nn.Module]) -> dict[str, MemoryUse]:
+    """One measured call of each step; train steps start without gradients (freed blocks from before the
+    measurement would be invisible to the CPU profiler, see ``coded_resnext.memory``)."""
+    out = {}
+    for name in MEMORY_STEPS:
+        if name in trained:
+            trained[name].zero_grad(set_to_none=True)
+        out[name] = peak_memory(steps[name])
+    return out
+
+
+def _memory_ratios(memory: dict[str, MemoryUse]) -> dict[str, float]:
+    ratios = {}
+    for kind in ("train", "infer"):
+        coded, control, materialized = (memory[f"{kind}/{v}"] for v in ("coded", "control", "materialized"))
+        ratios[f"{kind} peak coded / control"] = coded.peak_bytes / control.peak_bytes
+        ratios[f"{kind} peak materialized / coded"] = materialized.peak_bytes / coded.peak_bytes
+        ratios[f"{kind} allocated coded / control"] = coded.allocated_bytes / control.allocated_bytes
+        ratios[f"{kind} allocated materialized / coded"] = materialized.allocated_bytes / coded.allocated_bytes
+    return ratios
