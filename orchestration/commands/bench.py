@@ -1,4 +1,5 @@
-"""``coded-resnext bench model``: coded vs control vs materialized, and binary vs full, side by side."""
+"""``coded-resnext bench model``: coded vs control vs materialized, and binary vs full, side by side;
+``bench early-exit`` (``bench_early_exit.py``): the early-exit network vs the full model."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 from coded_resnext import list_models
+from orchestration.commands import bench_early_exit
 from orchestration.errors import UserError
 
 
@@ -50,6 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     model.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     model.set_defaults(run=_run)
+    bench_early_exit.register(bench_sub)
 
 
 def _run(args: argparse.Namespace) -> int:
