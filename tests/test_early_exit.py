@@ -15,6 +15,7 @@ from coded_resnext.early_exit import EarlyExitError
 from coded_resnext.evaluation.collect import collect
 from coded_resnext.evaluation.early_exit import early_exit_curve, exit_compute_fractions, simulated_exits
 from coded_resnext.fusion import fuse_for_inference
+from tests.conftest import randomize_batchnorm
 
 BATCH = 16
 
@@ -24,13 +25,7 @@ def _model(seed: int = 0) -> cr.CodedResNeXt:
     and blocks as after training (at initialization every coded block looks alike)."""
     torch.manual_seed(seed)
     model = cr.create_model("coded_resnext_mini", 10, in_chans=1)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.2, 0.2)
-                module.running_mean.uniform_(-0.1, 0.1)
-                module.running_var.uniform_(0.5, 2.0)
+    randomize_batchnorm(model)
     return model.eval()
 
 
