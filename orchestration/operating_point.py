@@ -86,15 +86,16 @@ def run_curve(client, run_id: str) -> list[dict]:
     import pandas as pd
     from mlflow.exceptions import MlflowException
 
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = client.download_artifacts(run_id, CURVE_ARTIFACT, tmp)
-        except (MlflowException, OSError):
-            raise UserError(
-                f"run {run_id} has no {CURVE_ARTIFACT} (a run of a coded model logs it at its end); "
-                "give --threshold instead"
-            ) from None
-        return pd.read_csv(path).to_dict("records")
+    missing = UserError(
+        f"run {run_id} has no {CURVE_ARTIFACT} (a run of a coded model logs it at its end); give --threshold instead"
+    )
+    try:  # listed first: a download of a missing file would draw a progress bar before failing
+        if CURVE_ARTIFACT not in {f.path for f in client.list_artifacts(run_id, "tables")}:
+            raise missing
+        with tempfile.TemporaryDirectory() as tmp:
+            return pd.read_csv(client.download_artifacts(run_id, CURVE_ARTIFACT, tmp)).to_dict("records")
+    except (MlflowException, OSError):
+        raise missing from None
 
 
 def run_checkpoint(client, run_id: str, uri: str) -> Path:

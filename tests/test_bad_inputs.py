@@ -390,7 +390,83 @@ SEARCH_SPACE_CASES: list[Case] = [
          {"abl.yaml": "grid: {loss.mu: [1, 3]}\nseeds: [0, 0]\n"}),
 ]
 
-CASES = CONFIG_CASES + SCHEME_CASES + DATA_CASES + CHECKPOINT_CASES + CLI_CASES + SEARCH_SPACE_CASES
+def _no_cuda(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+# Issue 18: the GPU train path and early exit.
+EXTRACT_EE = ["extract", "--checkpoint", "{ws}/good.pt", "--early-exit", "--out", "{d}/ee.pt2"]
+BENCH_EE = ["bench", "early-exit", "--preset", "coded_resnext_mini"]
+ACCELERATION_CASES = [
+    Case(
+        "train-fp16-without-cuda",
+        TRAIN,
+        "train.precision=fp16 needs a CUDA GPU",
+        "use train.precision=bf16",
+        {"run.yaml": QUICK.replace("progress: none", "progress: none, precision: fp16")},
+        _no_cuda,
+    ),
+    Case(
+        "config-fp16-on-cpu-device",
+        TRAIN,
+        "train.precision: fp16 needs a CUDA GPU",
+        "use bf16",
+        {"run.yaml": QUICK.replace("progress: none", "progress: none, precision: fp16, device: cpu")},
+    ),
+    Case(
+        "config-sync-batchnorm-one-worker",
+        TRAIN,
+        "train.sync_batchnorm: needs train.num_workers > 1",
+        "set it false",
+        {"run.yaml": QUICK.replace("progress: none", "progress: none, sync_batchnorm: true")},
+    ),
+    Case("extract-ee-threshold-not-a-number", [*EXTRACT_EE, "--threshold", "high"], "--threshold 'high': not a number"),
+    Case(
+        "extract-ee-threshold-wrong-length",
+        [*EXTRACT_EE, "--threshold", "0.2,0.3"],
+        "2 per-block values but the model has 4 coded blocks",
+        "give one number or 4 comma-separated",
+    ),
+    Case("extract-ee-at-accuracy-above-1", [*EXTRACT_EE, "--at-accuracy", "1.5"], "--at-accuracy 1.5: must be in (0, 1]"),
+    Case("extract-ee-at-accuracy-zero", [*EXTRACT_EE, "--at-accuracy", "0"], "--at-accuracy 0.0: must be in (0, 1]"),
+    Case(
+        "extract-ee-run-without-curve",
+        EXTRACT_EE,
+        "has no tables/early_exit_curve.csv",
+        "give --threshold instead",
+    ),
+    Case(
+        "extract-threshold-without-early-exit",
+        ["extract", "--checkpoint", "{ws}/good.pt", "--class", "0", "--threshold", "0.3", "--out", "{d}/x.pt2"],
+        "choose an early-exit operating point",
+        "give them with --early-exit",
+    ),
+    Case("bench-ee-threshold-not-a-number", [*BENCH_EE, "--threshold", "x"], "--threshold 'x': not a number"),
+    Case(
+        "bench-ee-threshold-wrong-length",
+        [*BENCH_EE, "--threshold", "0.1,0.2,0.3"],
+        "3 per-block values but the model has 4 coded blocks",
+    ),
+    Case("bench-ee-exit-rate-out-of-range", [*BENCH_EE, "--exit-rate", "1.2"], "--exit-rate 1.2: must be in (0, 1)"),
+    Case(
+        "bench-ee-at-accuracy-needs-a-run",
+        [*BENCH_EE, "--at-accuracy", "0.99"],
+        "--at-accuracy reads a run's validation curve",
+        "give --run-id or --checkpoint",
+    ),
+    Case(
+        "usage-extract-class-and-early-exit",
+        ["extract", "--checkpoint", "b", "--class", "0", "--early-exit", "--out", "x"],
+        "not allowed with",
+        usage=True,
+    ),
+]
+
+CASES = (
+    CONFIG_CASES + SCHEME_CASES + DATA_CASES + CHECKPOINT_CASES + CLI_CASES + SEARCH_SPACE_CASES + ACCELERATION_CASES
+)
 
 # ---- the workspace: an MLflow store with a finished run, a checkpoint, earlier results ---------------
 @pytest.fixture(scope="module")
