@@ -41,6 +41,8 @@ class BenchResult:
     rounds: int
     allocator: str = "glibc default"  # see coded_resnext.cpu_allocator
     train_layout: str = "channels-last"
+    train_precision: str = "fp32"  # autocast of the train steps: fp32 (none) or bf16
+    train_compiled: bool = False  # train steps' forward and loss through torch.compile
     median_ms: dict[str, float] = field(default_factory=dict)
     # Inference of the same networks with and without fuse_for_inference (see the module docstring).
     inference_variants_ms: dict[str, float] = field(default_factory=dict)
@@ -57,7 +59,7 @@ class BenchResult:
         lines = [
             f"preset {self.preset}, batch {self.batch_size}, {self.image_size}x{self.image_size}, "
             f"{self.threads} threads, {self.rounds} interleaved rounds (medians), allocator: {self.allocator}, "
-            f"train steps {self.train_layout}",
+            f"train steps {self.train_layout}, {self.train_precision}{', compiled' if self.train_compiled else ''}",
             "",
             f"{'step':<34}{'median ms':>12}",
         ]
@@ -83,12 +85,21 @@ def default_image_size(model: CodedResNeXt) -> int:
     return 32 if model.config.stem == "cifar" else 160  # the paper trains ImageNet at 160x160
 
 
-def _train_step(model: CodedResNeXt, x: Tensor, y: Tensor) -> Callable[[], None]:
+def _train_step(
+    model: CodedResNeXt, x: Tensor, y: Tensor, autocast: torch.dtype | None = None, compiled: bool = False
+) -> Callable[[], None]:
+    """Forward, coding loss, backward and SGD step, as the trainer runs them (``orchestration/training.py``:
+    ``train.precision`` autocasts the forward, ``train.compile`` compiles forward and loss)."""
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
 
+    def forward_and_loss() -> Tensor:
+        return model.loss(model.forward_with_aux(x), y)
+
+    forward = torch.compile(forward_and_loss) if compiled else forward_and_loss
+
     def step() -> None:
-        out = model.forward_with_aux(x)
-        loss = model.loss(out, y)
+        with torch.autocast(x.device.type, dtype=autocast, enabled=autocast is not None):
+            loss = forward()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -114,6 +125,8 @@ def run_benchmark(
     progress: Callable[[str], None] | None = None,
     allocator: str = "glibc default",
     train_channels_last: bool = True,
+    train_precision: str = "fp32",
+    train_compiled: bool = False,
 ) -> BenchResult:
     """Time train steps (coded, control, materialized) and inference (those plus the binary
     classifier of class 0), interleaved for ``rounds`` rounds after ``warmup`` rounds."""
@@ -129,6 +142,7 @@ def run_benchmark(
     x = torch.randn(batch_size, coded.config.in_chans, size, size)
     y = torch.randint(0, coded.num_classes, (batch_size,))
 
+    autocast = {"fp32": None, "bf16": torch.bfloat16}[train_precision]
     # Training steps change the weights; inference uses separate eval-mode copies so the binary
     # classifier is extracted from exactly the weights the full model runs with.
     infer_coded = create_model(preset, num_classes).eval()
@@ -140,9 +154,9 @@ def run_benchmark(
     coded_fused = fuse_for_inference(infer_coded)
 
     steps: dict[str, Callable[[], None]] = {
-        "train/coded": _train_step(coded.train(), x, y),
-        "train/control": _train_step(control.train(), x, y),
-        "train/materialized": _train_step(materialized.train(), x, y),
+        "train/coded": _train_step(coded.train(), x, y, autocast, train_compiled),
+        "train/control": _train_step(control.train(), x, y, autocast, train_compiled),
+        "train/materialized": _train_step(materialized.train(), x, y, autocast, train_compiled),
         "infer/coded": _inference(infer_coded, x),
         "infer/control": _inference(infer_control, x),
         "infer/materialized": _inference(infer_materialized, x),
@@ -171,6 +185,8 @@ def run_benchmark(
         rounds,
         allocator,
         "channels-last" if train_channels_last else "contiguous",
+        train_precision,
+        train_compiled,
         median_ms={name: ms for name, ms in med.items() if name not in variants},
         inference_variants_ms={name: med[name] for name in variants},
     )
