@@ -37,11 +37,12 @@ def test_coded_block_backward_under_bf16_autocast_matches_fp32():
     torch.manual_seed(2)
     x = torch.randn(4, 16, 8, 8).contiguous(memory_format=torch.channels_last)
     cpu = torch.device("cpu")
-    fp32_grads, fp32_energies = _block_grads(False, acceleration.resolve_precision("fp32", cpu), x)
+    # the reference: the materialized block (plain autograd) in fp32
+    fp32_grads, fp32_energies = _block_grads(True, acceleration.resolve_precision("fp32", cpu), x)
     bf16 = acceleration.resolve_precision("bf16", cpu)
-    grads, energies = _block_grads(False, bf16, x)
+    grads, energies = _block_grads(False, bf16, x)  # the Gram-matrix block, hand-written backward, bf16
     assert energies.dtype == torch.float32  # energies stay fp32 under autocast
-    reference, _ = _block_grads(True, bf16, x)  # the materialized block, plain autograd, same autocast
+    reference, _ = _block_grads(True, bf16, x)  # the materialized block under the same autocast
     for grad, exact, autograd in zip(grads, fp32_grads, reference, strict=True):
         error = _relative_error(grad, exact)
         assert error < 0.1, error  # bf16 keeps 8 bits of mantissa: a few percent after a block
