@@ -11,13 +11,14 @@ where it left (``exit_compute_fractions``; 1 for the head) over the full forward
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from coded_resnext.decoding import decode
 from coded_resnext.early_exit import EarlyExit
@@ -36,6 +37,11 @@ class BatchTiming:
     flop_fraction: float
     exit_rate: float
     exits_per_block: list[int]  # samples leaving at each coded block, then at the head
+    # per coded block: the time of every sample leaving there (full batch) / full; see time_profile_fraction
+    exit_time_fractions: list[float] = field(default_factory=list)
+    # the wall-clock fraction if each sample cost the time of its exit point at the full batch size: the
+    # network's own time profile, with no cost for shrinking batches (the FLOP fraction's counterpart in time)
+    time_profile_fraction: float = 1.0
 
 
 @dataclass
@@ -45,6 +51,7 @@ class EarlyExitBenchResult:
     threads: int
     rounds: int
     allocator: str
+    exit_flop_fractions: list[float] = field(default_factory=list)  # FLOPs up to each coded block / full
     rows: list[BatchTiming] = field(default_factory=list)
     accuracy: dict[str, float] = field(default_factory=dict)  # when targets are known: full and early exit
 
@@ -56,17 +63,26 @@ class EarlyExitBenchResult:
             f"{self.source}: thresholds {[round(t, 4) for t in self.thresholds]}, {self.threads} threads, "
             f"{self.rounds} interleaved rounds (medians), allocator: {self.allocator}; both models fused, channels-last",
             "",
-            f"{'batch':>6}{'samples':>9}{'full ms/img':>13}{'exit ms/img':>13}{'wall-clock':>12}{'FLOPs':>9}"
-            f"{'exit rate':>11}  exits per coded block, head",
+            f"{'batch':>6}{'samples':>9}{'full ms/img':>13}{'exit ms/img':>13}{'wall-clock':>12}{'FLOPs':>8}"
+            f"{'profile':>9}{'exit rate':>11}  exits per coded block, head",
         ]
         for r in self.rows:
             lines.append(
                 f"{r.batch_size:>6}{r.samples:>9}{r.full_ms_per_image:>13.3f}{r.early_exit_ms_per_image:>13.3f}"
-                f"{r.wall_clock_fraction:>12.3f}{r.flop_fraction:>9.3f}{r.exit_rate:>11.3f}  {r.exits_per_block}"
+                f"{r.wall_clock_fraction:>12.3f}{r.flop_fraction:>8.3f}{r.time_profile_fraction:>9.3f}"
+                f"{r.exit_rate:>11.3f}  {r.exits_per_block}"
             )
+        flops = [round(f, 3) for f in self.exit_flop_fractions]
+        lines += ["", f"{'batch':>6}  time of every sample leaving at coded block 0, 1, ... / full (FLOPs: {flops})"]
+        lines += [f"{r.batch_size:>6}  {[round(f, 3) for f in r.exit_time_fractions]}" for r in self.rows]
         if self.accuracy:
             lines += ["", "accuracy on these samples: " + ", ".join(f"{k} {v:.4f}" for k, v in self.accuracy.items())]
-        lines += ["", "wall-clock and FLOPs are early exit / full model; goal at batch 64: wall-clock <= FLOPs + 0.10"]
+        lines += [
+            "",
+            "wall-clock, FLOPs: early exit / full model (goal at batch 64: wall-clock <= FLOPs + 0.10). profile: the",
+            "wall-clock fraction if each sample cost the time of its exit point at the full batch size, i.e. what",
+            "the network's own time profile allows; wall-clock minus profile is the cost of shrinking batches.",
+        ]
         return "\n".join(lines)
 
 
@@ -104,58 +120,73 @@ def run_early_exit_benchmark(
     allocator: str = "glibc default",
     progress: Callable[[str], None] | None = None,
 ) -> EarlyExitBenchResult:
-    """Time the fused full model and ``EarlyExit`` of it on ``inputs`` at each batch size."""
+    """Time the fused full model and ``EarlyExit`` of it on ``inputs`` at each batch size, and beside them
+    an early exit forced at each coded block in turn (every sample leaves there: the time profile)."""
     full = fuse_for_inference(model)
     early = EarlyExit(full, threshold)
+    blocks = len(early.thresholds)
+    variants = {"full": full, "early exit": early}
+    for b in range(blocks):  # every sample leaves at coded block b
+        variants[f"exit {b}"] = EarlyExit(full, [-math.inf if i == b else math.inf for i in range(blocks)])
     fractions = exit_compute_fractions(full, inputs[:1])
-    result = EarlyExitBenchResult(source, early.thresholds, torch.get_num_threads(), rounds, allocator)
+    result = EarlyExitBenchResult(source, early.thresholds, torch.get_num_threads(), rounds, allocator, fractions)
     for batch_size in batch_sizes:
         count = min(len(inputs), samples_at_batch_1) if batch_size == 1 else len(inputs) // batch_size * batch_size
         if count == 0:
             raise ValueError(f"{len(inputs)} inputs are fewer than one batch of {batch_size}")
         batches = [inputs[i : i + batch_size] for i in range(0, count, batch_size)]
+        say = (lambda msg, b=batch_size: progress(f"batch {b}: {msg}")) if progress else None
+        seconds = _interleaved(variants, batches, rounds, warmup, say)
         exit_blocks = torch.cat([early(x).exit_block for x in batches])
-        full_times, exit_times = [], []
-        for r in range(warmup + rounds):
-            full_total = exit_total = 0.0
-            for x in batches:
-                full_total += _timed(full, x)
-                exit_total += _timed(early, x)
-            if r >= warmup:
-                full_times.append(full_total)
-                exit_times.append(exit_total)
-            if progress is not None:
-                phase = f"warm-up {r + 1}/{warmup}" if r < warmup else f"round {r + 1 - warmup}/{rounds}"
-                progress(f"batch {batch_size}: {phase}")
-        full_s, exit_s = statistics.median(full_times), statistics.median(exit_times)
+        exits = [int((exit_blocks == b).sum()) for b in range(blocks)] + [int((exit_blocks < 0).sum())]
+        exit_times = [seconds[f"exit {b}"] / seconds["full"] for b in range(blocks)]
+        profile = sum(n * t for n, t in zip(exits, [*exit_times, 1.0], strict=True)) / count
         result.rows.append(
             BatchTiming(
                 batch_size,
                 count,
-                1e3 * full_s / count,
-                1e3 * exit_s / count,
-                exit_s / full_s,
+                1e3 * seconds["full"] / count,
+                1e3 * seconds["early exit"] / count,
+                seconds["early exit"] / seconds["full"],
                 _flop_fraction(exit_blocks, fractions),
                 (exit_blocks >= 0).float().mean().item(),
-                [int((exit_blocks == b).sum()) for b in range(len(fractions))] + [int((exit_blocks < 0).sum())],
+                exits,
+                exit_times,
+                profile,
             )
         )
     if targets is not None:
-        n = len(inputs)
-        result.accuracy = {
-            "full": (_predict(full, inputs) == targets[:n]).float().mean().item(),
-            "early exit": (torch.cat([early(inputs[i : i + 64]).prediction for i in range(0, n, 64)]) == targets[:n])
-            .float()
-            .mean()
-            .item(),
-        }
+        result.accuracy = _accuracies(full, early, inputs, targets)
     return result
+
+
+def _interleaved(variants: dict, batches: list[Tensor], rounds: int, warmup: int, say) -> dict[str, float]:
+    """Per variant, the median over rounds of the time to run every batch; in each round the variants
+    take turns batch by batch, so drift in the machine's load hits them alike."""
+    totals: dict[str, list[float]] = {name: [] for name in variants}
+    for r in range(warmup + rounds):
+        round_total = dict.fromkeys(variants, 0.0)
+        for x in batches:
+            for name, module in variants.items():
+                round_total[name] += _timed(module, x)
+        if r >= warmup:
+            for name, seconds in round_total.items():
+                totals[name].append(seconds)
+        if say is not None:
+            say(f"warm-up {r + 1}/{warmup}" if r < warmup else f"round {r + 1 - warmup}/{rounds}")
+    return {name: statistics.median(t) for name, t in totals.items()}
+
+
+def _accuracies(full: nn.Module, early: EarlyExit, inputs: Tensor, targets: Tensor) -> dict[str, float]:
+    n, step = len(inputs), 64
+    full_pred = torch.cat([full(inputs[i : i + step]).argmax(1) for i in range(0, n, step)])
+    exit_pred = torch.cat([early(inputs[i : i + step]).prediction for i in range(0, n, step)])
+    return {
+        "full": (full_pred == targets[:n]).float().mean().item(),
+        "early exit": (exit_pred == targets[:n]).float().mean().item(),
+    }
 
 
 def _flop_fraction(exit_blocks: Tensor, fractions: list[float]) -> float:
     per_sample = torch.tensor([*fractions, 1.0])[exit_blocks.where(exit_blocks >= 0, len(fractions))]
     return per_sample.mean().item()
-
-
-def _predict(model: CodedResNeXt, inputs: Tensor) -> Tensor:
-    return torch.cat([model(inputs[i : i + 64]).argmax(1) for i in range(0, len(inputs), 64)])

@@ -158,3 +158,15 @@ def test_loader_settings(monkeypatch):
     assert acceleration.loader_options(0, "cpu", 4) == {"num_workers": 0, "pin_memory": False}
     gpu = acceleration.loader_options(4, "cuda", 6)
     assert gpu == {"num_workers": 4, "pin_memory": True, "persistent_workers": True, "prefetch_factor": 6}
+
+
+def test_new_train_keys_change_the_config_hash_only_when_they_change_results():
+    from orchestration.config import load_config
+
+    base = load_config(None).experiment_hash
+    # at their defaults the new keys leave the hash of configs written before them as it was
+    assert load_config(None, ["train.precision=auto", "train.compile=false"]).experiment_hash == base
+    for changed in ("train.precision=bf16", "train.compile=true", "train.deterministic=true"):
+        assert load_config(None, [changed]).experiment_hash != base, changed
+    for speed_only in ("train.loader_workers=4", "train.prefetch_factor=8"):  # how fast, not what
+        assert load_config(None, [speed_only]).experiment_hash == base, speed_only
