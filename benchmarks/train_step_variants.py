@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--no-compile", action="store_true", help="eager only")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> dict:
     from coded_resnext.cpu_allocator import retain_freed_memory
 
     retain_freed_memory()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     probe = create_model(args.preset)
     size = default_image_size(probe)

@@ -112,6 +112,16 @@ def test_compiled_train_step_matches_eager(batch, backend):
     assert acceleration.compile_step(step, False) is step
 
 
+def test_train_step_compiles_to_one_graph(batch):
+    """No graph break: the coded block's backward and the coding loss are traceable (an autograd.grad in
+    the backward, or a ratio read off numpy codewords, broke the graph at every coded block)."""
+    torch._dynamo.reset()
+    x, y = batch
+    explained = torch._dynamo.explain(_tiny_step())(x, y)
+    assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]
+    assert explained.graph_count == 1
+
+
 def test_train_epoch_runs_under_bf16_on_cpu(batch):
     x, y = batch
     step = _mini_step(p_drop=0.1)
