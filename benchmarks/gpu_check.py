@@ -72,16 +72,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _median_seconds(fn: Callable[[], object], device: torch.device, steps: int, warmup: int) -> float:
-    times = []
+def _median_seconds(
+    fns: dict[str, Callable[[], object]], device: torch.device, steps: int, warmup: int
+) -> dict[str, float]:
+    """Median seconds of each function, called in turn round by round (drift hits them alike)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for i in range(warmup + steps):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def train_throughput(plan: Plan, device: torch.device, precision: str = "bf16") -> dict:
@@ -91,6 +95,7 @@ def train_throughput(plan: Plan, device: torch.device, precision: str = "bf16") 
     x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (plan.batch,), device=device)
     out: dict = {"precision": amp.name, "batch": plan.batch}
+    steps = {}
     for compiled in (False, True):
         for variant in ("coded", "control"):
             torch.manual_seed(0)
@@ -104,13 +109,19 @@ def train_throughput(plan: Plan, device: torch.device, precision: str = "bf16") 
                 opt.zero_grad(set_to_none=True)
                 amp.backward_and_step(loss, opt)
 
+            name = f"{variant} {'compiled' if compiled else 'eager'}"
             started = time.perf_counter()
-            seconds = _median_seconds(one_step, device, plan.steps, plan.warmup)
-            key = f"{variant} {'compiled' if compiled else 'eager'}"
-            out[f"{key} images/s"] = plan.batch / seconds
-            out[f"{key} wall s (incl. compile)"] = time.perf_counter() - started
-        kind = "compiled" if compiled else "eager"
-        out[f"coded / control time, {kind}"] = out[f"control {kind} images/s"] / out[f"coded {kind} images/s"]
+            one_step()  # compiles here
+            _sync(device)
+            out[f"{name} first step s"] = time.perf_counter() - started
+            steps[name] = one_step
+    seconds = _median_seconds(steps, device, plan.steps, plan.warmup)
+    for name, s in seconds.items():
+        out[f"{name} images/s"] = plan.batch / s
+    for kind in ("eager", "compiled"):
+        out[f"coded / control time, {kind}"] = seconds[f"coded {kind}"] / seconds[f"control {kind}"]
+    for variant in ("coded", "control"):
+        out[f"compiled / eager time, {variant}"] = seconds[f"{variant} compiled"] / seconds[f"{variant} eager"]
     return out
 
 
@@ -124,10 +135,8 @@ def inference_times(plan: Plan, device: torch.device) -> dict:
     binary = extract_binary_classifier(model, 0)
     early = EarlyExit(full, threshold_for_exit_rate(model, x, 0.5))
     exits = early(x).exit_block
-    times = {
-        name: _median_seconds(lambda m=m: m(x), device, plan.steps, plan.warmup)
-        for name, m in (("full", full), ("binary", binary), ("early exit", early))
-    }
+    modules = {"full": full, "binary": binary, "early exit": early}
+    times = _median_seconds({name: (lambda m=m: m(x)) for name, m in modules.items()}, device, plan.steps, plan.warmup)
     return {
         "batch": plan.batch,
         **{f"{name} ms": 1e3 * s for name, s in times.items()},
