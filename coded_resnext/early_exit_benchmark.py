@@ -52,6 +52,7 @@ class EarlyExitBenchResult:
     rounds: int
     allocator: str
     exit_flop_fractions: list[float] = field(default_factory=list)  # FLOPs up to each coded block / full
+    clock: str = "wall"  # or "thread-cpu" (see CLOCKS)
     rows: list[BatchTiming] = field(default_factory=list)
     accuracy: dict[str, float] = field(default_factory=dict)  # when targets are known: full and early exit
 
@@ -61,7 +62,8 @@ class EarlyExitBenchResult:
     def table(self) -> str:
         lines = [
             f"{self.source}: thresholds {[round(t, 4) for t in self.thresholds]}, {self.threads} threads, "
-            f"{self.rounds} interleaved rounds (medians), allocator: {self.allocator}; both models fused, channels-last",
+            f"{self.rounds} interleaved rounds (medians, {self.clock} clock), allocator: {self.allocator}; "
+            "both models fused, channels-last",
             "",
             f"{'batch':>6}{'samples':>9}{'full ms/img':>13}{'exit ms/img':>13}{'wall-clock':>12}{'FLOPs':>8}"
             f"{'profile':>9}{'exit rate':>11}  exits per coded block, head",
@@ -99,10 +101,18 @@ def threshold_for_exit_rate(model: CodedResNeXt, inputs: Tensor, rate: float, ba
     return torch.quantile(torch.cat(best), 1.0 - rate).item()
 
 
-def _timed(fn: Callable[[Tensor], object], x: Tensor) -> float:
-    start = time.perf_counter()
+CLOCKS: dict[str, Callable[[], float]] = {
+    "wall": time.perf_counter,
+    # CPU time of the calling thread: with one intra-op thread, the time the work took, whatever else the
+    # machine runs (a preempted thread's clock stops); with more threads it misses the other threads' work
+    "thread-cpu": time.thread_time,
+}
+
+
+def _timed(fn: Callable[[Tensor], object], x: Tensor, clock: Callable[[], float]) -> float:
+    start = clock()
     fn(x)
-    return time.perf_counter() - start
+    return clock() - start
 
 
 @torch.inference_mode()
@@ -119,6 +129,7 @@ def run_early_exit_benchmark(
     targets: Tensor | None = None,
     allocator: str = "glibc default",
     progress: Callable[[str], None] | None = None,
+    clock: str = "wall",
 ) -> EarlyExitBenchResult:
     """Time the fused full model and ``EarlyExit`` of it on ``inputs`` at each batch size, and beside them
     an early exit forced at each coded block in turn (every sample leaves there: the time profile)."""
@@ -129,14 +140,16 @@ def run_early_exit_benchmark(
     for b in range(blocks):  # every sample leaves at coded block b
         variants[f"exit {b}"] = EarlyExit(full, [-math.inf if i == b else math.inf for i in range(blocks)])
     fractions = exit_compute_fractions(full, inputs[:1])
-    result = EarlyExitBenchResult(source, early.thresholds, torch.get_num_threads(), rounds, allocator, fractions)
+    result = EarlyExitBenchResult(
+        source, early.thresholds, torch.get_num_threads(), rounds, allocator, fractions, clock=clock
+    )
     for batch_size in batch_sizes:
         count = min(len(inputs), samples_at_batch_1) if batch_size == 1 else len(inputs) // batch_size * batch_size
         if count == 0:
             raise ValueError(f"{len(inputs)} inputs are fewer than one batch of {batch_size}")
         batches = [inputs[i : i + batch_size] for i in range(0, count, batch_size)]
         say = (lambda msg, b=batch_size: progress(f"batch {b}: {msg}")) if progress else None
-        seconds = _interleaved(variants, batches, rounds, warmup, say)
+        seconds = _interleaved(variants, batches, rounds, warmup, say, CLOCKS[clock])
         exit_blocks = torch.cat([early(x).exit_block for x in batches])
         exits = [int((exit_blocks == b).sum()) for b in range(blocks)] + [int((exit_blocks < 0).sum())]
         exit_times = [seconds[f"exit {b}"] / seconds["full"] for b in range(blocks)]
@@ -160,7 +173,9 @@ def run_early_exit_benchmark(
     return result
 
 
-def _interleaved(variants: dict, batches: list[Tensor], rounds: int, warmup: int, say) -> dict[str, float]:
+def _interleaved(
+    variants: dict, batches: list[Tensor], rounds: int, warmup: int, say, clock: Callable[[], float]
+) -> dict[str, float]:
     """Per variant, the median over rounds of the time to run every batch; in each round the variants
     take turns batch by batch, so drift in the machine's load hits them alike."""
     totals: dict[str, list[float]] = {name: [] for name in variants}
@@ -168,7 +183,7 @@ def _interleaved(variants: dict, batches: list[Tensor], rounds: int, warmup: int
         round_total = dict.fromkeys(variants, 0.0)
         for x in batches:
             for name, module in variants.items():
-                round_total[name] += _timed(module, x)
+                round_total[name] += _timed(module, x, clock)
         if r >= warmup:
             for name, seconds in round_total.items():
                 totals[name].append(seconds)

@@ -47,6 +47,13 @@ def register(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--malloc", choices=("retain", "default"), default="retain", help="as for bench model")
     p.add_argument(
+        "--clock",
+        choices=("wall", "thread-cpu"),
+        default="wall",
+        help="'wall' (default), or 'thread-cpu': the CPU time of this thread, which a busy shared machine does "
+        "not inflate; use it with --threads 1 (it does not see other threads' work)",
+    )
+    p.add_argument(
         "--tracking-uri", default=None, help="MLflow tracking URI for --run-id (default: sqlite under runs/)"
     )
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
@@ -69,6 +76,8 @@ def _check(args: argparse.Namespace) -> None:
         raise UserError(f"unknown preset {args.preset!r}; choose one of: {', '.join(list_models())}")
     if args.json is not None and not args.json.parent.exists():
         raise UserError(f"directory {args.json.parent} for --json does not exist; create it first")
+    if args.clock == "thread-cpu" and args.threads != 1:
+        raise UserError("--clock thread-cpu measures one thread's CPU time; give --threads 1 with it")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -106,6 +115,7 @@ def _run(args: argparse.Namespace) -> int:
         targets=targets,
         allocator=allocator,
         progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True),
+        clock=args.clock,
     )
     print(result.table())
     if args.json is not None:
