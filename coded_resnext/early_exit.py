@@ -150,8 +150,10 @@ class EarlyExit(nn.Module):
     """``model`` that stops computing for each sample at the first coded block whose Eq. 7 confidence
     reaches ``threshold`` (one float, or one per coded block; ``math.inf``: the full model).
 
-    ``forward(x)`` returns ``EarlyExitOutput(prediction, exit_block)``. Inference only: the model is put
-    in eval mode (BatchNorm with batch statistics would make a sample's decision depend on the batch).
+    ``forward(x)`` returns ``EarlyExitOutput(prediction, exit_block)`` for one batch; ``predict(inputs,
+    batch_size)`` the same for many samples, pooling the ones that go on across batches so every segment
+    runs on full batches (``coded_resnext.early_exit_pool``). Inference only: the model is put in eval
+    mode (BatchNorm with batch statistics would make a sample's decision depend on the batch).
     """
 
     def __init__(self, model: CodedResNeXt, threshold: float | Sequence[float]) -> None:
@@ -170,6 +172,16 @@ class EarlyExit(nn.Module):
         if self.training:
             raise RuntimeError("EarlyExit is for inference; call .eval() (train the wrapped model instead)")
         return route(self.segments, self.tail, self.thresholds, x)
+
+    @torch.no_grad()
+    def predict(self, inputs: Tensor, batch_size: int = 64) -> EarlyExitOutput:
+        """``forward``'s decisions for every sample of ``inputs``, each segment run on batches of
+        ``batch_size`` filled with the samples that reached it from any input batch."""
+        from coded_resnext.early_exit_pool import route_pooled  # it imports this module
+
+        if self.training:
+            raise RuntimeError("EarlyExit is for inference; call .eval() (train the wrapped model instead)")
+        return route_pooled(self.segments, self.tail, self.thresholds, inputs, batch_size)
 
     def extra_repr(self) -> str:
         return f"thresholds={self.thresholds}"

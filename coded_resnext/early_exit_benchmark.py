@@ -42,6 +42,8 @@ class BatchTiming:
     # the wall-clock fraction if each sample cost the time of its exit point at the full batch size: the
     # network's own time profile, with no cost for shrinking batches (the FLOP fraction's counterpart in time)
     time_profile_fraction: float = 1.0
+    # EarlyExit.predict over all these samples (survivors pooled across batches) / full; None at batch 1
+    pooled_fraction: float | None = None
 
 
 @dataclass
@@ -65,13 +67,14 @@ class EarlyExitBenchResult:
             f"{self.rounds} interleaved rounds (medians, {self.clock} clock), allocator: {self.allocator}; "
             "both models fused, channels-last",
             "",
-            f"{'batch':>6}{'samples':>9}{'full ms/img':>13}{'exit ms/img':>13}{'wall-clock':>12}{'FLOPs':>8}"
-            f"{'profile':>9}{'exit rate':>11}  exits per coded block, head",
+            f"{'batch':>6}{'samples':>9}{'full ms/img':>13}{'exit ms/img':>13}{'wall-clock':>12}{'pooled':>8}"
+            f"{'FLOPs':>8}{'profile':>9}{'exit rate':>11}  exits per coded block, head",
         ]
         for r in self.rows:
+            pooled = "-" if r.pooled_fraction is None else f"{r.pooled_fraction:.3f}"
             lines.append(
                 f"{r.batch_size:>6}{r.samples:>9}{r.full_ms_per_image:>13.3f}{r.early_exit_ms_per_image:>13.3f}"
-                f"{r.wall_clock_fraction:>12.3f}{r.flop_fraction:>8.3f}{r.time_profile_fraction:>9.3f}"
+                f"{r.wall_clock_fraction:>12.3f}{pooled:>8}{r.flop_fraction:>8.3f}{r.time_profile_fraction:>9.3f}"
                 f"{r.exit_rate:>11.3f}  {r.exits_per_block}"
             )
         flops = [round(f, 3) for f in self.exit_flop_fractions]
@@ -81,9 +84,11 @@ class EarlyExitBenchResult:
             lines += ["", "accuracy on these samples: " + ", ".join(f"{k} {v:.4f}" for k, v in self.accuracy.items())]
         lines += [
             "",
-            "wall-clock, FLOPs: early exit / full model (goal at batch 64: wall-clock <= FLOPs + 0.10). profile: the",
-            "wall-clock fraction if each sample cost the time of its exit point at the full batch size, i.e. what",
-            "the network's own time profile allows; wall-clock minus profile is the cost of shrinking batches.",
+            "wall-clock, FLOPs: early exit / full model (goal at batch 64: wall-clock <= FLOPs + 0.10). pooled: the",
+            "same samples through EarlyExit.predict, which pools the samples that go on across batches so every",
+            "segment runs on full batches. profile: the wall-clock fraction if each sample cost the time of its",
+            "exit point at the full batch size (what the network's own time profile allows); wall-clock minus",
+            "profile is what running deep segments on shrunken batches costs.",
         ]
         return "\n".join(lines)
 
@@ -149,7 +154,8 @@ def run_early_exit_benchmark(
             raise ValueError(f"{len(inputs)} inputs are fewer than one batch of {batch_size}")
         batches = [inputs[i : i + batch_size] for i in range(0, count, batch_size)]
         say = (lambda msg, b=batch_size: progress(f"batch {b}: {msg}")) if progress else None
-        seconds = _interleaved(variants, batches, rounds, warmup, say, CLOCKS[clock])
+        pooled = {} if batch_size == 1 else {"pooled": lambda b=batch_size, n=count: early.predict(inputs[:n], b)}
+        seconds = _interleaved(variants, batches, rounds, warmup, say, CLOCKS[clock], pooled)
         exit_blocks = torch.cat([early(x).exit_block for x in batches])
         exits = [int((exit_blocks == b).sum()) for b in range(blocks)] + [int((exit_blocks < 0).sum())]
         exit_times = [seconds[f"exit {b}"] / seconds["full"] for b in range(blocks)]
@@ -166,6 +172,7 @@ def run_early_exit_benchmark(
                 exits,
                 exit_times,
                 profile,
+                seconds["pooled"] / seconds["full"] if pooled else None,
             )
         )
     if targets is not None:
@@ -174,16 +181,25 @@ def run_early_exit_benchmark(
 
 
 def _interleaved(
-    variants: dict, batches: list[Tensor], rounds: int, warmup: int, say, clock: Callable[[], float]
+    variants: dict,
+    batches: list[Tensor],
+    rounds: int,
+    warmup: int,
+    say,
+    clock: Callable[[], float],
+    whole: dict[str, Callable[[], object]],
 ) -> dict[str, float]:
     """Per variant, the median over rounds of the time to run every batch; in each round the variants
-    take turns batch by batch, so drift in the machine's load hits them alike."""
-    totals: dict[str, list[float]] = {name: [] for name in variants}
+    take turns batch by batch, so drift in the machine's load hits them alike. ``whole`` runs take all
+    the batches at once, once per round."""
+    totals: dict[str, list[float]] = {name: [] for name in [*variants, *whole]}
     for r in range(warmup + rounds):
-        round_total = dict.fromkeys(variants, 0.0)
+        round_total = dict.fromkeys(totals, 0.0)
         for x in batches:
             for name, module in variants.items():
                 round_total[name] += _timed(module, x, clock)
+        for name, run in whole.items():
+            round_total[name] = _timed(lambda _x, run=run: run(), batches[0], clock)
         if r >= warmup:
             for name, seconds in round_total.items():
                 totals[name].append(seconds)

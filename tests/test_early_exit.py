@@ -82,6 +82,19 @@ def test_per_block_thresholds_equal_the_simulation(data):
     assert 0 not in exit_block.tolist() and len(set(exit_block.tolist())) > 1
 
 
+def test_pooled_prediction_decides_as_the_simulation(data):
+    """predict() pools the samples that go on across input batches; every sample still decides alone."""
+    x, y = data
+    model = fuse_for_inference(_model())
+    collected = collect(model, _loader(x, y), torch.device("cpu"))
+    curve = early_exit_curve(model, collected, exit_compute_fractions(model, x[:1]), num_thresholds=13)
+    split = [row for row in curve if 0 < row["exit_rate"] < 1]
+    for row in split[:: max(1, len(split) // 3)]:
+        out = cr.EarlyExit(model, row["threshold"]).predict(x, batch_size=6)  # pools fill across 6-sample batches
+        expected_prediction, expected_exit = simulated_exits(model, collected, row["threshold"])
+        assert torch.equal(out.exit_block, expected_exit) and torch.equal(out.prediction, expected_prediction)
+
+
 def test_threshold_inf_is_the_full_model(data):
     x, _ = data
     model = _model()

@@ -119,6 +119,7 @@ def test_bench_early_exit_on_a_run(finished_run, tmp_path, monkeypatch, capsys):
     for row in data["rows"]:
         assert 0 < row["flop_fraction"] <= 1 and row["wall_clock_fraction"] > 0
         assert sum(row["exits_per_block"]) == row["samples"]
+        assert (row["pooled_fraction"] is None) == (row["batch_size"] == 1)
     assert set(data["accuracy"]) == {"full", "early exit"}
     assert "wall-clock" in capsys.readouterr().out
 
