@@ -457,6 +457,12 @@ ACCELERATION_CASES = [
         "give --run-id or --checkpoint",
     ),
     Case(
+        "bench-ee-thread-clock-needs-one-thread",
+        [*BENCH_EE, "--clock", "thread-cpu"],
+        "--clock thread-cpu measures one thread's CPU time",
+        "give --threads 1",
+    ),
+    Case(
         "usage-extract-class-and-early-exit",
         ["extract", "--checkpoint", "b", "--class", "0", "--early-exit", "--out", "x"],
         "not allowed with",
