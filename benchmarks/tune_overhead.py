@@ -92,9 +92,17 @@ def startup_costs(work: Path) -> dict[str, float]:
     from orchestration.training import Progress, fit, train_loop
 
     base = [
-        "data.name=synthetic", "data.ood=null", "data.limit_train=256", "data.limit_val=128", "train.epochs=1",
-        "train.progress=none", "eval.binary_classes=0", "eval.invariance_samples=0", "eval.removal_samples=32",
-        "tracking.log_model=false", f"tracking.uri=sqlite:///{work / 'startup.db'}",
+        "data.name=synthetic",
+        "data.ood=null",
+        "data.limit_train=256",
+        "data.limit_val=128",
+        "train.epochs=1",
+        "train.progress=none",
+        "eval.binary_classes=0",
+        "eval.invariance_samples=0",
+        "eval.removal_samples=32",
+        "tracking.log_model=false",
+        f"tracking.uri=sqlite:///{work / 'startup.db'}",
     ]
     started = time.perf_counter()
     fit(load_config(None, [*base, "tracking.experiment=startup-plain"]), checkpoint_root=work / "startup")
@@ -108,7 +116,9 @@ def startup_costs(work: Path) -> dict[str, float]:
         started = time.perf_counter()
         tune.Tuner(one_trial, run_config=tune.RunConfig(storage_path=str(work / "ray"), verbose=0)).fit()
         one_worker = time.perf_counter() - started
-        cfg = load_config(None, [*base, "train.num_workers=2", "optim.batch_size=64", "tracking.experiment=startup-ddp"])
+        cfg = load_config(
+            None, [*base, "train.num_workers=2", "optim.batch_size=64", "tracking.experiment=startup-ddp"]
+        )
         started = time.perf_counter()
         make_trainer(cfg, Lineage(), storage_path=str(work / "ray"), name="startup-ddp").fit()
         two_workers = time.perf_counter() - started

@@ -1,11 +1,12 @@
 """Coded ResNeXt in pure PyTorch: coding schemes, the coded block, the paper's networks, early
-decoding and extraction of per-class binary classifiers. Imports no Ray and no MLflow."""
+decoding, early exit and extraction of per-class binary classifiers. Imports no Ray and no MLflow."""
 
 from coded_resnext.accounting import flop_count, parameter_count
 from coded_resnext.coding import CodingScheme, CodingSchemeError, paper_scheme, resolve_scheme
 from coded_resnext.coding.defaults import GeneratedScheme
 from coded_resnext.decoding import Decoded, decode
 from coded_resnext.diagnostics import removal_logits, removal_masks
+from coded_resnext.early_exit import EarlyExit, EarlyExitError, EarlyExitOutput
 from coded_resnext.extraction import (
     BinaryClassifier,
     PrunedCodedResNeXt,
@@ -32,6 +33,9 @@ __all__ = [
     "CodingScheme",
     "CodingSchemeError",
     "Decoded",
+    "EarlyExit",
+    "EarlyExitError",
+    "EarlyExitOutput",
     "GeneratedScheme",
     "LossParts",
     "ModelConfigError",

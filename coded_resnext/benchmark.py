@@ -5,6 +5,10 @@ Each round times one step of every variant in turn, so drift in machine load hit
 alike; the report gives medians and ratios, with parameter and FLOP fractions beside the time ratio
 of the binary classifier. Nothing here asserts a time.
 
+Memory is measured like time: the peak and the volume allocated during one train step and one
+inference of coded, control and materialized (``coded_resnext.memory``), as MiB and ratios. Avoiding the
+materialized N x C_out branch outputs is half of why the Gram-matrix block exists.
+
 The binary classifier as extracted is pruned *and* made ready for inference (BatchNorms folded,
 channels-last; ``coded_resnext.fusion``). So that no one credits pruning with what folding does, the
 full model is timed both as it is and with the same ``fuse_for_inference``, and the pruned
@@ -24,6 +28,7 @@ from torch import Tensor, nn
 from coded_resnext.accounting import flop_count, parameter_count
 from coded_resnext.extraction import extract_binary_classifier
 from coded_resnext.fusion import fuse_for_inference
+from coded_resnext.memory import MemoryUse, peak_memory
 from coded_resnext.models import CodedResNeXt, create_model
 
 
@@ -36,11 +41,16 @@ class BenchResult:
     rounds: int
     allocator: str = "glibc default"  # see coded_resnext.cpu_allocator
     train_layout: str = "channels-last"
+    train_precision: str = "fp32"  # autocast of the train steps: fp32 (none) or bf16
+    train_compiled: bool = False  # train steps' forward and loss through torch.compile
     median_ms: dict[str, float] = field(default_factory=dict)
     # Inference of the same networks with and without fuse_for_inference (see the module docstring).
     inference_variants_ms: dict[str, float] = field(default_factory=dict)
     ratios: dict[str, float] = field(default_factory=dict)
     binary: dict[str, float] = field(default_factory=dict)
+    # step -> {"peak_mib", "allocated_mib"}: one train step / one inference; and coded vs the others
+    memory_mib: dict[str, dict[str, float]] = field(default_factory=dict)
+    memory_ratios: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,13 +59,17 @@ class BenchResult:
         lines = [
             f"preset {self.preset}, batch {self.batch_size}, {self.image_size}x{self.image_size}, "
             f"{self.threads} threads, {self.rounds} interleaved rounds (medians), allocator: {self.allocator}, "
-            f"train steps {self.train_layout}",
+            f"train steps {self.train_layout}, {self.train_precision}{', compiled' if self.train_compiled else ''}",
             "",
             f"{'step':<34}{'median ms':>12}",
         ]
         lines += [f"{name:<34}{ms:>12.2f}" for name, ms in {**self.median_ms, **self.inference_variants_ms}.items()]
         lines += ["", f"{'ratio':<42}{'value':>12}"]
         lines += [f"{name:<42}{value:>12.3f}" for name, value in self.ratios.items()]
+        lines += ["", f"{'memory (one step, above its start)':<34}{'peak MiB':>12}{'allocated MiB':>15}"]
+        lines += [f"{name:<34}{m['peak_mib']:>12.1f}{m['allocated_mib']:>15.1f}" for name, m in self.memory_mib.items()]
+        lines += ["", f"{'memory ratio':<42}{'value':>12}"]
+        lines += [f"{name:<42}{value:>12.3f}" for name, value in self.memory_ratios.items()]
         lines += ["", f"{'binary classifier (class 0)':<42}{'fraction':>12}"]
         lines += [f"{name:<42}{value:>12.3f}" for name, value in self.binary.items()]
         lines += [
@@ -71,12 +85,21 @@ def default_image_size(model: CodedResNeXt) -> int:
     return 32 if model.config.stem == "cifar" else 160  # the paper trains ImageNet at 160x160
 
 
-def _train_step(model: CodedResNeXt, x: Tensor, y: Tensor) -> Callable[[], None]:
+def _train_step(
+    model: CodedResNeXt, x: Tensor, y: Tensor, autocast: torch.dtype | None = None, compiled: bool = False
+) -> Callable[[], None]:
+    """Forward, coding loss, backward and SGD step, as the trainer runs them (``orchestration/training.py``:
+    ``train.precision`` autocasts the forward, ``train.compile`` compiles forward and loss)."""
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
 
+    def forward_and_loss() -> Tensor:
+        return model.loss(model.forward_with_aux(x), y)
+
+    forward = torch.compile(forward_and_loss) if compiled else forward_and_loss
+
     def step() -> None:
-        out = model.forward_with_aux(x)
-        loss = model.loss(out, y)
+        with torch.autocast(x.device.type, dtype=autocast, enabled=autocast is not None):
+            loss = forward()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -102,6 +125,8 @@ def run_benchmark(
     progress: Callable[[str], None] | None = None,
     allocator: str = "glibc default",
     train_channels_last: bool = True,
+    train_precision: str = "fp32",
+    train_compiled: bool = False,
 ) -> BenchResult:
     """Time train steps (coded, control, materialized) and inference (those plus the binary
     classifier of class 0), interleaved for ``rounds`` rounds after ``warmup`` rounds."""
@@ -117,6 +142,7 @@ def run_benchmark(
     x = torch.randn(batch_size, coded.config.in_chans, size, size)
     y = torch.randint(0, coded.num_classes, (batch_size,))
 
+    autocast = {"fp32": None, "bf16": torch.bfloat16}[train_precision]
     # Training steps change the weights; inference uses separate eval-mode copies so the binary
     # classifier is extracted from exactly the weights the full model runs with.
     infer_coded = create_model(preset, num_classes).eval()
@@ -128,9 +154,9 @@ def run_benchmark(
     coded_fused = fuse_for_inference(infer_coded)
 
     steps: dict[str, Callable[[], None]] = {
-        "train/coded": _train_step(coded.train(), x, y),
-        "train/control": _train_step(control.train(), x, y),
-        "train/materialized": _train_step(materialized.train(), x, y),
+        "train/coded": _train_step(coded.train(), x, y, autocast, train_compiled),
+        "train/control": _train_step(control.train(), x, y, autocast, train_compiled),
+        "train/materialized": _train_step(materialized.train(), x, y, autocast, train_compiled),
         "infer/coded": _inference(infer_coded, x),
         "infer/control": _inference(infer_control, x),
         "infer/materialized": _inference(infer_materialized, x),
@@ -159,6 +185,8 @@ def run_benchmark(
         rounds,
         allocator,
         "channels-last" if train_channels_last else "contiguous",
+        train_precision,
+        train_compiled,
         median_ms={name: ms for name, ms in med.items() if name not in variants},
         inference_variants_ms={name: med[name] for name in variants},
     )
@@ -172,6 +200,9 @@ def run_benchmark(
         "infer binary unfused / full as-is": med["infer/binary unfused"] / med["infer/coded"],
         "infer full fused / full as-is": med["infer/coded fused"] / med["infer/coded"],
     }
+    memory = _memory(steps, {"train/coded": coded, "train/control": control, "train/materialized": materialized})
+    result.memory_mib = {name: {"peak_mib": m.peak_mib, "allocated_mib": m.allocated_mib} for name, m in memory.items()}
+    result.memory_ratios = _memory_ratios(memory)
     one = x[:1]
     result.binary = {
         "time vs full as-is": result.ratios["infer binary / full as-is"],
@@ -186,3 +217,35 @@ def run_benchmark(
         / parameter_count(infer_coded, paper_accounting=True),
     }
     return result
+
+
+MEMORY_STEPS = (
+    "train/coded",
+    "train/control",
+    "train/materialized",
+    "infer/coded",
+    "infer/control",
+    "infer/materialized",
+)
+
+
+def _memory(steps: dict[str, Callable[[], None]], trained: dict[str, nn.Module]) -> dict[str, MemoryUse]:
+    """One measured call of each step; train steps start without gradients (freed blocks from before the
+    measurement would be invisible to the CPU profiler, see ``coded_resnext.memory``)."""
+    out = {}
+    for name in MEMORY_STEPS:
+        if name in trained:
+            trained[name].zero_grad(set_to_none=True)
+        out[name] = peak_memory(steps[name])
+    return out
+
+
+def _memory_ratios(memory: dict[str, MemoryUse]) -> dict[str, float]:
+    ratios = {}
+    for kind in ("train", "infer"):
+        coded, control, materialized = (memory[f"{kind}/{v}"] for v in ("coded", "control", "materialized"))
+        ratios[f"{kind} peak coded / control"] = coded.peak_bytes / control.peak_bytes
+        ratios[f"{kind} peak materialized / coded"] = materialized.peak_bytes / coded.peak_bytes
+        ratios[f"{kind} allocated coded / control"] = coded.allocated_bytes / control.allocated_bytes
+        ratios[f"{kind} allocated materialized / coded"] = materialized.allocated_bytes / coded.allocated_bytes
+    return ratios

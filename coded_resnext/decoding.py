@@ -25,7 +25,10 @@ class Decoded(NamedTuple):
 def codeword_distances(energies: Tensor, codewords: Tensor, ratio: float) -> Tensor:
     """(B, N) normalized energies, (K, N) 0/1 codewords -> (B, K) distances ||r E - w_k||."""
     dtype = torch.promote_types(energies.dtype, torch.float32)
-    return torch.cdist(ratio * energies.to(dtype), codewords.to(dtype))
+    # Computed directly, not through a matrix product (cdist's default above 25 rows): a sample's
+    # distances then do not depend on how many samples share its batch, so an early exit that shrinks
+    # the batch (coded_resnext.early_exit) decides exactly as a full pass does; B*K*N is small.
+    return torch.cdist(ratio * energies.to(dtype), codewords.to(dtype), compute_mode="donot_use_mm_for_euclid_dist")
 
 
 def decode(energies: Tensor, scheme: CodingScheme | Tensor, ratio: float | None = None) -> Decoded:

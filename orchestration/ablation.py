@@ -50,17 +50,27 @@ def load_ablation(path: str | Path, overrides: list[str] | None = None) -> tuple
         raise SearchSpaceError(f"{path}: expected a mapping with base/config/grid/variants/seeds/metrics/tune")
     unknown = sorted(set(raw) - {"base", "config", "grid", "variants", "seeds", "metrics", "tune"})
     if unknown:
-        raise SearchSpaceError(f"{path}: unknown section(s) {unknown}; valid: base, config, grid, variants, seeds, metrics, tune")
+        raise SearchSpaceError(
+            f"{path}: unknown section(s) {unknown}; valid: base, config, grid, variants, seeds, metrics, tune"
+        )
     grid = raw.get("grid") or {}
     variants = raw.get("variants") or {}
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
-        raise SearchSpaceError(f"{path}: grid: expected dotted keys with non-empty lists of values, e.g. loss.mu: [0, 3, 6]")
+        raise SearchSpaceError(
+            f"{path}: grid: expected dotted keys with non-empty lists of values, e.g. loss.mu: [0, 3, 6]"
+        )
     if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
-        raise SearchSpaceError(f"{path}: variants: expected names mapping to overrides, e.g. c3_off: {{coding.c3: off}}")
+        raise SearchSpaceError(
+            f"{path}: variants: expected names mapping to overrides, e.g. c3_off: {{coding.c3: off}}"
+        )
     if not grid and not variants:
         raise SearchSpaceError(f"{path}: an ablation needs a grid or variants to compare with the control")
     seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    ):
         raise SearchSpaceError(f"{path}: seeds: expected a non-empty list of integers, got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         raise SearchSpaceError(f"{path}: seeds: {seeds} repeats a seed; pairing with the control needs distinct seeds")

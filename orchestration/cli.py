@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     # MLflow 3 reports usage over the network by default; a research tool should not phone home.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # a run's checkpoint or curve is one small file; a progress bar per download is noise
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -66,8 +66,14 @@ class SchemeGenerator:
         # ValueErrors, not ConfigErrors: _build prefixes them with where the mapping sits (coding.c3.active)
         problems = {
             "active": (self.active >= 1, f"must be >= 1, got {self.active}"),
-            "branches": (self.branches is None or self.branches > self.active, f"must be > active ({self.active}), got {self.branches}"),
-            "min_distance": (self.min_distance is None or self.min_distance >= 1, f"must be >= 1 or null, got {self.min_distance}"),
+            "branches": (
+                self.branches is None or self.branches > self.active,
+                f"must be > active ({self.active}), got {self.branches}",
+            ),
+            "min_distance": (
+                self.min_distance is None or self.min_distance >= 1,
+                f"must be >= 1 or null, got {self.min_distance}",
+            ),
         }
         for key, (ok, message) in problems.items():
             if not ok:
@@ -107,9 +113,15 @@ class CodingSection:
         for stage in ("c2", "c3", "c4", "c5"):
             value = getattr(self, stage)
             if isinstance(value, bool):  # YAML reads a bare `off` as false
-                _check(not value, f"coding.{stage}", "true is not a scheme; give a name, a JSON path, generator parameters or off")
+                _check(
+                    not value,
+                    f"coding.{stage}",
+                    "true is not a scheme; give a name, a JSON path, generator parameters or off",
+                )
                 setattr(self, stage, "off")
-            _check(value != [], f"coding.{stage}", "an empty list of runs; give [{scheme: ..., blocks: ...}, ...] or null")
+            _check(
+                value != [], f"coding.{stage}", "an empty list of runs; give [{scheme: ..., blocks: ...}, ...] or null"
+            )
 
 
 @dataclass
@@ -177,7 +189,9 @@ class DataSection:
     val_fraction: float = 0.1  # share of the training split held out for validation (0: none)
     split_seed: int = 0  # seed of the hold-out and the data limits (not the training seed: trials share them)
     augment: bool = True
-    randaugment: list[int] | None = None  # [N, M], timm's RandAugment (M on 0-10); paper: [3, 4] CIFAR-10, [1, 2] CIFAR-100
+    randaugment: list[int] | None = (
+        None  # [N, M], timm's RandAugment (M on 0-10); paper: [3, 4] CIFAR-10, [1, 2] CIFAR-100
+    )
     # RandAugment after the crop and flip (paper text; timm's ImageNet pipeline) or before them (authors' CIFAR code)
     randaugment_order: Literal["after_crop", "before_crop"] = "after_crop"
     image_size: int | None = None  # imagefolder / synthetic input size
@@ -218,10 +232,16 @@ class TrainSection:
     cpus_per_worker: float = 1.0  # Ray resources of each worker (a 1-worker trial: of the trial)
     gpus_per_worker: float = 0.0  # > 0 trains on GPUs (NCCL); fractions share a GPU between small trials
     max_failures: int = 1  # Ray Train: restarts from the last checkpoint after a worker dies
-    loader_workers: int = 0  # DataLoader worker processes per training worker
+    loader_workers: int | None = None  # DataLoader processes per training worker; null: 0 on CPU, up to 8 on a GPU
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: a GPU when there is one
     checkpoint_every: int = 1  # epochs between checkpoints (and always at the end)
     progress: Literal["auto", "bar", "line", "none"] = "auto"  # auto: a bar on a terminal, else a line per epoch
+    # See orchestration/acceleration.py for the next five.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # autocast; auto: bf16 on a GPU, fp32 on CPU
+    compile: bool = False  # torch.compile the train step
+    sync_batchnorm: bool = False  # BatchNorm statistics over the global batch (num_workers > 1 only)
+    deterministic: bool = False  # deterministic algorithms (cuDNN, cuBLAS workspace too)
+    prefetch_factor: int = 4  # batches each loader process prepares ahead
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "train.epochs", f"must be >= 1, got {self.epochs}")
@@ -229,8 +249,37 @@ class TrainSection:
         _check(self.cpus_per_worker > 0, "train.cpus_per_worker", f"must be > 0, got {self.cpus_per_worker}")
         _check(self.gpus_per_worker >= 0, "train.gpus_per_worker", f"must be >= 0, got {self.gpus_per_worker}")
         _check(self.max_failures >= 0, "train.max_failures", f"must be >= 0, got {self.max_failures}")
-        _check(self.loader_workers >= 0, "train.loader_workers", f"must be >= 0, got {self.loader_workers}")
+        _check(
+            self.loader_workers is None or self.loader_workers >= 0,
+            "train.loader_workers",
+            f"must be >= 0 or null, got {self.loader_workers}",
+        )
         _check(self.checkpoint_every >= 1, "train.checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
+        _check(self.prefetch_factor >= 1, "train.prefetch_factor", f"must be >= 1, got {self.prefetch_factor}")
+        _check(
+            not (self.precision == "fp16" and self.device == "cpu"),
+            "train.precision",
+            "fp16 needs a CUDA GPU (its gradient scaler) but train.device=cpu; use bf16 (autocast works on CPU) or fp32",
+        )
+        _check(
+            not self.sync_batchnorm or self.num_workers > 1,
+            "train.sync_batchnorm",
+            "needs train.num_workers > 1 (one worker's BatchNorm already sees the whole batch); set it false",
+        )
+
+
+# train.* keys that change how fast, not what, a run computes: left out of the hash.
+_HASH_EXCLUDED_TRAIN_KEYS = (
+    "progress",
+    "loader_workers",
+    "cpus_per_worker",
+    "gpus_per_worker",
+    "max_failures",
+    "prefetch_factor",
+)
+# train.* keys added after runs were already hashed: left out of the hash at their default value, so
+# --resume still finds checkpoints written before them.
+_HASH_NEUTRAL_DEFAULTS = {"precision": "auto", "compile": False, "sync_batchnorm": False, "deterministic": False}
 
 
 @dataclass
@@ -296,8 +345,11 @@ class RunConfig:
         excluded)."""
         data = self.to_dict()
         data.pop("tracking")
-        for key in ("progress", "loader_workers", "cpus_per_worker", "gpus_per_worker", "max_failures"):
+        for key in _HASH_EXCLUDED_TRAIN_KEYS:
             data["train"].pop(key)
+        for key, default in _HASH_NEUTRAL_DEFAULTS.items():  # so configs from before these keys keep their hash
+            if data["train"].get(key) == default:
+                data["train"].pop(key)
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

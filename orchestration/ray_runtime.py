@@ -60,7 +60,9 @@ def ray_session(address: str | None, num_cpus: int | None = None, log_to_driver:
             # on this machine (another user's `ray start`, another sweep), with its resources and state.
             ray.init(address="local", num_cpus=num_cpus, **kwargs)
     except ConnectionError as err:
-        raise UserError(f"--address {address}: cannot connect to a Ray cluster ({err}); is `ray start` running there?") from None
+        raise UserError(
+            f"--address {address}: cannot connect to a Ray cluster ({err}); is `ray start` running there?"
+        ) from None
     try:
         yield
     finally:

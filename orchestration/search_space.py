@@ -43,7 +43,13 @@ DEFAULT_OBJECTIVES = {
 }
 # (num_classes, in_chans) without loading the data: validation runs on the driver, which on a cluster
 # may not hold the dataset.
-KNOWN_SHAPES = {"cifar10": (10, 3), "cifar100": (100, 3), "fashion-mnist": (10, 1), "digits": (10, 1), "synthetic": (10, 1)}
+KNOWN_SHAPES = {
+    "cifar10": (10, 3),
+    "cifar100": (100, 3),
+    "fashion-mnist": (10, 1),
+    "digits": (10, 1),
+    "synthetic": (10, 1),
+}
 MAX_COMBINATIONS_CHECKED = 64
 # Metrics that lie in [0, 1]: for them the hypervolume's default reference point is the worst end (0 for a
 # maximized one, 1 for a minimized one), the same for every sweep, so hypervolumes compare across sweeps.
@@ -152,7 +158,9 @@ class TuneSection:
                 raise ConfigError(f"tune.{key}: {msg}")
 
         check(self.num_samples >= 1, "num_samples", f"must be >= 1, got {self.num_samples}")
-        check(self.max_concurrent_trials >= 1, "max_concurrent_trials", f"must be >= 1, got {self.max_concurrent_trials}")
+        check(
+            self.max_concurrent_trials >= 1, "max_concurrent_trials", f"must be >= 1, got {self.max_concurrent_trials}"
+        )
         check(self.grace_period >= 1, "grace_period", f"must be >= 1, got {self.grace_period}")
         check(self.reduction_factor > 1, "reduction_factor", f"must be > 1, got {self.reduction_factor}")
         check(self.max_trial_failures >= 0, "max_trial_failures", f"must be >= 0, got {self.max_trial_failures}")
@@ -197,7 +205,9 @@ class TuneSection:
             "ASHA would stop the control trial like any other; use scheduler moasha (which exempts it) or none",
         )
         if self.reference_point is not None:
-            names = list(self.objectives) if self.multi_objective or self.algorithm in ("random", "grid") else [self.metric]
+            names = (
+                list(self.objectives) if self.multi_objective or self.algorithm in ("random", "grid") else [self.metric]
+            )
             check(
                 len(self.reference_point) == len(names),
                 "reference_point",

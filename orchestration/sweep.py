@@ -267,7 +267,9 @@ class Sweep:
                 "tune.objectives": json.dumps(self._objectives()),
                 "smoke_test": self.smoke_test,
             }
-            params.update({f"search.{k}": json.dumps(dataclasses.asdict(d), default=str) for k, d in self.space.domains.items()})
+            params.update(
+                {f"search.{k}": json.dumps(dataclasses.asdict(d), default=str) for k, d in self.space.domains.items()}
+            )
             tracker.log_params(params)
             with tempfile.TemporaryDirectory() as tmp:
                 (Path(tmp) / "search_space.yaml").write_text(self.space.text)
@@ -361,7 +363,9 @@ class Sweep:
 
         return [
             LineReporter(list(self.space.domains), list(self._objectives()), self.base_cfg.train.epochs),
-            TrialRunCloser(self.tracking_uri, self.base_cfg.tracking.experiment, parent_run_id, self.base_cfg.train.epochs),
+            TrialRunCloser(
+                self.tracking_uri, self.base_cfg.tracking.experiment, parent_run_id, self.base_cfg.train.epochs
+            ),
         ]
 
     def _tuner(self, name: str, parent_run_id: str, num_samples: int, extension: int):
@@ -384,7 +388,10 @@ class Sweep:
             run_config=tune.RunConfig(
                 name=name,
                 storage_path=self.storage_path,
-                callbacks=[*self._callbacks(parent_run_id), *self._progress_callbacks(parent_run_id, scheduler, extension)],
+                callbacks=[
+                    *self._callbacks(parent_run_id),
+                    *self._progress_callbacks(parent_run_id, scheduler, extension),
+                ],
                 failure_config=tune.FailureConfig(max_failures=t.max_trial_failures),
                 verbose=0,
             ),
@@ -491,7 +498,9 @@ class Sweep:
             )
         if self.searcher_url is not None:
             given = self.space.tune.searcher_storage is not None
-            check_study(self.searcher_url, self.space.name, self.space.hash, continuing=bool(resume or extend), given=given)
+            check_study(
+                self.searcher_url, self.space.name, self.space.hash, continuing=bool(resume or extend), given=given
+            )
         return existing, parent_id
 
     def run(self, resume: bool = False, extend: int | None = None) -> SweepOutcome:
@@ -508,7 +517,9 @@ class Sweep:
                 self._reconcile(parent.run_id, path if resume else None, say)
             if resume:
                 say(f"resuming sweep {self.space.name!r} ({name}) from {path}")
-                ctx = TrialContext(self.space, self.tracking_uri, parent.run_id, self.storage_path, name, self.smoke_test)
+                ctx = TrialContext(
+                    self.space, self.tracking_uri, parent.run_id, self.storage_path, name, self.smoke_test
+                )
                 tuner = tune.Tuner.restore(
                     path,
                     trainable=self._trainable(ctx),
@@ -617,7 +628,10 @@ class Sweep:
         objectives = self._objectives()
         for result in grid:
             metrics = result.metrics or {}
-            row = {"trial_id": metrics.get("trial_id") or Path(result.path).name, "status": "ERROR" if result.error else "OK"}
+            row = {
+                "trial_id": metrics.get("trial_id") or Path(result.path).name,
+                "status": "ERROR" if result.error else "OK",
+            }
             row.update({k: decode(v) for k, v in (result.config or {}).items()})
             row.update({k: metrics.get(k) for k in objectives})
             row["epochs_done"] = metrics.get("epoch")
@@ -631,7 +645,9 @@ class Sweep:
             path = Path(tmp) / "trials.csv"
             pd.DataFrame(rows).to_csv(path, index=False)
             parent.log_artifact(path)
-        parent.log_metrics({"sweep/trials": len(rows), "sweep/failed": sum(r["status"] == "ERROR" for r in rows)}, step=0)
+        parent.log_metrics(
+            {"sweep/trials": len(rows), "sweep/failed": sum(r["status"] == "ERROR" for r in rows)}, step=0
+        )
 
 
 def print_outcome(

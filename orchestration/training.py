@@ -8,8 +8,8 @@ id; ``resume`` continues from the last one into the same MLflow run.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import functools
 import json
 import math
 import random
@@ -36,6 +36,8 @@ from coded_resnext.evaluation.binary import choose_classes
 from coded_resnext.evaluation.rung import rung_evaluation
 from coded_resnext.evaluation.suite import SuiteResult
 from coded_resnext.models.config import SCHEME_OFF, StageConfig
+from orchestration import acceleration
+from orchestration.acceleration import Precision
 from orchestration.checkpoint import save_checkpoint
 from orchestration.config import RunConfig, SchemeGenerator
 from orchestration.errors import UserError
@@ -241,28 +243,31 @@ def make_optimizer(model: nn.Module, cfg: RunConfig, steps_per_epoch: int):
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
 
 
-def train_loader(bundle: DatasetBundle, cfg: RunConfig, epoch: int, rank: int = 0, world_size: int = 1) -> DataLoader:
-    """Rank ``rank``'s shuffled loader for ``epoch``: the order depends only on (seed, epoch), so resume
-    replays it, and ranks see disjoint shards of one permutation; the global batch is split evenly."""
+def train_loader(
+    bundle: DatasetBundle, cfg: RunConfig, epoch: int, rank: int = 0, world_size: int = 1, device_type: str = "cpu"
+) -> DataLoader:
+    """Rank ``rank``'s shuffled loader, at ``epoch``: the order depends only on (seed, epoch), so resume
+    replays it, and ranks see disjoint shards of one permutation; the global batch is split evenly.
+    One loader serves every epoch (``loader.sampler.set_epoch``), so its worker processes persist."""
     sampler = DistributedSampler(
         bundle.train, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.seed * 100_003, drop_last=True
     )
     sampler.set_epoch(epoch)
     per_rank = cfg.optim.batch_size // world_size
+    t = cfg.train
+    workers = acceleration.loader_workers(t.loader_workers, device_type, t.cpus_per_worker)
     return DataLoader(
         bundle.train,
         batch_size=per_rank,
         sampler=sampler,
         drop_last=len(sampler) > per_rank,
-        num_workers=cfg.train.loader_workers,
-        persistent_workers=False,
+        **acceleration.loader_options(workers, device_type, t.prefetch_factor),
     )
 
 
-def eval_loader(dataset, cfg: RunConfig) -> DataLoader:
-    return DataLoader(
-        dataset, batch_size=max(cfg.optim.batch_size, 256), shuffle=False, num_workers=cfg.train.loader_workers
-    )
+def eval_loader(dataset, cfg: RunConfig, device_type: str = "cpu") -> DataLoader:
+    workers = acceleration.loader_workers(cfg.train.loader_workers, device_type, cfg.train.cpus_per_worker)
+    return DataLoader(dataset, batch_size=max(cfg.optim.batch_size, 256), shuffle=False, num_workers=workers)
 
 
 # ---- the loop -----------------------------------------------------------------------------------
@@ -287,21 +292,28 @@ class Progress:
 
 
 def train_epoch(
-    step: nn.Module, loader, opt, scheduler, device: torch.device, progress_wrap=None, session: Session | None = None
+    step: nn.Module,
+    loader,
+    opt,
+    scheduler,
+    device: torch.device,
+    progress_wrap=None,
+    session: Session | None = None,
+    precision: Precision | None = None,
 ) -> dict[str, float]:
-    """One pass over ``loader`` with ``step`` (a ``TrainStep``, maybe DDP-wrapped); returns the epoch's mean
-    losses (classification and coding apart) and accuracy, averaged over all ranks."""
+    """One pass over ``loader`` with ``step`` (a ``TrainStep``, maybe DDP-wrapped or compiled) under
+    ``precision`` (default: ``train.precision=auto``); returns the epoch's mean losses (classification and
+    coding apart) and accuracy, averaged over all ranks."""
     step.train()
+    precision = precision or acceleration.resolve_precision("auto", device)
     sums = torch.zeros(5, dtype=torch.float64, device=device)  # loss, classification, coding, correct, seen
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     for x, y in progress_wrap(loader) if progress_wrap else loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         x = x.contiguous(memory_format=torch.channels_last)  # NHWC convs: faster on GPUs and on CPU (oneDNN)
-        with autocast:
+        with precision.autocast():
             out = step(x, y)
         opt.zero_grad(set_to_none=True)
-        out["total"].backward()
-        opt.step()
+        precision.backward_and_step(out["total"], opt)
         scheduler.step()
         n = len(y)
         with torch.no_grad():
@@ -415,7 +427,7 @@ def distributed_evaluate(model, val_set, cfg: RunConfig, device, session: Sessio
     """Validation metrics over the validation set (a stratified sample of ``eval.limit_val`` images when
     set, the same on every rank and epoch): each rank its shard, means weighted by counts."""
     part = shard(stratified_subset(val_set, cfg.eval.limit_val, cfg.seed), session.rank, session.world_size)
-    metrics = evaluate(model, eval_loader(part, cfg), device)
+    metrics = evaluate(model, eval_loader(part, cfg, device.type), device)
     if session.world_size == 1:
         return metrics
     count = len(part)
@@ -462,13 +474,15 @@ def train_loop(
     objective of a search (``rung_metrics``).
     """
     chief = session.rank == 0
+    device = session.device() or resolve_device(cfg.train.device)
+    precision = acceleration.resolve_precision(cfg.train.precision, device)
+    acceleration.set_determinism(cfg.train.deterministic, device)
     state = session.restore()
     done = session.broadcast(lineage.finished_metrics(cfg.tracking.uri, cfg.tracking.experiment) if chief else None)
     if done is not None:  # a trial that had finished before its sweep's driver died: report, do not retrain
         progress.say("this trial's MLflow run had already finished; reporting its final metrics")
         session.report({**done, "epoch": cfg.train.epochs}, cfg.train.epochs - 1, None)
         return LoopResult(None, done, None)
-    device = session.device() or resolve_device(cfg.train.device)
     seed_everything(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
     bundle = build_dataset(data_spec(cfg))
     if bundle.val is None and bundle.test is None:
@@ -479,15 +493,18 @@ def train_loop(
     schemes = None if state is None else resume_schemes(cfg, state, bundle.num_classes, bundle.in_chans)
     model = build_model(cfg, bundle.num_classes, bundle.in_chans, schemes)
     model = model.to(device, memory_format=torch.channels_last)
-    step_module = session.wrap(TrainStep(model))
-    steps = len(train_loader(bundle, cfg, 0, session.rank, session.world_size))
-    opt, scheduler = make_optimizer(model, cfg, steps)
+    model = acceleration.sync_batchnorm(model, cfg.train.sync_batchnorm, session.world_size)
+    step_module = acceleration.compile_step(session.wrap(TrainStep(model)), cfg.train.compile)
+    loader = train_loader(bundle, cfg, 0, session.rank, session.world_size, device.type)
+    opt, scheduler = make_optimizer(model, cfg, len(loader))
     start_epoch = 0
     run_id = None
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if precision.scaler is not None and "grad_scaler" in state:
+            precision.scaler.load_state_dict(state["grad_scaler"])
         start_epoch = state["epoch"] + 1
         run_id = state["run_id"]
         _set_rng_state(state["rng"])
@@ -519,10 +536,9 @@ def train_loop(
     try:
         for epoch in range(start_epoch, cfg.train.epochs):
             started = time.perf_counter()
-            loader = train_loader(bundle, cfg, epoch, session.rank, session.world_size)
-            metrics = train_epoch(
-                step_module, loader, opt, scheduler, device, lambda it, e=epoch: progress.wrap(it, e), session
-            )
+            loader.sampler.set_epoch(epoch)
+            wrap = functools.partial(progress.wrap, epoch=epoch)
+            metrics = train_epoch(step_module, loader, opt, scheduler, device, wrap, session, precision)
             if session.world_size > 1:
                 metrics["ddp/param_divergence"] = param_divergence(model, session)
             if bundle.val is not None:  # val_fraction 0 (the paper's protocol): no per-epoch validation
@@ -544,8 +560,19 @@ def train_loop(
                 tracker.log_metrics(metrics, step=epoch)
                 if checkpoint:
                     state = _state(model, opt, scheduler, epoch, tracker.run_id, cfg, bundle.image_size)
+                    if precision.scaler is not None:
+                        state["grad_scaler"] = precision.scaler.state_dict()
                 if last_epoch:  # everything the run records lands before the final report
-                    _finish_run(tracker, suite, bundle, state, model, eval_loader(bundle.train_eval, cfg), cfg, progress)
+                    _finish_run(
+                        tracker,
+                        suite,
+                        bundle,
+                        state,
+                        model,
+                        eval_loader(bundle.train_eval, cfg, device.type),
+                        cfg,
+                        progress,
+                    )
                 progress.say(_epoch_line(epoch, cfg.train.epochs, metrics))
             session.report(metrics, epoch, state)
     except KeyboardInterrupt:
@@ -686,13 +713,13 @@ def rung_metrics(model, bundle: DatasetBundle, cfg: RunConfig, device) -> dict[s
     """The light evaluation at a rung epoch (``coded_resnext.evaluation.rung``), timed as ``time/rung_eval_seconds``."""
     started = time.perf_counter()
     classes = choose_classes(model.num_classes, cfg.eval.binary_classes, cfg.seed)  # the suite's classes
-    loader = lambda dataset: eval_loader(dataset, cfg)  # noqa: E731
+    loader = lambda dataset: eval_loader(dataset, cfg, device.type)  # noqa: E731
     metrics = rung_evaluation(model, bundle.val, device, cfg.eval, classes, seed=cfg.seed, loader=loader)
     metrics["time/rung_eval_seconds"] = time.perf_counter() - started
     return metrics
 
 
-def suite_data(bundle: DatasetBundle, cfg: RunConfig, *, test: bool) -> SuiteData:
+def suite_data(bundle: DatasetBundle, cfg: RunConfig, *, test: bool, device_type: str = "cpu") -> SuiteData:
     """What the evaluation suite reads for a run of ``cfg``: the test split only when ``test``."""
     ood = None
     if cfg.data.ood:
@@ -702,12 +729,12 @@ def suite_data(bundle: DatasetBundle, cfg: RunConfig, *, test: bool) -> SuiteDat
         val=bundle.val,
         test=bundle.test if test else None,
         ood=ood,
-        loader=lambda dataset: eval_loader(dataset, cfg),
+        loader=lambda dataset: eval_loader(dataset, cfg, device_type),
     )
 
 
 def _suite(model, bundle: DatasetBundle, cfg: RunConfig, device, progress: Progress, *, test: bool) -> SuiteResult:
-    data = suite_data(bundle, cfg, test=test)
+    data = suite_data(bundle, cfg, test=test, device_type=device.type)
     return run_suite(model, data, device=device, settings=cfg.eval, seed=cfg.seed, progress=progress.say)
 
 

@@ -367,17 +367,27 @@ CHECKPOINT_CASES = [
 
 EVALUATE = ["evaluate", "--tracking-uri", "sqlite:///{ws}/runs/mlflow.db"]
 EVALUATE_CASES = [
-    Case("evaluate-unknown-run", [*EVALUATE, "--run-id", "0123456789abcdef"], "run 0123456789abcdef: no such run",
-         "check the id"),
-    Case("evaluate-run-without-checkpoint", [*EVALUATE, "--run-id", "{run:earlier}"], "has no final checkpoint",
-         None),
-    Case("evaluate-unfinished-run", [*EVALUATE, "--run-id", "{run:unfinished}"], "is RUNNING",
-         "only a finished run"),
-    Case("evaluate-twice-without-force", [*EVALUATE, "--run-id", "{run:tested}"], "already has test figures",
-         "pass --force"),
+    Case(
+        "evaluate-unknown-run",
+        [*EVALUATE, "--run-id", "0123456789abcdef"],
+        "run 0123456789abcdef: no such run",
+        "check the id",
+    ),
+    Case("evaluate-run-without-checkpoint", [*EVALUATE, "--run-id", "{run:earlier}"], "has no final checkpoint", None),
+    Case("evaluate-unfinished-run", [*EVALUATE, "--run-id", "{run:unfinished}"], "is RUNNING", "only a finished run"),
+    Case(
+        "evaluate-twice-without-force",
+        [*EVALUATE, "--run-id", "{run:tested}"],
+        "already has test figures",
+        "pass --force",
+    ),
     Case("evaluate-unknown-sweep", [*EVALUATE, "--sweep", "nope", "--front"], "no sweep named 'nope'", None),
-    Case("evaluate-unfinished-sweep", [*EVALUATE, "--sweep", "halfway", "--front"], "sweep 'halfway' is RUNNING",
-         "--resume"),
+    Case(
+        "evaluate-unfinished-sweep",
+        [*EVALUATE, "--sweep", "halfway", "--front"],
+        "sweep 'halfway' is RUNNING",
+        "--resume",
+    ),
     Case("evaluate-sweep-without-front", [*EVALUATE, "--sweep", "halfway"], "--sweep NAME needs --front", "--all"),
     Case("evaluate-all-without-sweep", [*EVALUATE, "--run-id", "x", "--all"], "--all goes with --sweep", None),
     Case("evaluate-front-without-sweep", [*EVALUATE, "--run-id", "x", "--front"], "--front goes with --sweep", None),
@@ -441,48 +451,141 @@ ABLATE = ["ablate", "{d}/abl.yaml", "--tracking-uri", "sqlite:///{d}/other.db"]
 SEARCH_SPACE_CASES: list[Case] = [
     Case("space-missing-file", TUNE, "no such search-space file", None),
     Case("space-malformed-yaml", TUNE, "malformed YAML", None, {"space.yaml": "search: {loss.mu: [\n"}),
-    Case("space-unknown-section", TUNE, "unknown section(s) ['serch']", "valid: base, config, search, tune",
-         {"space.yaml": "serch: {}\n"}),
-    Case("space-unknown-domain", TUNE, "search.loss.mu: unknown domain 'normal'", "choose one of",
-         {"space.yaml": "search: {loss.mu: {normal: [0, 1]}}\n"}),
-    Case("space-reversed-range", TUNE, "search.loss.mu: uniform needs low < high", None,
-         {"space.yaml": "search: {loss.mu: {uniform: [3, 1]}}\n"}),
-    Case("space-unknown-key", TUNE, "loss.mew: unknown key", "valid keys in loss",
-         {"space.yaml": "search: {loss.mew: {choice: [1, 2]}}\n"}),
-    Case("space-unbuildable-scheme", TUNE, "coding.c3='paper:cifar100/8/20'", "100",
-         {"space.yaml": "search: {coding.c3: {choice: ['paper:cifar100/8/20']}}\n"}),
-    Case("space-grid-with-optuna", TUNE, "grid values need tune.algorithm random or grid", "use choice",
-         {"space.yaml": "search: {seed: {grid: [0, 1]}}\ntune: {algorithm: optuna}\n"}),
-    Case("space-asha-multi-objective", TUNE, "tune.scheduler: ASHA stops trials on one metric", "not nsga2",
-         {"space.yaml": "search: {loss.mu: {choice: [1]}}\ntune: {algorithm: nsga2, scheduler: asha}\n"}),
-    Case("space-missing-base", TUNE, "base config 'nope.yaml' not found", None,
-         {"space.yaml": "base: nope.yaml\nsearch: {loss.mu: {choice: [1]}}\n"}),
-    Case("space-search-without-val-split", TUNE, "data.val_fraction is 0, but a search needs a validation split",
-         "set it in (0, 1)", {"space.yaml": "config: {data: {val_fraction: 0}}\nsearch: {loss.mu: {choice: [1]}}\n"}),
-    Case("ablation-without-val-split", ABLATE, "data.val_fraction is 0, but an ablation needs a validation split",
-         "set it in (0, 1)", {"abl.yaml": "config: {data: {val_fraction: 0}}\ngrid: {loss.mu: [1, 3]}\n"}),
-    Case("space-resume-nothing", [*TUNE, "--resume", "--storage-path", "{d}/ray"], "nothing to resume", "without --resume",
-         {"space.yaml": "search: {loss.mu: {choice: [1]}}\n"}),
-    Case("space-unknown-scheduler", TUNE, "tune.scheduler: must be one of", "moasha",
-         {"space.yaml": "search: {loss.mu: {choice: [1]}}\ntune: {scheduler: hyperband}\n"}),
-    Case("space-moasha-one-objective", TUNE, "moasha ranks several objectives", "use asha",
-         {"space.yaml": "search: {loss.mu: {choice: [1]}}\n"
-                        "tune: {algorithm: motpe, scheduler: moasha, objectives: {val/accuracy: max}}\n"}),
-    Case("space-moasha-grace-period", TUNE, "tune.grace_period=3 must be below tune.max_t=2", None,
-         {"space.yaml": "config: {train: {epochs: 2}}\nsearch: {loss.mu: {choice: [1]}}\n"
-                        "tune: {algorithm: random, scheduler: moasha, grace_period: 3}\n"}),
-    Case("space-constraint-unknown-metric", TUNE, "tune.constraints.val/accuracy: unknown metric",
-         "binary/param_fraction", {"space.yaml": "search: {loss.mu: {choice: [1]}}\n"
-                                   "tune: {constraints: {val/accuracy: '>= 0.9'}}\n"}),
-    Case("space-constraint-bad-bound", TUNE, "cannot parse '<= half'", "e.g. \"<= 0.5\"",
-         {"space.yaml": "search: {loss.mu: {choice: [1]}}\n"
-                        "tune: {constraints: {binary/param_fraction: '<= half'}}\n"}),
-    Case("space-reference-point-length", TUNE, "tune.reference_point: needs one value per objective", None,
-         {"space.yaml": "search: {loss.mu: {choice: [1]}}\ntune: {algorithm: motpe, reference_point: [0, 1]}\n"}),
+    Case(
+        "space-unknown-section",
+        TUNE,
+        "unknown section(s) ['serch']",
+        "valid: base, config, search, tune",
+        {"space.yaml": "serch: {}\n"},
+    ),
+    Case(
+        "space-unknown-domain",
+        TUNE,
+        "search.loss.mu: unknown domain 'normal'",
+        "choose one of",
+        {"space.yaml": "search: {loss.mu: {normal: [0, 1]}}\n"},
+    ),
+    Case(
+        "space-reversed-range",
+        TUNE,
+        "search.loss.mu: uniform needs low < high",
+        None,
+        {"space.yaml": "search: {loss.mu: {uniform: [3, 1]}}\n"},
+    ),
+    Case(
+        "space-unknown-key",
+        TUNE,
+        "loss.mew: unknown key",
+        "valid keys in loss",
+        {"space.yaml": "search: {loss.mew: {choice: [1, 2]}}\n"},
+    ),
+    Case(
+        "space-unbuildable-scheme",
+        TUNE,
+        "coding.c3='paper:cifar100/8/20'",
+        "100",
+        {"space.yaml": "search: {coding.c3: {choice: ['paper:cifar100/8/20']}}\n"},
+    ),
+    Case(
+        "space-grid-with-optuna",
+        TUNE,
+        "grid values need tune.algorithm random or grid",
+        "use choice",
+        {"space.yaml": "search: {seed: {grid: [0, 1]}}\ntune: {algorithm: optuna}\n"},
+    ),
+    Case(
+        "space-asha-multi-objective",
+        TUNE,
+        "tune.scheduler: ASHA stops trials on one metric",
+        "not nsga2",
+        {"space.yaml": "search: {loss.mu: {choice: [1]}}\ntune: {algorithm: nsga2, scheduler: asha}\n"},
+    ),
+    Case(
+        "space-missing-base",
+        TUNE,
+        "base config 'nope.yaml' not found",
+        None,
+        {"space.yaml": "base: nope.yaml\nsearch: {loss.mu: {choice: [1]}}\n"},
+    ),
+    Case(
+        "space-search-without-val-split",
+        TUNE,
+        "data.val_fraction is 0, but a search needs a validation split",
+        "set it in (0, 1)",
+        {"space.yaml": "config: {data: {val_fraction: 0}}\nsearch: {loss.mu: {choice: [1]}}\n"},
+    ),
+    Case(
+        "ablation-without-val-split",
+        ABLATE,
+        "data.val_fraction is 0, but an ablation needs a validation split",
+        "set it in (0, 1)",
+        {"abl.yaml": "config: {data: {val_fraction: 0}}\ngrid: {loss.mu: [1, 3]}\n"},
+    ),
+    Case(
+        "space-resume-nothing",
+        [*TUNE, "--resume", "--storage-path", "{d}/ray"],
+        "nothing to resume",
+        "without --resume",
+        {"space.yaml": "search: {loss.mu: {choice: [1]}}\n"},
+    ),
+    Case(
+        "space-unknown-scheduler",
+        TUNE,
+        "tune.scheduler: must be one of",
+        "moasha",
+        {"space.yaml": "search: {loss.mu: {choice: [1]}}\ntune: {scheduler: hyperband}\n"},
+    ),
+    Case(
+        "space-moasha-one-objective",
+        TUNE,
+        "moasha ranks several objectives",
+        "use asha",
+        {
+            "space.yaml": "search: {loss.mu: {choice: [1]}}\n"
+            "tune: {algorithm: motpe, scheduler: moasha, objectives: {val/accuracy: max}}\n"
+        },
+    ),
+    Case(
+        "space-moasha-grace-period",
+        TUNE,
+        "tune.grace_period=3 must be below tune.max_t=2",
+        None,
+        {
+            "space.yaml": "config: {train: {epochs: 2}}\nsearch: {loss.mu: {choice: [1]}}\n"
+            "tune: {algorithm: random, scheduler: moasha, grace_period: 3}\n"
+        },
+    ),
+    Case(
+        "space-constraint-unknown-metric",
+        TUNE,
+        "tune.constraints.val/accuracy: unknown metric",
+        "binary/param_fraction",
+        {"space.yaml": "search: {loss.mu: {choice: [1]}}\ntune: {constraints: {val/accuracy: '>= 0.9'}}\n"},
+    ),
+    Case(
+        "space-constraint-bad-bound",
+        TUNE,
+        "cannot parse '<= half'",
+        'e.g. "<= 0.5"',
+        {"space.yaml": "search: {loss.mu: {choice: [1]}}\ntune: {constraints: {binary/param_fraction: '<= half'}}\n"},
+    ),
+    Case(
+        "space-reference-point-length",
+        TUNE,
+        "tune.reference_point: needs one value per objective",
+        None,
+        {"space.yaml": "search: {loss.mu: {choice: [1]}}\ntune: {algorithm: motpe, reference_point: [0, 1]}\n"},
+    ),
     Case("ablation-no-cells", ABLATE, "needs a grid or variants", None, {"abl.yaml": "seeds: [0, 1]\n"}),
-    Case("ablation-repeated-seed", ABLATE, "repeats a seed", "distinct seeds",
-         {"abl.yaml": "grid: {loss.mu: [1, 3]}\nseeds: [0, 0]\n"}),
+    Case(
+        "ablation-repeated-seed",
+        ABLATE,
+        "repeats a seed",
+        "distinct seeds",
+        {"abl.yaml": "grid: {loss.mu: [1, 3]}\nseeds: [0, 0]\n"},
+    ),
 ]
+
 
 def _study_of_another_space(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An Optuna study named like the sweep ('space'), made by another search space."""
@@ -494,20 +597,139 @@ def _study_of_another_space(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 MOTPE = "search: {loss.mu: {uniform: [1, 3]}}\ntune: {algorithm: optuna, searcher_storage: '%s'}\n"
 OBSERVABILITY_CASES: list[Case] = [
-    Case("system-metrics-interval-zero", TRAIN, "tracking.system_metrics_interval: must be > 0 seconds", None,
-         {"run.yaml": QUICK + "tracking: {system_metrics_interval: 0}\n"}),
-    Case("searcher-storage-malformed", TUNE, "not a database URL", "postgresql+psycopg2://",
-         {"space.yaml": MOTPE % "not a url"}),
-    Case("searcher-storage-unknown-kind", TUNE, "unknown database kind 'oracle+nothing'", "postgresql+psycopg2://",
-         {"space.yaml": MOTPE % "oracle+nothing://u@h/db"}),
-    Case("searcher-storage-unreachable", TUNE, "cannot connect", "check the host, port",
-         {"space.yaml": MOTPE % "postgresql+psycopg2://nobody@127.0.0.1:1/optuna"}),
-    Case("searcher-storage-missing-dir", TUNE, "its directory does not exist", "create it",
-         {"space.yaml": MOTPE % "sqlite:///{d}/no/such/dir/s.db"}),
-    Case("searcher-study-of-another-space", TUNE, "was made by another search space", "set tune.name",
-         {"space.yaml": MOTPE % "sqlite:///{d}/s.db"}, setup=_study_of_another_space),
-    Case("searcher-storage-flag-malformed", [*TUNE, "--searcher-storage", "nope"], "not a database URL", None,
-         {"space.yaml": "search: {loss.mu: {uniform: [1, 3]}}\ntune: {algorithm: optuna}\n"}),
+    Case(
+        "system-metrics-interval-zero",
+        TRAIN,
+        "tracking.system_metrics_interval: must be > 0 seconds",
+        None,
+        {"run.yaml": QUICK + "tracking: {system_metrics_interval: 0}\n"},
+    ),
+    Case(
+        "searcher-storage-malformed",
+        TUNE,
+        "not a database URL",
+        "postgresql+psycopg2://",
+        {"space.yaml": MOTPE % "not a url"},
+    ),
+    Case(
+        "searcher-storage-unknown-kind",
+        TUNE,
+        "unknown database kind 'oracle+nothing'",
+        "postgresql+psycopg2://",
+        {"space.yaml": MOTPE % "oracle+nothing://u@h/db"},
+    ),
+    Case(
+        "searcher-storage-unreachable",
+        TUNE,
+        "cannot connect",
+        "check the host, port",
+        {"space.yaml": MOTPE % "postgresql+psycopg2://nobody@127.0.0.1:1/optuna"},
+    ),
+    Case(
+        "searcher-storage-missing-dir",
+        TUNE,
+        "its directory does not exist",
+        "create it",
+        {"space.yaml": MOTPE % "sqlite:///{d}/no/such/dir/s.db"},
+    ),
+    Case(
+        "searcher-study-of-another-space",
+        TUNE,
+        "was made by another search space",
+        "set tune.name",
+        {"space.yaml": MOTPE % "sqlite:///{d}/s.db"},
+        setup=_study_of_another_space,
+    ),
+    Case(
+        "searcher-storage-flag-malformed",
+        [*TUNE, "--searcher-storage", "nope"],
+        "not a database URL",
+        None,
+        {"space.yaml": "search: {loss.mu: {uniform: [1, 3]}}\ntune: {algorithm: optuna}\n"},
+    ),
+]
+
+
+def _no_cuda(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+# Issue 18: the GPU train path and early exit.
+EXTRACT_EE = ["extract", "--checkpoint", "{ws}/good.pt", "--early-exit", "--out", "{d}/ee.pt2"]
+BENCH_EE = ["bench", "early-exit", "--preset", "coded_resnext_mini"]
+ACCELERATION_CASES = [
+    Case(
+        "train-fp16-without-cuda",
+        TRAIN,
+        "train.precision=fp16 needs a CUDA GPU",
+        "use train.precision=bf16",
+        {"run.yaml": QUICK.replace("progress: none", "progress: none, precision: fp16")},
+        _no_cuda,
+    ),
+    Case(
+        "config-fp16-on-cpu-device",
+        TRAIN,
+        "train.precision: fp16 needs a CUDA GPU",
+        "use bf16",
+        {"run.yaml": QUICK.replace("progress: none", "progress: none, precision: fp16, device: cpu")},
+    ),
+    Case(
+        "config-sync-batchnorm-one-worker",
+        TRAIN,
+        "train.sync_batchnorm: needs train.num_workers > 1",
+        "set it false",
+        {"run.yaml": QUICK.replace("progress: none", "progress: none, sync_batchnorm: true")},
+    ),
+    Case("extract-ee-threshold-not-a-number", [*EXTRACT_EE, "--threshold", "high"], "--threshold 'high': not a number"),
+    Case(
+        "extract-ee-threshold-wrong-length",
+        [*EXTRACT_EE, "--threshold", "0.2,0.3"],
+        "2 per-block values but the model has 4 coded blocks",
+        "give one number or 4 comma-separated",
+    ),
+    Case(
+        "extract-ee-at-accuracy-above-1", [*EXTRACT_EE, "--at-accuracy", "1.5"], "--at-accuracy 1.5: must be in (0, 1]"
+    ),
+    Case("extract-ee-at-accuracy-zero", [*EXTRACT_EE, "--at-accuracy", "0"], "--at-accuracy 0.0: must be in (0, 1]"),
+    Case(
+        "extract-ee-run-without-curve",
+        EXTRACT_EE,
+        "has no tables/early_exit_curve.csv",
+        "give --threshold instead",
+    ),
+    Case(
+        "extract-threshold-without-early-exit",
+        ["extract", "--checkpoint", "{ws}/good.pt", "--class", "0", "--threshold", "0.3", "--out", "{d}/x.pt2"],
+        "choose an early-exit operating point",
+        "give them with --early-exit",
+    ),
+    Case("bench-ee-threshold-not-a-number", [*BENCH_EE, "--threshold", "x"], "--threshold 'x': not a number"),
+    Case(
+        "bench-ee-threshold-wrong-length",
+        [*BENCH_EE, "--threshold", "0.1,0.2,0.3"],
+        "3 per-block values but the model has 4 coded blocks",
+    ),
+    Case("bench-ee-exit-rate-out-of-range", [*BENCH_EE, "--exit-rate", "1.2"], "--exit-rate 1.2: must be in (0, 1)"),
+    Case(
+        "bench-ee-at-accuracy-needs-a-run",
+        [*BENCH_EE, "--at-accuracy", "0.99"],
+        "--at-accuracy reads a run's validation curve",
+        "give --run-id or --checkpoint",
+    ),
+    Case(
+        "bench-ee-thread-clock-needs-one-thread",
+        [*BENCH_EE, "--clock", "thread-cpu"],
+        "--clock thread-cpu measures one thread's CPU time",
+        "give --threads 1",
+    ),
+    Case(
+        "usage-extract-class-and-early-exit",
+        ["extract", "--checkpoint", "b", "--class", "0", "--early-exit", "--out", "x"],
+        "not allowed with",
+        usage=True,
+    ),
 ]
 
 CASES = (
@@ -519,7 +741,9 @@ CASES = (
     + CLI_CASES
     + SEARCH_SPACE_CASES
     + OBSERVABILITY_CASES
+    + ACCELERATION_CASES
 )
+
 
 # ---- the workspace: an MLflow store with a finished run, a checkpoint, earlier results ---------------
 @pytest.fixture(scope="module")
@@ -577,10 +801,7 @@ def _snapshot(ws: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     "case",
-    [
-        c
-        for c in CASES
-    ],
+    [c for c in CASES],
     ids=[c.id for c in CASES],
 )
 def test_bad_input_is_one_line_nonzero_no_traceback_and_changes_nothing(case, workspace, tmp_path, monkeypatch, capsys):

@@ -145,7 +145,33 @@ def _loader(cfg: RunConfig) -> tuple:
     from orchestration.training import data_spec, train_loader
 
     loader = train_loader(build_dataset(data_spec(cfg)), cfg, epoch=0)
-    return loader.batch_size, loader.num_workers
+    return loader.batch_size, loader.num_workers, loader.prefetch_factor
+
+
+def _train_step(cfg: RunConfig) -> tuple:
+    """What ``train_loop`` sets up around its train step, as it does (``orchestration.acceleration``): the
+    loss of one step under the resolved precision, whether the step is compiled, how many BatchNorms are
+    synchronized over ``train.num_workers`` ranks, and whether deterministic algorithms are on (restored after)."""
+    from coded_resnext.layers.sync_batchnorm import SyncBatchNorm2d
+    from orchestration import acceleration
+    from orchestration.training import TrainStep
+
+    device = torch.device("cpu")
+    precision = acceleration.resolve_precision(cfg.train.precision, device)
+    model = acceleration.sync_batchnorm(_model(cfg), cfg.train.sync_batchnorm, cfg.train.num_workers)
+    synced = sum(isinstance(m, SyncBatchNorm2d) for m in model.modules())
+    step = acceleration.compile_step(TrainStep(model), cfg.train.compile)
+    torch.manual_seed(1)
+    x, y = torch.randn(8, 1, 28, 28), torch.arange(8) % 10
+    with precision.autocast():
+        loss = round(TrainStep(model)(x, y)["total"].item(), 6)
+    was = torch.are_deterministic_algorithms_enabled()
+    try:
+        acceleration.set_determinism(cfg.train.deterministic, device)
+        deterministic = torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(was)
+    return loss, type(step).__name__, synced, deterministic
 
 
 def _resources(cfg: RunConfig) -> tuple:
@@ -290,6 +316,11 @@ PROBES: dict[str, Probe] = {
     "train.gpus_per_worker": (0.5, _resources, []),
     "train.max_failures": (3, _resources, []),
     "train.loader_workers": (2, _loader, []),
+    "train.prefetch_factor": (2, _loader, ["train.loader_workers=1"]),
+    "train.precision": ("bf16", _train_step, []),
+    "train.compile": (True, _train_step, []),
+    "train.sync_batchnorm": (True, _train_step, ["train.num_workers=2"]),
+    "train.deterministic": (True, _train_step, []),
     "train.device": ("cuda", _device, []),
     "train.checkpoint_every": (2, _schedule, []),
     "train.progress": ("line", _progress, []),

@@ -183,11 +183,13 @@ def test_parquet_round_trip_appends_only_new_runs(store, tmp_path):
 
 def test_parquet_keeps_row_order_across_partitions(tmp_path):
     # One write lands in two partition directories; the frame's interleaved order must come back.
-    frame = pd.DataFrame({
-        "run_id": pd.array(["a", "b", "c", "d", "e"], dtype="string"),
-        "experiment_id": pd.array(["2", "1", "2", "1", "2"], dtype="string"),
-        "metrics.x": [5.0, 4.0, 3.0, 2.0, 1.0],
-    })
+    frame = pd.DataFrame(
+        {
+            "run_id": pd.array(["a", "b", "c", "d", "e"], dtype="string"),
+            "experiment_id": pd.array(["2", "1", "2", "1", "2"], dtype="string"),
+            "metrics.x": [5.0, 4.0, 3.0, 2.0, 1.0],
+        }
+    )
     write_parquet(frame.iloc[:3], tmp_path, "t")
     write_parquet(frame, tmp_path, "t")
     back = read_parquet(tmp_path, "t")

@@ -111,7 +111,11 @@ def test_run_logs_metrics_params_artifacts_and_a_loadable_model(trained):
     } <= plots
     tables = {Path(a.path).name for a in client.list_artifacts(result.run_id, "tables")}
     assert {"binary_classifiers.csv", "early_exit_curve.csv", "binary_score_histograms.csv"} <= tables
-    assert {"test_binary_classifiers.csv", "test_early_exit_curve.csv", "test_early_exit_operating_points.csv"} <= tables
+    assert {
+        "test_binary_classifiers.csv",
+        "test_early_exit_curve.csv",
+        "test_early_exit_operating_points.csv",
+    } <= tables
     # the logged model loads back and computes what the trained model computes
     mlflow.set_tracking_uri(cfg.tracking.uri)
     model_uri = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")[0].model_uri

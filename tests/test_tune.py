@@ -139,7 +139,9 @@ def test_multi_objective_sweep_nests_runs_refuses_rerun_and_extends_with_history
     assert measured and "test/accuracy" in out and "val/accuracy" in out
     assert all(r.info.status == "FINISHED" and "test/binary/param_fraction" in r.data.metrics for r in measured)
     (parent,) = [r for r in runs if r.data.tags.get("role") == "sweep"]
-    assert parent.info.status == "FINISHED" and "front_test.csv" in [a.path for a in client.list_artifacts(parent.info.run_id)]
+    assert parent.info.status == "FINISHED" and "front_test.csv" in [
+        a.path for a in client.list_artifacts(parent.info.run_id)
+    ]
     assert main(["evaluate", "--sweep", "mo", "--front", "--tracking-uri", uri]) == 2  # once
     assert "already has test figures" in capsys.readouterr().err
 
@@ -150,9 +152,12 @@ def test_ablation_runs_cells_and_control_per_seed_and_summarizes(in_tmp, capsys)
     uri = f"sqlite:///{in_tmp / 'mlflow.db'}"
     doc = {
         "base": str(ROOT / "search_spaces" / "quickstart_train.yaml"),
-        "config": {"data": {"name": "synthetic", "ood": None}, "train": {"epochs": 1},
-                   "tracking": {"experiment": "abl", "log_model": False},
-                   "eval": {"binary_classes": 2}},
+        "config": {
+            "data": {"name": "synthetic", "ood": None},
+            "train": {"epochs": 1},
+            "tracking": {"experiment": "abl", "log_model": False},
+            "eval": {"binary_classes": 2},
+        },
         "variants": {"c3_off": {"coding.c3": "off"}},
         "seeds": [0, 1],
         "metrics": ["val/accuracy", "binary/param_fraction"],
@@ -165,8 +170,15 @@ def test_ablation_runs_cells_and_control_per_seed_and_summarizes(in_tmp, capsys)
     client, runs = _runs(uri, "abl")
     (parent,) = [r for r in runs if r.data.tags.get("role") == "ablation"]
     trials = [r for r in runs if r.data.tags.get("role") == "trial"]
-    cells = sorted((r.data.tags["ablation_cell"], r.data.params["seed"], r.data.params["model.control"]) for r in trials)
-    assert cells == [("c3_off", "0", "False"), ("c3_off", "1", "False"), ("control", "0", "True"), ("control", "1", "True")]
+    cells = sorted(
+        (r.data.tags["ablation_cell"], r.data.params["seed"], r.data.params["model.control"]) for r in trials
+    )
+    assert cells == [
+        ("c3_off", "0", "False"),
+        ("c3_off", "1", "False"),
+        ("control", "0", "True"),
+        ("control", "1", "True"),
+    ]
     assert "ablation_summary.csv" in [a.path for a in client.list_artifacts(parent.info.run_id)]
     import pandas as pd
 
@@ -190,12 +202,24 @@ def test_ablation_runs_cells_and_control_per_seed_and_summarizes(in_tmp, capsys)
 def test_killed_driver_resumes_without_rerunning_finished_trials(in_tmp):
     uri = f"sqlite:///{in_tmp / 'mlflow.db'}"
     search = {"loss.mu": {"choice": [1.0, 3.0, 6.0]}}
-    path = _space(in_tmp, "resume", search, {"algorithm": "grid", "max_concurrent_trials": 1},
-                  **{"eval": {"binary_classes": 2}})
-    command = [sys.executable, "-m", "orchestration.cli", "tune", str(path), "--smoke-test", "--tracking-uri", uri,
-               "--num-cpus", "1"]
-    driver = subprocess.Popen(command, cwd=in_tmp, start_new_session=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    path = _space(
+        in_tmp, "resume", search, {"algorithm": "grid", "max_concurrent_trials": 1}, **{"eval": {"binary_classes": 2}}
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "orchestration.cli",
+        "tune",
+        str(path),
+        "--smoke-test",
+        "--tracking-uri",
+        uri,
+        "--num-cpus",
+        "1",
+    ]
+    driver = subprocess.Popen(
+        command, cwd=in_tmp, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:  # kill once one trial has finished and another has started
@@ -213,8 +237,11 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(in_tmp):
             os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started (its session)
         driver.wait()
     client, runs = _runs(uri, "resume")
-    finished_before = {r.data.tags["trial_id"]: r.info.run_id for r in runs
-                       if r.data.tags.get("role") == "trial" and r.info.status == "FINISHED"}
+    finished_before = {
+        r.data.tags["trial_id"]: r.info.run_id
+        for r in runs
+        if r.data.tags.get("role") == "trial" and r.info.status == "FINISHED"
+    }
 
     resumed = subprocess.run([*command, "--resume"], cwd=in_tmp, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]

@@ -62,6 +62,9 @@ class CodingScheme:
                 f"{int(weights[0])}, codeword {bad} has {int(weights[bad])}"
             )
         active = int(weights[0])
+        # kept as a plain int: computed from the numpy codewords on every call, torch.compile would turn
+        # it into a data-dependent tensor op and break the graph in the coding loss
+        object.__setattr__(self, "_num_active", active)
         if not 1 <= active < n:
             raise CodingSchemeError(
                 f"each codeword needs 1 <= active branches < {n} (branches), got {active}; "
@@ -84,7 +87,7 @@ class CodingScheme:
 
     @property
     def num_active(self) -> int:
-        return int(self.codewords[0].sum())
+        return self._num_active
 
     @property
     def ratio(self) -> float:

@@ -45,15 +45,10 @@ def early_exit_at(
     """Accuracy, mean compute fraction and exit rate of exiting at the first coded block whose
     confidence reaches each threshold (sorted, duplicates dropped)."""
     decoded = [decode(e, info.scheme) for e, info in zip(collected.energies, model.coded_blocks, strict=True)]
-    final_pred = collected.logits.argmax(1)
-    confidences = torch.stack([d.confidence for d in decoded], 1)  # (S, L)
-    predictions = torch.stack([d.prediction for d in decoded], 1)
     fractions = torch.tensor(block_fractions)
     rows = []
     for tau in sorted(set(thresholds)):
-        confident = confidences >= tau  # (S, L)
-        exits = torch.where(confident.any(1), confident.float().argmax(1), torch.full_like(final_pred, -1))
-        pred = torch.where(exits >= 0, predictions.gather(1, exits.clamp_min(0)[:, None])[:, 0], final_pred)
+        pred, exits = simulated_exits(model, collected, tau, decoded)
         compute = torch.where(exits >= 0, fractions[exits.clamp_min(0)], torch.ones(len(exits)))
         rows.append(
             {
@@ -87,6 +82,23 @@ def _half_compute_row(rows: list[dict[str, float]]) -> dict[str, float] | None:
 def _keep_99_row(rows: list[dict[str, float]], full_accuracy: float) -> dict[str, float] | None:
     keep = [r for r in rows if r["accuracy"] >= 0.99 * full_accuracy]
     return min(keep, key=lambda r: r["compute_fraction"]) if keep else None
+
+
+def simulated_exits(
+    model: CodedResNeXt, collected: Collected, threshold: float | Tensor, decoded: list | None = None
+) -> tuple[Tensor, Tensor]:
+    """Per sample, the prediction and the exit point (index into ``model.coded_blocks``, -1 for the final
+    head) of early exit at ``threshold`` (a float, or one per coded block), read off one full pass.
+    ``coded_resnext.EarlyExit`` takes the same decisions while really stopping (tests hold them together)."""
+    if decoded is None:
+        decoded = [decode(e, info.scheme) for e, info in zip(collected.energies, model.coded_blocks, strict=True)]
+    final_pred = collected.logits.argmax(1)
+    confidences = torch.stack([d.confidence for d in decoded], 1)  # (S, L)
+    predictions = torch.stack([d.prediction for d in decoded], 1)
+    confident = confidences >= torch.as_tensor(threshold, dtype=confidences.dtype)  # (S, L)
+    exits = torch.where(confident.any(1), confident.float().argmax(1), torch.full_like(final_pred, -1))
+    pred = torch.where(exits >= 0, predictions.gather(1, exits.clamp_min(0)[:, None])[:, 0], final_pred)
+    return pred, exits
 
 
 def early_exit_summary(rows: list[dict[str, float]], full_accuracy: float) -> dict[str, float]:

@@ -146,9 +146,7 @@ class CodedBlock(nn.Module):
                 "this block was fused for inference (its Gram matrices are frozen and bn_sum is folded "
                 "into conv_expand); it cannot be trained. Train the unfused model instead."
             )
-        scaled, energies = normalized_branches(
-            h, gram, self.energy_channels(), self.normalizer_branches, keep, drop
-        )
+        scaled, energies = normalized_branches(h, gram, self.energy_channels(), self.normalizer_branches, keep, drop)
         if grad_keep is None:
             return self.conv_expand(scaled), energies
         # Same sum, two parts: the kept branches' as usual, the others' with no gradient to h or to

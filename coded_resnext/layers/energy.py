@@ -64,9 +64,7 @@ def _per_output(out_channels: int | Tensor, p: int, like: Tensor) -> Tensor | in
     return out_channels * p
 
 
-def _raw_energies(
-    layout: _BranchLayout, x: Tensor, gram: Tensor, out_channels: int | Tensor
-) -> tuple[Tensor, Tensor]:
+def _raw_energies(layout: _BranchLayout, x: Tensor, gram: Tensor, out_channels: int | Tensor) -> tuple[Tensor, Tensor]:
     """(moments (B, N, d, d), raw energies E(t_n) (B, N)) of a ``layout.split`` view ``x``."""
     moments = layout.moments(x)
     sums = (moments * gram).sum(dim=(-1, -2))
@@ -112,6 +110,37 @@ def _normalize(
     if drop is not None:
         scale = scale * drop.to(raw.dtype)
     return energies, scale
+
+
+def _normalize_backward(
+    raw: Tensor,
+    keep: Tensor | None,
+    drop: Tensor | None,
+    normalizer_branches: int,
+    grad_energies: Tensor | None,
+    grad_scale: Tensor,
+) -> Tensor:
+    """d/d raw of ``_normalize``'s outputs against their gradients, (B, N).
+
+    With r = raw * keep and m = max(sum_n r_n / N, eps): energies = r / m and scale_n = keep_n drop_n / sqrt(m),
+    so dL/dr_j = g_E,j / m + (dm/dr_j) (-sum_n g_E,n r_n / m^2 - sum_n g_S,n keep_n drop_n / (2 m^1.5)), where
+    dm/dr_j = 1/N while the clamp is not active (0 when it is); and dL/draw_j = keep_j dL/dr_j."""
+    r = raw if keep is None else raw * keep.to(raw.dtype)
+    mean = r.sum(dim=1) / normalizer_branches
+    m = mean.clamp_min(ENERGY_EPS)
+    mask = grad_scale
+    if keep is not None:
+        mask = mask * keep.to(raw.dtype)
+    if drop is not None:
+        mask = mask * drop.to(raw.dtype)
+    grad_mean = -0.5 * mask.sum(dim=1) * m.pow(-1.5)  # through the scale
+    grad_r = torch.zeros_like(r)
+    if grad_energies is not None:
+        grad_r = grad_energies / m[:, None]
+        grad_mean = grad_mean - (grad_energies * r).sum(dim=1) / m.square()
+    grad_mean = grad_mean * (mean >= ENERGY_EPS).to(raw.dtype)  # clamp_min passes no gradient below eps
+    grad_r = grad_r + grad_mean[:, None] / normalizer_branches
+    return grad_r if keep is None else grad_r * keep.to(raw.dtype)
 
 
 class _BranchLayout:
@@ -179,8 +208,9 @@ class _NormalizedBranches(torch.autograd.Function):
     * and it works on views in h's own memory layout (``_BranchLayout``), so a channels-last h is
       never copied.
 
-    The (B, N)-sized normalization in between is recomputed in the backward pass and differentiated
-    by autograd (``_normalize``), so this class owns only the large-tensor arithmetic.
+    The (B, N)-sized normalization in between is recomputed in the backward pass and differentiated by
+    ``_normalize_backward``, a few (B, N)-sized ops written out: ``torch.autograd.grad`` inside a backward
+    would keep ``torch.compile`` from tracing it (Dynamo then breaks the graph at every coded block).
     ``tests/test_models.py`` checks it against finite differences and against the materialized
     path, which is plain autograd.
     """
@@ -207,19 +237,15 @@ class _NormalizedBranches(torch.autograd.Function):
         with torch.autocast(device_type=h.device.type, enabled=False):
             x = layout.split(h).to(dtype)
             g = layout.split(grad_scaled).to(dtype)
-            raw = raw.detach().requires_grad_()
-            with torch.enable_grad():
-                energies, scale = _normalize(raw, keep, drop, ctx.normalizer_branches)
+            _, scale = _normalize(raw, keep, drop, ctx.normalizer_branches)
             grad_scale = layout.branch_sum(g * x)  # (B, N)
-            if grad_energies is None:
-                grad_energies = torch.zeros_like(energies)
-            (grad_raw,) = torch.autograd.grad((energies, scale), raw, (grad_energies, grad_scale))
+            grad_raw = _normalize_backward(raw, keep, drop, ctx.normalizer_branches, grad_energies, grad_scale)
             grad_raw = grad_raw / _per_output(ctx.out_channels, layout.p, grad_raw)
             grad_h = None
             if ctx.needs_input_grad[0]:
                 # g * s (scale path) + 2 dE_n G_n h_n (energy path) in one addcmul
                 grad_x = torch.addcmul(
-                    g * layout.per_branch(scale.detach()),
+                    g * layout.per_branch(scale),
                     layout.gram_times(x, gram.to(dtype)),
                     layout.per_branch(2 * grad_raw),
                 )

@@ -18,11 +18,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("ablation", type=Path, help="ablation YAML (see search_spaces/ablation_mu_pdrop.yaml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a base-config value for every run (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a base-config value for every run (repeatable)",
+    )
     p.add_argument("--resume", action="store_true", help="finish an interrupted ablation")
-    p.add_argument("--smoke-test", action="store_true",
-                   help="a few runs (the control and the first cell, two seeds) on tiny data, <= 2 epochs each")
+    p.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="a few runs (the control and the first cell, two seeds) on tiny data, <= 2 epochs each",
+    )
     p.add_argument("--address", help="an existing Ray cluster; default: start a local one")
     p.add_argument("--storage-path", help="Tune storage: a shared directory or an object-store URI (default runs/ray)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite file under runs/)")
@@ -47,7 +56,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.smoke_test:
         smoke_test_ablation(space)
     cells, seeds = space.domains["ablation_cell"].values, space.domains["seed"].values
-    print(f"ablation {space.name!r}: {len(cells)} cells (control included) x {len(seeds)} seeds = {len(cells) * len(seeds)} runs")
+    print(
+        f"ablation {space.name!r}: {len(cells)} cells (control included) x {len(seeds)} seeds = {len(cells) * len(seeds)} runs"
+    )
     sweep = Sweep(space, args.tracking_uri, smoke_test=args.smoke_test)
     sweep.check(resume=args.resume)  # before Ray starts: a wrong flag fails fast
     with ray_session(args.address, num_cpus=args.num_cpus):

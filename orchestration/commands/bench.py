@@ -1,4 +1,5 @@
-"""``coded-resnext bench model``: coded vs control vs materialized, and binary vs full, side by side."""
+"""``coded-resnext bench model``: coded vs control vs materialized, and binary vs full, side by side;
+``bench early-exit`` (``bench_early_exit.py``): the early-exit network vs the full model."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 from coded_resnext import list_models
+from orchestration.commands import bench_early_exit
 from orchestration.errors import UserError
 
 
@@ -48,8 +50,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="memory layout of the timed train steps: 'channels-last' (default) is how the trainer trains; "
         "'contiguous' (NCHW) is a model as create_model returns it",
     )
+    model.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="autocast of the timed train steps, as train.precision (default fp32; bf16 works on CPU)",
+    )
+    model.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the train steps' forward and loss, as train.compile (compiling takes minutes on CPU)",
+    )
     model.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     model.set_defaults(run=_run)
+    bench_early_exit.register(bench_sub)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -81,6 +95,8 @@ def _run(args: argparse.Namespace) -> int:
         progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True),
         allocator=allocator,
         train_channels_last=args.train_layout == "channels-last",
+        train_precision=args.precision,
+        train_compiled=args.compile,
     )
     print(result.table())
     if args.json is not None:

@@ -1,4 +1,5 @@
-"""``coded-resnext extract``: one class's binary classifier from a run or checkpoint, to a file."""
+"""``coded-resnext extract``: one class's binary classifier, or the early-exit network at an operating
+point, from a run or checkpoint, to a file."""
 
 from __future__ import annotations
 
@@ -11,20 +12,41 @@ from orchestration.errors import UserError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "extract",
-        help="write one class's pruned binary classifier (torch.export .pt2) from a run or checkpoint",
+        help="write one class's pruned binary classifier, or the early-exit network, from a run or checkpoint",
         description=(
             "Extract the binary classifier of one class (the branches on its path only) from a trained "
             "model and save it with torch.export (load with torch.export.load; its output is the class score "
             "(B,)). The model comes from an MLflow run's final checkpoint (--run-id) or a checkpoint file. "
             "With --refit, the output row is refit to the pruned network's own features of training samples "
-            "(the checkpoint's data), and the score becomes the class's log-odds; same branches, same speed."
+            "(the checkpoint's data), and the score becomes the class's log-odds; same branches, same speed. "
+            "With --early-exit instead of --class: the network that stops for each sample at the first coded "
+            "block whose Eq. 7 confidence reaches a threshold, BatchNorms folded, saved as one PT2 archive of "
+            "torch.export programs, one per segment between exits (load with "
+            "coded_resnext.early_exit_export.load_early_exit; it returns prediction and exit_block). The "
+            "threshold is the least-compute point of the run's validation early-exit curve that keeps "
+            "--at-accuracy of the full accuracy, or --threshold. The file is also logged to the run."
         ),
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--run-id", help="MLflow run whose final checkpoint to use")
     source.add_argument("--checkpoint", type=Path, help="checkpoint file (runs/checkpoints/<hash>/epoch-NNNN.pt)")
-    p.add_argument("--class", dest="class_index", type=int, required=True, help="class index k")
-    p.add_argument("--out", type=Path, required=True, help="output file, e.g. class3.pt2")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--class", dest="class_index", type=int, help="class index k of the binary classifier")
+    what.add_argument("--early-exit", action="store_true", help="the early-exit network instead (see above)")
+    p.add_argument(
+        "--at-accuracy",
+        type=float,
+        default=None,
+        metavar="A",
+        help="--early-exit: keep this share of the full validation accuracy, in (0, 1] (default 0.99)",
+    )
+    p.add_argument(
+        "--threshold",
+        default=None,
+        metavar="T",
+        help="--early-exit: this confidence threshold instead (one number, inf, or one per coded block, comma-separated)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="output file, e.g. class3.pt2 or early_exit.pt2")
     p.add_argument(
         "--refit",
         action="store_true",
@@ -47,6 +69,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from coded_resnext import extract_binary_classifier, parameter_count
     from orchestration.checkpoint import load_checkpoint
+    from orchestration.operating_point import check_at_accuracy, parse_threshold, run_checkpoint
     from orchestration.tracking import RunTracker, default_tracking_uri
     from orchestration.training import model_from_checkpoint
 
@@ -54,24 +77,30 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(f"output directory {args.out.parent} does not exist; create it first")
     if args.refit_samples is not None and (not args.refit or args.refit_samples < 10):
         raise UserError(f"--refit-samples {args.refit_samples}: give it with --refit, and at least 10")
+    if not args.early_exit and (args.at_accuracy is not None or args.threshold is not None):
+        raise UserError(
+            "--at-accuracy and --threshold choose an early-exit operating point; give them with --early-exit"
+        )
+    if args.early_exit and args.refit:
+        raise UserError("--refit is for a binary classifier (--class), not --early-exit")
+    if args.at_accuracy is not None and args.threshold is not None:
+        raise UserError("give --at-accuracy or --threshold, not both")
+    threshold = parse_threshold(args.threshold) if args.threshold is not None else None
+    if args.at_accuracy is not None:
+        check_at_accuracy(args.at_accuracy)
     uri = args.tracking_uri or default_tracking_uri()
     if args.run_id:
-        from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
-        client = MlflowClient(uri)
-        try:
-            local = Path(client.download_artifacts(args.run_id, "checkpoint"))
-        except MlflowException as err:
-            raise UserError(f"run {args.run_id}: no final checkpoint found at {uri} ({err.error_code})") from None
-        files = sorted(local.glob("*.pt"))
-        if not files:
-            raise UserError(f"run {args.run_id} has no checkpoint artifact; was it finished?")
-        checkpoint = files[-1]
+        checkpoint = run_checkpoint(MlflowClient(uri), args.run_id, uri)
     else:
         checkpoint = args.checkpoint
     state = load_checkpoint(checkpoint)
     model = model_from_checkpoint(state)
+    if args.early_exit:
+        from orchestration.commands.extract_early_exit import extract_early_exit
+
+        return extract_early_exit(model, state, args, uri, threshold)
     if not 0 <= args.class_index < model.num_classes:
         raise UserError(f"--class {args.class_index} out of range; the model has classes 0..{model.num_classes - 1}")
     binary = extract_binary_classifier(model, args.class_index)

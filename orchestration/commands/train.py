@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--address", help="train.num_workers > 1 runs on Ray Train: an existing cluster (default: a local Ray)"
     )
     p.add_argument(
-        "--storage-path", help="Ray Train storage for train.num_workers > 1: shared dir or object-store URI (default runs/ray)"
+        "--storage-path",
+        help="Ray Train storage for train.num_workers > 1: shared dir or object-store URI (default runs/ray)",
     )
     p.set_defaults(run=_run)
 

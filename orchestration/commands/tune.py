@@ -20,19 +20,40 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("space", type=Path, help="search-space YAML (see search_spaces/quickstart.yaml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a base-config value for every trial, e.g. --set train.epochs=2 (repeatable)")
-    p.add_argument("--resume", action="store_true",
-                   help="finish an interrupted sweep: finished trials are kept, unfinished ones continue")
-    p.add_argument("--extend", type=int, metavar="N", help="add N trials to a finished sweep (the searcher keeps its history)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a base-config value for every trial, e.g. --set train.epochs=2 (repeatable)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish an interrupted sweep: finished trials are kept, unfinished ones continue",
+    )
+    p.add_argument(
+        "--extend", type=int, metavar="N", help="add N trials to a finished sweep (the searcher keeps its history)"
+    )
     p.add_argument("--name", help="the sweep's name (default: tune.name, else the file's stem)")
-    p.add_argument("--smoke-test", action="store_true",
-                   help="the same search with 2-3 tiny trials (few hundred images, <= 2 epochs): a few minutes")
-    p.add_argument("--address", help="an existing Ray cluster (e.g. ray://head:10001 or auto); default: start a local one")
-    p.add_argument("--storage-path", help="Tune/Train storage: a shared directory or an object-store URI (default runs/ray)")
-    p.add_argument("--searcher-storage", metavar="URL",
-                   help="database of the Optuna study (e.g. postgresql+psycopg2://user@db/optuna), so --resume/--extend "
-                   "work from any driver (default: runs/tune/NAME.optuna.db)")
+    p.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="the same search with 2-3 tiny trials (few hundred images, <= 2 epochs): a few minutes",
+    )
+    p.add_argument(
+        "--address", help="an existing Ray cluster (e.g. ray://head:10001 or auto); default: start a local one"
+    )
+    p.add_argument(
+        "--storage-path", help="Tune/Train storage: a shared directory or an object-store URI (default runs/ray)"
+    )
+    p.add_argument(
+        "--searcher-storage",
+        metavar="URL",
+        help="database of the Optuna study (e.g. postgresql+psycopg2://user@db/optuna), so --resume/--extend "
+        "work from any driver (default: runs/tune/NAME.optuna.db)",
+    )
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite file under runs/)")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
     p.set_defaults(run=_run)
