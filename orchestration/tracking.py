@@ -618,6 +618,41 @@ class RunTracker:
 
         self._call_until(upload, time.monotonic() + self.flush_timeout, "log the model")
 
+    def log_pyfunc_model(
+        self,
+        python_model: Any,
+        artifacts: dict[str, str],
+        example: Any,
+        output: Any,
+        name: str = "model",
+        registered_model_name: str | None = None,
+    ) -> None:
+        """Log an ``mlflow.pyfunc`` model (``python_model`` with its ``artifacts`` files) and register it on
+        request; the run's status is what it was before (a finished run stays FINISHED). Retried like
+        ``log_model``."""
+        import mlflow
+        import mlflow.pyfunc
+        from mlflow.models import infer_signature
+
+        self.flush()
+        signature = infer_signature(example, output)
+
+        def upload() -> None:
+            status = self.client.get_run(self.run_id).info.status
+            mlflow.set_tracking_uri(self.uri)
+            with mlflow.start_run(run_id=self.run_id):
+                mlflow.pyfunc.log_model(
+                    name=name,
+                    python_model=python_model,
+                    artifacts=artifacts,
+                    signature=signature,
+                    input_example=example,
+                    registered_model_name=registered_model_name,
+                )
+            self.client.update_run(self.run_id, status=status)  # leaving the context marked it FINISHED
+
+        self._call_until(upload, time.monotonic() + self.flush_timeout, "log the model")
+
     def close(self) -> None:
         """Stop sampling system metrics and flush everything buffered; the run's status is left alone."""
         self._stop_system_metrics()

@@ -474,15 +474,15 @@ def train_loop(
     objective of a search (``rung_metrics``).
     """
     chief = session.rank == 0
-    device = session.device() or resolve_device(cfg.train.device)
-    precision = acceleration.resolve_precision(cfg.train.precision, device)
-    acceleration.set_determinism(cfg.train.deterministic, device)
     state = session.restore()
     done = session.broadcast(lineage.finished_metrics(cfg.tracking.uri, cfg.tracking.experiment) if chief else None)
     if done is not None:  # a trial that had finished before its sweep's driver died: report, do not retrain
         progress.say("this trial's MLflow run had already finished; reporting its final metrics")
         session.report({**done, "epoch": cfg.train.epochs}, cfg.train.epochs - 1, None)
         return LoopResult(None, done, None)
+    device = session.device() or resolve_device(cfg.train.device)
+    precision = acceleration.resolve_precision(cfg.train.precision, device)
+    acceleration.set_determinism(cfg.train.deterministic, device)
     seed_everything(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
     bundle = build_dataset(data_spec(cfg))
     if bundle.val is None and bundle.test is None:

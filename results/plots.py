@@ -55,7 +55,14 @@ DISPLAY = {
 
 
 def display(key: str) -> Display:
+    """How a metric is shown. A test-split figure (``test/...``, measured once by ``evaluate`` or at the end
+    of a single run) is shown like its validation name and labelled as the test split's."""
     key = key.removeprefix("metrics.")
+    if key.startswith("test/"):
+        base = "val/" + key.removeprefix("test/") if key.startswith("test/accuracy") else key.removeprefix("test/")
+        if base in DISPLAY:
+            shown = DISPLAY[base]
+            return Display("test split: " + shown.label.removeprefix("validation "), shown.scale, shown.unit)
     return DISPLAY.get(key, Display(key))
 
 

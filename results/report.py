@@ -41,14 +41,19 @@ from results.plots import (
 from results.runs import ResultsError, client_for, load_runs, metric_values, numeric_param, run_status_counts
 from results.sweep_progress import hypervolume_histories, hypervolume_plot, off_the_front, reference_runs
 
+# A test-split figure sits beside its validation one; its column appears only where some run has it
+# (``coded-resnext evaluate``, or the end of a single ``train``).
 SUMMARY_METRICS = (
     "val/accuracy",
+    "test/accuracy",
     "binary/param_fraction",
     "binary/param_fraction_paper",
     "binary/f1_mean",
+    "test/binary/f1_mean",
     "binary/refit_f1_mean",
     "binary/ood_precision_mean",
     "early_exit/compute_at_99pct_accuracy",
+    "test/early_exit/compute_at_99pct_accuracy",
     "early_exit/accuracy_at_half_compute",
 )
 ABLATION_METRICS = (

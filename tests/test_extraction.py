@@ -162,7 +162,11 @@ def _features_and_labels(binary, n=400, seed=0):
         features = binary.features(x)
     row = binary.fc.weight[0].detach()
     direction = torch.randn(features.shape[1], generator=g)
-    direction -= (direction @ row) / (row @ row) * row  # orthogonal to the paper's row
+    # uncorrelated with the paper's score over these samples (orthogonal under the features' covariance;
+    # plain orthogonality leaves them correlated, since the ReLU features are correlated and not centred)
+    centered = features - features.mean(0)
+    covariance = centered.T @ centered / len(features)
+    direction -= (row @ covariance @ direction) / (row @ covariance @ row) * row
     projection = features @ direction
     return x, features, projection > projection.median()
 

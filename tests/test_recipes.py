@@ -140,6 +140,7 @@ def test_paper_recipes_set_every_open_choice_and_say_where_it_comes_from(name):
     assert cfg.model.expand_init == "fan_out_grouped" and cfg.optim.schedule_step == "epoch"
     assert cfg.data.randaugment_order == "after_crop"  # the paper's text
     assert cfg.eval.binary_classes >= PAPER_RECIPES[name]  # every class's binary classifier (Fig. 2c / 8)
+    assert cfg.data.val_fraction == 0.0 and "protocol:" in header  # the paper's: train on all, report test
 
 
 def test_imagenet_recipe_follows_timms_defaults_where_the_paper_is_silent():

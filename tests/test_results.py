@@ -361,6 +361,26 @@ def test_report_command_prints_where_the_report_is(store, tmp_path, capsys):
     assert (out / "report.md").exists() and (out / "parquet" / "runs").is_dir()
 
 
+def test_runs_table_shows_test_figures_beside_validation_ones_only_where_runs_have_them():
+    from results.report import runs_table
+
+    runs = pd.DataFrame(
+        {
+            "run_id": ["a", "b"],
+            "run_name": ["r-a", "r-b"],
+            "metrics.val/accuracy": [0.90, 0.80],
+            "metrics.test/accuracy": [0.885, np.nan],  # only run a was measured on the test split
+            "metrics.binary/f1_mean": [0.7, 0.6],
+        }
+    )
+    table = runs_table(runs, [Objective("metrics.val/accuracy", "max")], [])
+    columns = list(table.columns)
+    assert columns.index("test/accuracy (%)") == columns.index("val/accuracy (%)") + 1
+    assert table["test/accuracy (%)"].iloc[0] == pytest.approx(88.5) and pd.isna(table["test/accuracy (%)"].iloc[1])
+    without = runs_table(runs.drop(columns="metrics.test/accuracy"), [Objective("metrics.val/accuracy", "max")], [])
+    assert not any(c.startswith("test/") for c in without.columns)
+
+
 # ---- labels and importance -----------------------------------------------------------------------------
 def test_short_labels_round_numbers_and_abbreviate_schemes():
     from results.labels import short_run_names, short_value

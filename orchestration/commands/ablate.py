@@ -14,7 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Run ABLATION.yaml as one batch on Ray Tune: every cell (a grid of settings such as mu x p_drop, "
             "or named variants such as one coded stage off) for every seed, plus the plain-ResNeXt control "
             "on the same seeds. Prints and logs (to the ablation's parent MLflow run) a table with the mean, "
-            "std and 95%% interval per cell and the paired difference to the control on the same seed."
+            "std and 95% interval per cell and the paired difference to the control on the same seed, on the "
+            "held-out validation split; the test split's figures come once, after it ends, from "
+            "'coded-resnext evaluate --sweep NAME --all'."
         ),
     )
     p.add_argument("ablation", type=Path, help="ablation YAML (see search_spaces/ablation_mu_pdrop.yaml)")

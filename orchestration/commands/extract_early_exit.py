@@ -47,7 +47,7 @@ def extract_early_exit(model, state: dict, args: argparse.Namespace, uri: str, t
     print(f"wrote {args.out}: early exit with thresholds {_fmt(early.thresholds)}{_describe(point)}")
     if in_store:
         folder = _artifact_folder(point, early.thresholds)
-        _log_to_run(client, run_id, args.out, folder, extra)
+        _log_to_run(uri, run_id, args.out, folder, extra)
         print(f"logged to run {run_id} as artifacts {folder}/")
     else:
         print(f"run {run_id} is not in {uri}: the file was not logged to it")
@@ -88,34 +88,39 @@ def _artifact_folder(point: OperatingPoint | None, thresholds: list[float]) -> s
     return "early_exit/threshold-" + "_".join(f"{t:g}" for t in thresholds)
 
 
-def _log_to_run(client, run_id: str, archive: Path, folder: str, extra: dict) -> None:
+def _log_to_run(uri: str, run_id: str, archive: Path, folder: str, extra: dict) -> None:
+    from orchestration.tracking import RunTracker
+
+    tracker = RunTracker.attach(uri, run_id)  # the run's status is left alone
     with tempfile.TemporaryDirectory() as tmp:
         info = Path(tmp) / "operating_point.json"
         info.write_text(json.dumps(extra, indent=1))
-        client.log_artifact(run_id, str(archive), folder)
-        client.log_artifact(run_id, str(info), folder)
+        tracker.log_artifact(archive, folder)
+        tracker.log_artifact(info, folder)
+        tracker.close()  # uploaded before the temporary directory goes
 
 
 def _register(uri: str, run_id: str | None, archive: Path, example, name: str) -> None:
     """An MLflow pyfunc model around the archive (torch.export cannot hold the data-dependent routing as
     one program, so ``mlflow.pytorch``'s pt2 format does not fit), logged to the source run when the
     store has it, else to a run of the experiment ``coded-resnext-extracted``, and registered."""
-    import mlflow
-    from mlflow.models import infer_signature
-
     from orchestration.early_exit_pyfunc import EarlyExitPyfunc
+    from orchestration.tracking import RunTracker
 
-    model = EarlyExitPyfunc.from_archive(archive)
-    output = model.predict(None, example.numpy())
-    mlflow.set_tracking_uri(uri)
+    output = EarlyExitPyfunc.from_archive(archive).predict(None, example.numpy())
     if run_id is None:
-        mlflow.set_experiment("coded-resnext-extracted")
-    with mlflow.start_run(run_id=run_id, run_name=None if run_id else "early-exit"):
-        mlflow.pyfunc.log_model(
-            name="early_exit_model",
-            python_model=EarlyExitPyfunc(),
-            artifacts={"early_exit": str(archive)},
-            signature=infer_signature(example.numpy(), output),
-            input_example=example.numpy(),
-            registered_model_name=name,
-        )
+        tracker = RunTracker(uri, "coded-resnext-extracted", run_name="early-exit", tags={"role": "extract"})
+    else:
+        tracker = RunTracker.attach(uri, run_id)
+    tracker.log_pyfunc_model(
+        EarlyExitPyfunc(),
+        {"early_exit": str(archive)},
+        example.numpy(),
+        output,
+        name="early_exit_model",
+        registered_model_name=name,
+    )
+    if run_id is None:
+        tracker.finish()
+    else:
+        tracker.close()
