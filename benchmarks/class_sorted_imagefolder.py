@@ -72,6 +72,7 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
             "train.progress=line",
             "optim.batch_size=64",
             "optim.warmup_epochs=0.25",
+            "optim.warmup_step=batch",
             f"eval.binary_fit_samples={args.binary_fit_samples}",
             "eval.invariance_samples=0",
             "eval.removal_samples=500",

@@ -57,6 +57,7 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
         f"train.epochs={args.epochs}",
         "train.progress=none",
         "optim.warmup_epochs=0.25",
+        "optim.warmup_step=batch",
         "eval.binary_classes=0",
         "eval.invariance_samples=0",
         "eval.removal_samples=64",
