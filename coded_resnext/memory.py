@@ -16,6 +16,7 @@ start it from a clean state (e.g. gradients set to None), as ``peak_memory`` exp
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -58,6 +59,9 @@ def _cuda_peak(step: Callable[[], object], device: torch.device) -> MemoryUse:
 def _cpu_peak(step: Callable[[], object]) -> MemoryUse:
     from torch.profiler import ProfilerActivity, profile
 
+    # kineto logs "gpuGetDeviceCount failed" as an ERROR on every profile of a machine without a GPU;
+    # read when the profiler starts, so quiet it here unless the user set the level
+    os.environ.setdefault("KINETO_LOG_LEVEL", "5")
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()
     # every "[memory]" event is one allocation (> 0 bytes) or free (< 0) of the CPU allocator

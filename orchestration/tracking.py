@@ -655,8 +655,18 @@ class RunTracker:
 
     def close(self) -> None:
         """Stop sampling system metrics and flush everything buffered; the run's status is left alone."""
-        self._stop_system_metrics()
-        self.flush()
+        try:
+            self._stop_system_metrics()
+            self.flush()
+        finally:
+            self._drop_spool()
+
+    def _drop_spool(self) -> None:
+        """Remove the copies of artifacts made aside (redacted, or kept while the store was down) once
+        nothing waits to be sent; while something does, they stay for the next flush."""
+        if self._spool is not None and not self._pending:
+            shutil.rmtree(self._spool, ignore_errors=True)
+            self._spool = None
 
     def finish(self, status: str = "FINISHED") -> None:
         """Flush everything buffered, then mark the run ``status``."""
@@ -669,6 +679,4 @@ class RunTracker:
                 f"mark run {self.run_id} {status}",
             )
         finally:
-            if self._spool is not None and not self._pending:
-                shutil.rmtree(self._spool, ignore_errors=True)
-                self._spool = None
+            self._drop_spool()

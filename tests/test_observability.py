@@ -329,3 +329,19 @@ def test_the_planned_trial_count_and_the_resume_command(tmp_path, monkeypatch):
     assert Sweep(space, _uri(tmp_path)).planned_trials(1) == 4 and next(iter(space.cells)) == "control"
     grid = Sweep(load_search_space(_space(tmp_path, "g", "grid", num_samples=2)), _uri(tmp_path))
     assert grid.planned_trials(2) == 2  # a uniform domain is sampled, not a grid dimension
+
+
+def test_close_removes_the_redacted_copies_it_made(tmp_path, monkeypatch, store):
+    """A run's tracker that ends with ``close`` (a trial's, an attached writer's) leaves no spool behind."""
+    monkeypatch.chdir(tmp_path)
+    tracker = RunTracker(store, "spool", say=lambda _line: None)
+    secret = tmp_path / "config.yaml"
+    secret.write_text("tracking: {uri: 'http://alice:hunter2@mlflow.example:5000'}\n")
+    tracker.log_artifact(secret)
+    spool = tracker._spool
+    assert spool is not None and spool.exists()  # the redacted copy
+    tracker.close()
+    assert not spool.exists()
+    uploaded = tracker.client.download_artifacts(tracker.run_id, "config.yaml", str(tmp_path / "down"))
+    assert "hunter2" not in Path(uploaded).read_text()
+    tracker.finish()
