@@ -239,7 +239,8 @@ def ablation_test_summary(client: MlflowClient, front: SweepFront) -> pd.DataFra
         return None
     with tempfile.TemporaryDirectory() as tmp:
         summary = pd.read_csv(client.download_artifacts(parent_id, "ablation_summary.csv", tmp))
-    metrics = [as_test_metric(m) for m in dict.fromkeys(summary["metric"])]
+    # training figures (train/...) have no test counterpart: the test summary leaves them out
+    metrics = [as_test_metric(m) for m in dict.fromkeys(summary["metric"]) if not m.startswith("train/")]
     experiment = client.get_experiment(front.parent.info.experiment_id).name
     runs = load_runs(experiment, client.tracking_uri, parent_run_id=parent_id)
     return summarize_ablation(runs, metrics, cell_column="tags.ablation_cell")

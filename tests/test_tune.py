@@ -160,7 +160,7 @@ def test_ablation_runs_cells_and_control_per_seed_and_summarizes(in_tmp, capsys)
         },
         "variants": {"c3_off": {"coding.c3": "off"}},
         "seeds": [0, 1],
-        "metrics": ["val/accuracy", "binary/param_fraction"],
+        "metrics": ["val/accuracy", "train/accuracy", "binary/param_fraction"],
         "tune": {"max_concurrent_trials": 2},
     }
     path = in_tmp / "abl.yaml"
@@ -195,6 +195,7 @@ def test_ablation_runs_cells_and_control_per_seed_and_summarizes(in_tmp, capsys)
     test_table = pd.read_csv(client.download_artifacts(parent.info.run_id, "ablation_summary_test.csv"))
     row = test_table[(test_table.cell == "c3_off") & (test_table.metric == "test/binary/param_fraction")].iloc[0]
     assert row.n_pairs == 2 and row.delta_mean < 0
+    assert "test/train/accuracy" not in set(test_table.metric)  # a training figure has no test counterpart
 
 
 @pytest.mark.ray
