@@ -98,15 +98,19 @@ def run_curve(client, run_id: str) -> list[dict]:
         raise missing from None
 
 
-def run_checkpoint(client, run_id: str, uri: str) -> Path:
-    """The final checkpoint a finished run logged (artifact ``checkpoint/*.pt``), downloaded."""
+def load_run_checkpoint(client, run_id: str, uri: str) -> dict:
+    """The state of the final checkpoint a finished run logged (artifact ``checkpoint/*.pt``), verified;
+    the download goes to a temporary directory that is removed afterwards."""
     from mlflow.exceptions import MlflowException
 
-    try:
-        local = Path(client.download_artifacts(run_id, "checkpoint"))
-    except MlflowException as err:
-        raise UserError(f"run {run_id}: no final checkpoint found at {uri} ({err.error_code})") from None
-    files = sorted(local.glob("*.pt"))
-    if not files:
-        raise UserError(f"run {run_id} has no checkpoint artifact; was it finished?")
-    return files[-1]
+    from orchestration.checkpoint import load_checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="coded-resnext-checkpoint-") as tmp:
+        try:
+            local = Path(client.download_artifacts(run_id, "checkpoint", tmp))
+        except MlflowException as err:
+            raise UserError(f"run {run_id}: no final checkpoint found at {uri} ({err.error_code})") from None
+        files = sorted(local.glob("*.pt"))
+        if not files:
+            raise UserError(f"run {run_id} has no checkpoint artifact; was it finished?")
+        return load_checkpoint(files[-1])

@@ -72,8 +72,7 @@ def test_extract_early_exit_writes_logs_and_registers_the_operating_point(finish
     from coded_resnext import EarlyExit
     from coded_resnext.early_exit_export import load_early_exit
     from coded_resnext.fusion import fuse_for_inference
-    from orchestration.checkpoint import load_checkpoint
-    from orchestration.operating_point import run_checkpoint, run_curve
+    from orchestration.operating_point import load_run_checkpoint, run_curve
     from orchestration.training import model_from_checkpoint
 
     uri, run_id, run_dir = finished_run
@@ -92,7 +91,7 @@ def test_extract_early_exit_writes_logs_and_registers_the_operating_point(finish
     logged = {f.path for f in client.list_artifacts(run_id, "early_exit/at-accuracy-0.98")}
     assert logged == {"early_exit/at-accuracy-0.98/early.pt2", "early_exit/at-accuracy-0.98/operating_point.json"}
 
-    model = model_from_checkpoint(load_checkpoint(run_checkpoint(client, run_id, uri)))
+    model = model_from_checkpoint(load_run_checkpoint(client, run_id, uri))
     x = torch.randn(24, 1, 28, 28)
     expected = EarlyExit(fuse_for_inference(model), point.threshold)(x)
     got = loaded(x)

@@ -182,7 +182,7 @@ def test_ablation_runs_cells_and_control_per_seed_and_summarizes(in_tmp, capsys)
     assert "ablation_summary.csv" in [a.path for a in client.list_artifacts(parent.info.run_id)]
     import pandas as pd
 
-    table = pd.read_csv(client.download_artifacts(parent.info.run_id, "ablation_summary.csv"))
+    table = pd.read_csv(client.download_artifacts(parent.info.run_id, "ablation_summary.csv", str(in_tmp)))
     row = table[(table.cell == "c3_off") & (table.metric == "binary/param_fraction")].iloc[0]
     assert row.n == 2 and row.n_pairs == 2 and row.delta_mean < 0  # coded: a smaller binary classifier
     assert "c3_off" in out and "control" in out
@@ -192,7 +192,7 @@ def test_ablation_runs_cells_and_control_per_seed_and_summarizes(in_tmp, capsys)
     assert main(["evaluate", "--sweep", "abl", "--all", "--tracking-uri", uri]) == 0
     client, runs = _runs(uri, "abl")
     assert all("test/accuracy" in r.data.metrics for r in runs if r.data.tags.get("role") == "trial")
-    test_table = pd.read_csv(client.download_artifacts(parent.info.run_id, "ablation_summary_test.csv"))
+    test_table = pd.read_csv(client.download_artifacts(parent.info.run_id, "ablation_summary_test.csv", str(in_tmp)))
     row = test_table[(test_table.cell == "c3_off") & (test_table.metric == "test/binary/param_fraction")].iloc[0]
     assert row.n_pairs == 2 and row.delta_mean < 0
     assert "test/train/accuracy" not in set(test_table.metric)  # a training figure has no test counterpart

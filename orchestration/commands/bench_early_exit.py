@@ -157,14 +157,13 @@ def _trained_source(args: argparse.Namespace, threshold):
     from coded_resnext.datasets import build_dataset
     from orchestration.checkpoint import load_checkpoint
     from orchestration.config import config_from_dict
-    from orchestration.operating_point import operating_point, run_checkpoint, run_curve
+    from orchestration.operating_point import load_run_checkpoint, operating_point, run_curve
     from orchestration.tracking import default_tracking_uri
     from orchestration.training import data_spec, model_from_checkpoint
 
     uri = args.tracking_uri or default_tracking_uri()
     client = MlflowClient(uri)
-    checkpoint = run_checkpoint(client, args.run_id, uri) if args.run_id else args.checkpoint
-    state = load_checkpoint(checkpoint)
+    state = load_run_checkpoint(client, args.run_id, uri) if args.run_id else load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(state)
     run_id = args.run_id or state.get("run_id")
     point = None

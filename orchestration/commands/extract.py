@@ -69,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from coded_resnext import extract_binary_classifier, parameter_count
     from orchestration.checkpoint import load_checkpoint
-    from orchestration.operating_point import check_at_accuracy, parse_threshold, run_checkpoint
+    from orchestration.operating_point import check_at_accuracy, load_run_checkpoint, parse_threshold
     from orchestration.tracking import RunTracker, default_tracking_uri
     from orchestration.training import model_from_checkpoint
 
@@ -92,10 +92,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.run_id:
         from mlflow.tracking import MlflowClient
 
-        checkpoint = run_checkpoint(MlflowClient(uri), args.run_id, uri)
+        state = load_run_checkpoint(MlflowClient(uri), args.run_id, uri)
+        source = f"run {args.run_id}"
     else:
-        checkpoint = args.checkpoint
-    state = load_checkpoint(checkpoint)
+        state = load_checkpoint(args.checkpoint)
+        source = str(args.checkpoint)
     model = model_from_checkpoint(state)
     if args.early_exit:
         from orchestration.commands.extract_early_exit import extract_early_exit
@@ -123,7 +124,7 @@ def _run(args: argparse.Namespace) -> int:
             uri,
             "coded-resnext-extracted",
             run_name=f"binary-class-{args.class_index}",
-            tags={"role": "extract", "source_checkpoint": str(checkpoint)},
+            tags={"role": "extract", "source_checkpoint": source},
         )
         tracker.log_model(binary, example, name="binary_classifier", registered_model_name=args.register)
         tracker.finish()
