@@ -59,8 +59,9 @@ def display(key: str) -> Display:
     of a single run) is shown like its validation name and labelled as the test split's."""
     key = key.removeprefix("metrics.")
     if key.startswith("test/"):
-        base = "val/" + key.removeprefix("test/") if key.startswith("test/accuracy") else key.removeprefix("test/")
-        if base in DISPLAY:
+        rest = key.removeprefix("test/")  # test/accuracy <- val/accuracy, test/binary/x <- binary/x
+        base = next((b for b in (f"val/{rest}", rest) if b in DISPLAY), None)
+        if base is not None:
             shown = DISPLAY[base]
             return Display("test split: " + shown.label.removeprefix("validation "), shown.scale, shown.unit)
     return DISPLAY.get(key, Display(key))
