@@ -337,7 +337,9 @@ class RunTracker:
         if exp is not None:
             return exp.experiment_id
         location = None
-        if _is_local(self.uri):  # keep artifacts beside the local store, not in the cwd
+        if self.uri.startswith("sqlite:///"):  # artifacts beside the SQLite store, wherever it is (not the cwd)
+            location = (Path(self.uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+        elif _is_local(self.uri):
             location = (DEFAULT_RUNS_DIR / "artifacts").resolve().as_uri()
         try:
             return self.client.create_experiment(name, artifact_location=location)

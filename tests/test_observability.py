@@ -345,3 +345,15 @@ def test_close_removes_the_redacted_copies_it_made(tmp_path, monkeypatch, store)
     uploaded = tracker.client.download_artifacts(tracker.run_id, "config.yaml", str(tmp_path / "down"))
     assert "hunter2" not in Path(uploaded).read_text()
     tracker.finish()
+
+
+def test_a_sqlite_stores_artifacts_land_beside_it_not_in_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "elsewhere" / "mlflow.db"
+    tracker = RunTracker(f"sqlite:///{store}", "beside", say=lambda _line: None)
+    note = tmp_path / "note.txt"
+    note.write_text("hello\n")
+    tracker.log_artifact(note)
+    tracker.finish()
+    assert (store.parent / "artifacts").is_dir() and not (tmp_path / "runs").exists()
+    assert list((store.parent / "artifacts").rglob("note.txt"))
