@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from orchestration.commands.options import add_overrides
 from orchestration.tracking import default_tracking_uri
 
 
@@ -19,14 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("config", type=Path, help="YAML run config (see search_spaces/quickstart_train.yaml)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a config value, e.g. --set loss.mu=3 --set train.epochs=2 (repeatable)",
-    )
+    add_overrides(p, "override a config value, e.g. --set loss.mu=3 --set train.epochs=2 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of this config")
     p.add_argument("--smoke-test", action="store_true", help="tiny data, <= 2 epochs, small evaluation: about a minute")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite file under runs/)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from orchestration.commands.options import add_overrides
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -20,14 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("space", type=Path, help="search-space YAML (see search_spaces/quickstart.yaml)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a base-config value for every trial, e.g. --set train.epochs=2 (repeatable)",
-    )
+    add_overrides(p, "override a base-config value for every trial, e.g. --set train.epochs=2 (repeatable)")
     p.add_argument(
         "--resume",
         action="store_true",
