@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import time
 from pathlib import Path
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         run_in_throwaway_dir("moasha-rung-", lambda work: _rung_cost(args), args.json)
         return
     plot = args.plot.resolve() if args.plot else None
+    args.json = args.json.resolve() if args.json else None  # _measure runs in the throwaway directory
     figures = run_in_throwaway_dir("moasha-bench-", lambda work: _measure(args, work), args.json)
     print(_table(figures))
     if plot:
@@ -79,6 +81,7 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
     from orchestration.sweep import Sweep
 
     uri = f"sqlite:///{work / 'mlflow.db'}"
+    partial = args.json.with_suffix(".partial.json") if args.json else None
     curves: dict[str, dict[str, list]] = {}
     with ray_session(None):
         for seed in args.seeds:
@@ -104,6 +107,8 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
                     f"{curve['epochs'][-1]:.0f} epochs ({curve['seconds']:.0f}s)",
                     flush=True,
                 )
+                if partial:  # hours of sweeps: what finished survives an interrupted benchmark
+                    partial.write_text(json.dumps({"curves": curves, "summary": _summary(curves)}, indent=1))
     return {"settings": {k: str(v) for k, v in vars(args).items()}, "curves": curves, "summary": _summary(curves)}
 
 

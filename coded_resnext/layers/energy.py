@@ -26,6 +26,7 @@ tensor of the c_n, and everything else, the Gram matrices included, is unchanged
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 # Mean energies below this are treated as this (an all-removed or all-zero block), so the
@@ -173,7 +174,11 @@ class _BranchLayout:
 
     def branch_sum(self, t: Tensor) -> Tensor:
         """Sum over channels and positions of each branch: a ``split`` view -> (B, N)."""
-        return t.sum(dim=(1, 3) if self.channels_last else (2, 3))
+        if self.channels_last:
+            # positions first (a vectorized reduction over the outer dim of contiguous rows), then the d
+            # channels: 20-50% faster on CPU than one sum over dims (1, 3), which walks short rows of d
+            return t.sum(dim=1).sum(dim=-1)
+        return t.sum(dim=(2, 3))
 
     def moments(self, x: Tensor) -> Tensor:
         """(B, N, d, d) = sum_p h_n(p) h_n(p)^T of a ``split`` view."""
@@ -185,13 +190,14 @@ class _BranchLayout:
         return x @ x.transpose(-1, -2)
 
     def gram_times(self, x: Tensor, gram: Tensor) -> Tensor:
-        """G_n h_n(p) for every branch and position, in ``x``'s layout."""
-        if self.channels_last:
-            # (B, P, N, d) -> (N, B*P, d) is a view (rows N*d apart): one bmm, no copy of x
-            b, p, n, d = x.shape
-            flat = x.permute(2, 0, 1, 3).reshape(n, b * p, d)
-            return torch.bmm(flat, gram.transpose(1, 2)).reshape(n, b, p, d).permute(1, 2, 0, 3)
-        return gram @ x
+        """G_n h_n(p) for every branch and position, as a ``split`` view in ``x``'s layout.
+
+        A grouped 1x1 convolution with the Gram matrices as its weight (group n: d -> d channels; G_n is
+        symmetric): oneDNN runs it about twice as fast on CPU as a bmm over (N, B*P, d) rows with d = 22-44
+        columns, and its output comes in the activation's own layout, so the addcmul that follows does not
+        mix layouts. (On a GPU with cuDNN's TF32 allowed, this fp32 conv may run in TF32: a gradient term.)"""
+        n, d = gram.shape[0], gram.shape[-1]
+        return self.split(F.conv2d(self.merge(x), gram.reshape(n * d, d, 1, 1), groups=n))
 
 
 class _NormalizedBranches(torch.autograd.Function):
@@ -236,6 +242,8 @@ class _NormalizedBranches(torch.autograd.Function):
         dtype = moments.dtype
         with torch.autocast(device_type=h.device.type, enabled=False):
             x = layout.split(h).to(dtype)
+            # every elementwise op below on one dtype: CPU kernels that mix dtypes (bf16 * float32, or
+            # out= in another dtype) take a scalar path, 2-3x slower than a conversion and a vectorized op
             g = layout.split(grad_scaled).to(dtype)
             _, scale = _normalize(raw, keep, drop, ctx.normalizer_branches)
             grad_scale = layout.branch_sum(g * x)  # (B, N)
