@@ -11,6 +11,7 @@ Goal (issue 16): MO-ASHA reaches >= 95% of the full-budget (motpe) hypervolume w
     python benchmarks/moasha.py --configs 16 --concurrent 2 --seeds 0 1 2 --json moasha.json --plot moasha.png
     python benchmarks/moasha.py --smoke-test --configs 4 --seeds 0        # the whole path in a few minutes
     python benchmarks/moasha.py --rung-cost                               # one quickstart trial, in-process
+    python benchmarks/moasha.py --merge a.json b.json --plot all.png      # arms run separately, one table
 
 ``--rung-cost`` times, on one quickstart trial after one training epoch, the light rung evaluation against the
 epoch's training pass, its per-epoch validation pass and the end-of-run suite (median of 3, interleaved).
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         nargs="+",
         default=[2.0],
-        help="one MO-ASHA arm per value (named motpe+moasha-rfR when more than one)",
+        help="one MO-ASHA arm per value (named motpe+moasha-rfR)",
     )
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument(
@@ -59,6 +60,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rung-cost", action="store_true", help="time the rung evaluation instead (no Ray)")
     parser.add_argument("--repeats", type=int, default=3, help="--rung-cost: timings per measure (the median)")
     parser.add_argument("--no-suite", action="store_true", help="--rung-cost: leave out timing the whole suite")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="JSON",
+        help="run nothing: combine the curves of earlier --json files (arms run separately) into one table",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--plot", type=Path, help="hypervolume against epochs used, as PNG")
     args = parser.parse_args(argv)
@@ -68,7 +76,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     plot = args.plot.resolve() if args.plot else None
     args.json = args.json.resolve() if args.json else None  # _measure runs in the throwaway directory
-    figures = run_in_throwaway_dir("moasha-bench-", lambda work: _measure(args, work), args.json)
+    if args.merge:
+        figures = _merge(args.merge)
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=1))
+    else:
+        figures = run_in_throwaway_dir("moasha-bench-", lambda work: _measure(args, work), args.json)
     print(_table(figures))
     if plot:
         _plot(figures, plot)
@@ -107,8 +120,9 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
                     f"{curve['epochs'][-1]:.0f} epochs ({curve['seconds']:.0f}s)",
                     flush=True,
                 )
-                if partial:  # hours of sweeps: what finished survives an interrupted benchmark
-                    partial.write_text(json.dumps({"curves": curves, "summary": _summary(curves)}, indent=1))
+                if partial:  # hours of sweeps: what finished survives an interrupted benchmark (--merge reads it)
+                    done = {"settings": {k: str(v) for k, v in vars(args).items()}, "curves": curves}
+                    partial.write_text(json.dumps(done | {"summary": _summary(curves)}, indent=1))
     return {"settings": {k: str(v) for k, v in vars(args).items()}, "curves": curves, "summary": _summary(curves)}
 
 
@@ -176,9 +190,29 @@ def _arms(args: argparse.Namespace) -> dict[str, dict]:
             out[arm] = dict(ARMS[arm])
             continue
         for rf in args.reduction_factor:
-            name = arm if len(args.reduction_factor) == 1 else f"{arm}-rf{rf:g}"
-            out[name] = {**ARMS[arm], "reduction_factor": rf}
+            out[f"{arm}-rf{rf:g}"] = {**ARMS[arm], "reduction_factor": rf}
     return out
+
+
+def _merge(paths: list[Path]) -> dict:
+    """The curves of several ``--json`` (or ``.partial.json``) files as one benchmark's figures."""
+    curves: dict[str, dict] = {}
+    for path in paths:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise SystemExit(f"--merge: cannot read {path}: {err}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("curves"), dict):
+            raise SystemExit(f"--merge: {path} has no 'curves'; give files this benchmark wrote with --json")
+        for key, curve in data["curves"].items():
+            arm, seed = key.split("|")
+            if arm == "motpe+moasha":  # files from before arms were named by their reduction factor
+                factors = str(data.get("settings", {}).get("reduction_factor", "[2.0]")).strip("[]").split(",")
+                arm = f"{arm}-rf{float(factors[0]):g}"
+            if f"{arm}|{seed}" in curves:
+                raise SystemExit(f"--merge: {arm} seed {seed} is in two of the files; merge each sweep once")
+            curves[f"{arm}|{seed}"] = curve
+    return {"settings": {"merged": [str(p) for p in paths]}, "curves": curves, "summary": _summary(curves)}
 
 
 def _curve(uri: str, parent_run_id: str) -> dict[str, list]:
