@@ -35,12 +35,25 @@ class _Pool:
         self.count += len(indices)
 
     def take(self, size: int) -> tuple[Tensor, Tensor]:
-        """Up to ``size`` samples, oldest first; the rest stay."""
-        features, indices = torch.cat(self.features), torch.cat(self.indices)  # keeps channels-last
-        rest = indices[size:]
-        self.features, self.indices = ([features[size:]], [rest]) if len(rest) else ([], [])
-        self.count = len(rest)
-        return features[:size], indices[:size]
+        """Up to ``size`` samples, oldest first; the rest stay. Only the chunks taken are copied (into one
+        batch); the rest of a chunk cut in two stays as a view."""
+        features: list[Tensor] = []
+        indices: list[Tensor] = []
+        need = size
+        while need and self.indices:
+            if len(self.indices[0]) <= need:
+                features.append(self.features.pop(0))
+                indices.append(self.indices.pop(0))
+            else:
+                chunk, index = self.features[0], self.indices[0]
+                features.append(chunk[:need])
+                indices.append(index[:need])
+                self.features[0], self.indices[0] = chunk[need:], index[need:]
+            need -= len(indices[-1])
+        self.count -= size - need
+        if len(indices) == 1:
+            return features[0], indices[0]
+        return torch.cat(features), torch.cat(indices)  # cat keeps channels-last
 
 
 def route_pooled(

@@ -171,3 +171,20 @@ def test_exported_archive_decides_as_the_module(data, tmp_path):
         assert torch.equal(a.prediction, b.prediction) and torch.equal(a.exit_block, b.exit_block)
     reloaded = load_early_exit(path, threshold=math.inf)  # another operating point, same programs
     assert (reloaded(x[:8]).exit_block == -1).all()
+
+
+def test_pool_gives_whole_batches_oldest_first_and_keeps_the_rest():
+    from coded_resnext.early_exit_pool import _Pool
+
+    pool = _Pool()
+    for start, n in ((0, 4), (4, 3), (7, 5)):  # three chunks of 4, 3 and 5 samples
+        index = torch.arange(start, start + n)
+        pool.add(
+            index[:, None, None, None].float().expand(n, 2, 3, 3).contiguous(memory_format=torch.channels_last), index
+        )
+    features, index = pool.take(6)  # all of the first chunk, 2 of the second
+    assert index.tolist() == [0, 1, 2, 3, 4, 5] and features[:, 0, 0, 0].tolist() == index.float().tolist()
+    assert features.is_contiguous(memory_format=torch.channels_last) and pool.count == 6
+    features, index = pool.take(6)
+    assert index.tolist() == [6, 7, 8, 9, 10, 11] and features[:, 1, 2, 2].tolist() == index.float().tolist()
+    assert pool.count == 0 and not pool.indices and not pool.features
