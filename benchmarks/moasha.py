@@ -241,6 +241,13 @@ def _summary(curves: dict[str, dict[str, list]]) -> list[dict]:
             row["epochs_fraction"] = row["epochs"] / full["epochs"][-1]
             reached = [e for e, hv in zip(curve["epochs"], curve["hypervolume"], strict=True) if hv >= GOAL_HV * target]
             row["epochs_fraction_to_95pct"] = reached[0] / full["epochs"][-1] if reached else None
+            # the goal read the other way: the hypervolume this arm had after half the full budget's epochs
+            half = [
+                hv
+                for e, hv in zip(curve["epochs"], curve["hypervolume"], strict=True)
+                if e <= GOAL_EPOCHS * full["epochs"][-1]
+            ]
+            row["hv_fraction_at_half_epochs"] = (half[-1] if half else 0.0) / target
         rows.append(row)
     return rows
 
@@ -282,7 +289,8 @@ def _plot(figures: dict, path: Path) -> None:
     colours = {"motpe": "tab:blue", "random": "tab:grey"}
     extra = iter(["tab:red", "tab:orange", "tab:purple", "tab:green"])
     for key in figures["curves"]:
-        colours.setdefault(key.split("|")[0], next(extra, "black"))
+        if key.split("|")[0] not in colours:  # (setdefault would draw a colour for every seed)
+            colours[key.split("|")[0]] = next(extra, "black")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     seen = set()
     for key, curve in figures["curves"].items():
@@ -291,6 +299,9 @@ def _plot(figures: dict, path: Path) -> None:
         seen.add(arm)
         ax.step(curve["epochs"], curve["hypervolume"], where="post", color=colours.get(arm), alpha=0.8, label=label)
         ax.annotate(f"s{seed}", (curve["epochs"][-1], curve["hypervolume"][-1]), fontsize=7, color=colours.get(arm))
+    full = [c["epochs"][-1] for k, c in figures["curves"].items() if k.startswith("motpe|")]
+    if full:  # the goal's epoch budget
+        ax.axvline(GOAL_EPOCHS * max(full), color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("epochs used (all trials)")
     ax.set_ylabel("hypervolume of the finished trials' front")
     ax.set_title("MO-ASHA vs full budget: hypervolume against epochs (one line per seed)")

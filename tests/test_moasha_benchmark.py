@@ -37,6 +37,7 @@ def test_goal_met_when_95pct_of_the_full_hypervolume_comes_within_half_the_epoch
     assert row["epochs_fraction_to_95pct"] == pytest.approx(30 / 64)
     assert row["hv_fraction"] == pytest.approx(0.195 / 0.20)
     assert row["epochs_fraction"] == pytest.approx(40 / 64)
+    assert row["hv_fraction_at_half_epochs"] == pytest.approx(0.191 / 0.20)  # at 30 epochs, the last <= 32
     assert "MET" in bench._table(figures) and "NOT MET" not in bench._table(figures)
 
 
