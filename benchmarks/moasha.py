@@ -205,13 +205,10 @@ def _merge(paths: list[Path]) -> dict:
         if not isinstance(data, dict) or not isinstance(data.get("curves"), dict):
             raise SystemExit(f"--merge: {path} has no 'curves'; give files this benchmark wrote with --json")
         for key, curve in data["curves"].items():
-            arm, seed = key.split("|")
-            if arm == "motpe+moasha":  # files from before arms were named by their reduction factor
-                factors = str(data.get("settings", {}).get("reduction_factor", "[2.0]")).strip("[]").split(",")
-                arm = f"{arm}-rf{float(factors[0]):g}"
-            if f"{arm}|{seed}" in curves:
+            if key in curves:
+                arm, seed = key.split("|")
                 raise SystemExit(f"--merge: {arm} seed {seed} is in two of the files; merge each sweep once")
-            curves[f"{arm}|{seed}"] = curve
+            curves[key] = curve
     return {"settings": {"merged": [str(p) for p in paths]}, "curves": curves, "summary": _summary(curves)}
 
 

@@ -49,12 +49,10 @@ def test_goal_not_met_when_the_95pct_point_comes_late_or_never(bench):
         assert "NOT MET" in table and words in table
 
 
-def test_merge_combines_files_and_names_legacy_arms_by_their_reduction_factor(bench, tmp_path):
+def test_merge_combines_files_and_judges_each_arm_against_motpe_of_any_file(bench, tmp_path):
     full = {"epochs": [4, 64], "hypervolume": [0.1, 0.2]}
     a = tmp_path / "a.json"
-    a.write_text(
-        json.dumps({"settings": {"reduction_factor": "[2.0]"}, "curves": {"motpe|0": full, "motpe+moasha|0": full}})
-    )
+    a.write_text(json.dumps({"curves": {"motpe|0": full, "motpe+moasha-rf2|0": full}}))
     b = tmp_path / "b.json"
     b.write_text(json.dumps({"curves": {"motpe+moasha-rf3|0": {"epochs": [4, 20], "hypervolume": [0.1, 0.19]}}}))
     merged = bench._merge([a, b])
