@@ -145,16 +145,18 @@ def make_searcher(
 
     from orchestration.optuna_search import SweepOptunaSearch
     from orchestration.reference_control import WithReferenceControl
+    from orchestration.samplers import make_sampler
 
     url = storage_url(tune.searcher_storage, study)
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     storage = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
-    seed = tune.seed + extension
-    if tune.algorithm == "nsga2":
-        sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, tune.max_concurrent_trials))
-    else:  # optuna (TPE) and motpe (multi-objective TPE: fewer repeats than NSGA-II's crossover on small budgets)
-        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, tune.num_samples // 2)))
+    sampler = make_sampler(
+        tune.algorithm,
+        seed=tune.seed + extension,
+        num_samples=tune.num_samples,
+        max_concurrent=tune.max_concurrent_trials,
+    )
     searcher = SweepOptunaSearch(
         constraints=constraints,
         budget=budget,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates (or updates) the project's virtual environment in .venv, then returns.
-# Idempotent: re-installs only when pyproject.toml changed since the last install.
+# Installs the versions CI tests (constraints.txt, the lock: scripts/lock.sh regenerates it). Idempotent:
+# re-installs only when pyproject.toml or the lock changed since the last install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -20,10 +21,10 @@ if (( ${#need[@]} )) && command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; th
     || echo "[env] could not install ${need[*]}; tests that need them are skipped (data: set data.root)"
 fi
 stamp=.venv/.coded-resnext-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
-  echo "[env] installing coded-resnext and its dependencies into .venv (first time: several minutes)"
+  echo "[env] installing coded-resnext and the locked versions of its dependencies into .venv (first time: several minutes)"
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[dev]'
+  .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[dev]'
   echo "$want" > "$stamp"
 fi
