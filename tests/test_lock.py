@@ -63,4 +63,6 @@ def test_the_readme_names_the_tested_versions():
     stated = dict(re.findall(r"([A-Za-z][\w.-]*) (\d+\.\d+(?:\.\d+)*)", section[1].split("\n\n", 1)[0]))
     assert {"torch", "ray", "mlflow", "optuna"} <= set(stated), stated
     for name, said in stated.items():
-        assert lock[canonicalize_name(name)] == Version(said), f"README says {name} {said}, the lock has it at {lock[canonicalize_name(name)]}"
+        assert lock[canonicalize_name(name)] == Version(said), (
+            f"README says {name} {said}, the lock has it at {lock[canonicalize_name(name)]}"
+        )
