@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any, Literal
 
 import yaml
 
+from coded_resnext.bounds import bounded, check_bounds
 from coded_resnext.evaluation.settings import EvalSettings
 from coded_resnext.models import list_models
 from orchestration.errors import UserError
@@ -39,7 +41,7 @@ def _check(cond: bool, key: str, message: str) -> None:
 @dataclass
 class ModelSection:
     name: str = "coded_resnext_mini"  # a preset from `coded-resnext models`
-    width_multiplier: float = 1.0  # scales stem, branch widths and block outputs
+    width_multiplier: float = bounded(1.0, gt=0)  # scales stem, branch widths and block outputs
     control: bool = False  # plain ResNeXt with the same shape (every block N/N)
     energy_impl: Literal["gram", "materialized"] = "gram"
     branch_merge: Literal["sum", "concat"] = "sum"  # Section 4.3.1: sum (the method) or concatenate branch outputs
@@ -49,7 +51,7 @@ class ModelSection:
 
     def __post_init__(self) -> None:
         _check(self.name in list_models(), "model.name", f"unknown preset {self.name!r}; choose one of {list_models()}")
-        _check(self.width_multiplier > 0, "model.width_multiplier", f"must be > 0, got {self.width_multiplier}")
+        check_bounds(self, "model.", ConfigError)
 
 
 @dataclass
@@ -57,27 +59,16 @@ class SchemeGenerator:
     """Generator parameters for a stage's scheme (classes come from the data; branches from the model's
     stage unless given, in which case the stage gets that many branches of the same width each)."""
 
-    active: int
-    min_distance: int | None = None
+    active: int = bounded(ge=1)
+    min_distance: int | None = bounded(None, ge=1, nullable=True)
     seed: int = 0
     branches: int | None = None
 
     def __post_init__(self) -> None:
         # ValueErrors, not ConfigErrors: _build prefixes them with where the mapping sits (coding.c3.active)
-        problems = {
-            "active": (self.active >= 1, f"must be >= 1, got {self.active}"),
-            "branches": (
-                self.branches is None or self.branches > self.active,
-                f"must be > active ({self.active}), got {self.branches}",
-            ),
-            "min_distance": (
-                self.min_distance is None or self.min_distance >= 1,
-                f"must be >= 1 or null, got {self.min_distance}",
-            ),
-        }
-        for key, (ok, message) in problems.items():
-            if not ok:
-                raise ValueError(f"{key}: {message}")
+        check_bounds(self)
+        if self.branches is not None and self.branches <= self.active:
+            raise ValueError(f"branches: must be > active ({self.active}), got {self.branches}")
 
 
 @dataclass
@@ -87,15 +78,14 @@ class SchemeRun:
     ``scheme`` takes what a stage takes; the runs' blocks must add up to the stage's depth."""
 
     scheme: str | SchemeGenerator | bool | None = None
-    blocks: int = 1
+    blocks: int = bounded(1, ge=1)
 
     def __post_init__(self) -> None:
         if isinstance(self.scheme, bool):
             if self.scheme:
                 raise ValueError("scheme: true is not a scheme; give a name, a JSON path, generator parameters or off")
             self.scheme = "off"
-        if self.blocks < 1:
-            raise ValueError(f"blocks: must be >= 1, got {self.blocks}")  # _build prefixes the run's key
+        check_bounds(self)  # _build prefixes the run's key
 
 
 @dataclass
@@ -126,44 +116,40 @@ class CodingSection:
 
 @dataclass
 class LossSection:
-    mu: float | None = None  # weight of the coding loss (Eq. 6); null: the preset's (6 for CIFAR nets, 1 ImageNet)
-    p_drop: float = 0.1  # DropSubNNs probability
-    power: float = 4.0  # exponent of the coding loss (Eq. 5)
-    threshold: float = 0.0  # coding-loss deviations up to this are free
-    label_smoothing: float = 0.0  # of the cross-entropy, in training and in the validation loss
+    mu: float | None = bounded(
+        None, ge=0, nullable=True
+    )  # weight of the coding loss (Eq. 6); null: the preset's (6 for CIFAR nets, 1 ImageNet)
+    p_drop: float = bounded(0.1, ge=0, lt=1)  # DropSubNNs probability
+    power: float = bounded(4.0, gt=0)  # exponent of the coding loss (Eq. 5)
+    threshold: float = bounded(0.0, ge=0)  # coding-loss deviations up to this are free
+    label_smoothing: float = bounded(0.0, ge=0, lt=1)  # of the cross-entropy, in training and in the validation loss
 
     def __post_init__(self) -> None:
-        _check(self.mu is None or self.mu >= 0, "loss.mu", f"must be >= 0 or null, got {self.mu}")
-        _check(0 <= self.p_drop < 1, "loss.p_drop", f"must be in [0, 1), got {self.p_drop}")
-        _check(self.power > 0, "loss.power", f"must be > 0, got {self.power}")
-        _check(self.threshold >= 0, "loss.threshold", f"must be >= 0, got {self.threshold}")
-        _check(0 <= self.label_smoothing < 1, "loss.label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
+        check_bounds(self, "loss.", ConfigError)
 
 
 @dataclass
 class OptimSection:
     """SGD with Nesterov momentum and a cosine schedule with optional linear warm-up (PAPER.md 5)."""
 
-    lr: float = 0.1
-    lr_min: float = 1e-4  # cosine end value
-    momentum: float = 0.9
+    lr: float = bounded(0.1, gt=0)
+    lr_min: float = 1e-4  # cosine end value, in [0, lr]
+    momentum: float = bounded(0.9, ge=0, lt=1)
     nesterov: bool = True
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 0.0
-    batch_size: int = 128  # global batch (split across Ray workers)
+    weight_decay: float = bounded(5e-4, ge=0)
+    warmup_epochs: float = bounded(0.0, ge=0)
+    batch_size: int = bounded(128, ge=1)  # global batch (split across Ray workers)
     # The paper is silent on these; the defaults follow the authors' code (see each paper recipe's header).
     schedule_step: Literal["epoch", "batch"] = "epoch"  # cosine lr held per epoch (authors' code) or moved per batch
     warmup_step: Literal["epoch", "batch"] = "epoch"  # linear warm-up per epoch (timm, authors' ImageNet run) or batch
-    warmup_lr_init: float = 1e-4  # lr at the start of warm-up (timm's --warmup-lr default, authors' ImageNet run)
+    warmup_lr_init: float = (
+        1e-4  # in [0, lr]: lr at the start of warm-up (timm's --warmup-lr default, authors' ImageNet run)
+    )
     decay_norm_and_bias: bool = True  # weight decay on BatchNorm and biases too (CIFAR code); timm's ImageNet: false
 
     def __post_init__(self) -> None:
-        _check(self.lr > 0, "optim.lr", f"must be > 0, got {self.lr}")
+        check_bounds(self, "optim.", ConfigError)
         _check(0 <= self.lr_min <= self.lr, "optim.lr_min", f"must be in [0, optim.lr], got {self.lr_min}")
-        _check(0 <= self.momentum < 1, "optim.momentum", f"must be in [0, 1), got {self.momentum}")
-        _check(self.weight_decay >= 0, "optim.weight_decay", f"must be >= 0, got {self.weight_decay}")
-        _check(self.warmup_epochs >= 0, "optim.warmup_epochs", f"must be >= 0, got {self.warmup_epochs}")
-        _check(self.batch_size >= 1, "optim.batch_size", f"must be >= 1, got {self.batch_size}")
         _check(
             self.warmup_step == "batch" or float(self.warmup_epochs).is_integer(),
             "optim.warmup_epochs",
@@ -186,7 +172,7 @@ class DataSection:
     name: str = "fashion-mnist"  # cifar10 | cifar100 | fashion-mnist | imagefolder | digits | synthetic
     root: str | None = None  # data directory as named (never replaced by another copy); null: ./data, system copy
     download: bool = False  # let torchvision download CIFAR / Fashion-MNIST when online
-    val_fraction: float = 0.1  # share of the training split held out for validation (0: none)
+    val_fraction: float = bounded(0.1, ge=0, lt=1)  # share of the training split held out for validation (0: none)
     split_seed: int = 0  # seed of the hold-out and the data limits (not the training seed: trials share them)
     augment: bool = True
     randaugment: list[int] | None = (
@@ -194,10 +180,10 @@ class DataSection:
     )
     # RandAugment after the crop and flip (paper text; timm's ImageNet pipeline) or before them (authors' CIFAR code)
     randaugment_order: Literal["after_crop", "before_crop"] = "after_crop"
-    image_size: int | None = None  # imagefolder / synthetic input size
-    limit_train: int | None = None  # stratified seeded subset of the training split (quick runs)
-    limit_val: int | None = None  # ... of the validation split
-    limit_test: int | None = None  # ... of the test split
+    image_size: int | None = bounded(None, ge=8, nullable=True)  # imagefolder / synthetic input size
+    limit_train: int | None = bounded(None, ge=1, nullable=True)  # stratified seeded subset of the training split
+    limit_val: int | None = bounded(None, ge=1, nullable=True)  # ... of the validation split
+    limit_test: int | None = bounded(None, ge=1, nullable=True)  # ... of the test split
     ood: str | None = None  # out-of-distribution negatives for binary classifiers (cifar100 for cifar10, ...)
 
     def __post_init__(self) -> None:
@@ -208,7 +194,7 @@ class DataSection:
         _check(
             self.ood is None or self.ood in names, "data.ood", f"unknown dataset {self.ood!r}; choose one of {names}"
         )
-        _check(0 <= self.val_fraction < 1, "data.val_fraction", f"must be in [0, 1), got {self.val_fraction}")
+        check_bounds(self, "data.", ConfigError)
         if self.randaugment is not None:
             _check(
                 len(self.randaugment) == 2 and all(v >= 0 for v in self.randaugment),
@@ -220,42 +206,30 @@ class DataSection:
                 "data.randaugment",
                 f"magnitude M must be in 0..10 (timm's scale, M/10 of each op's maximum), got {self.randaugment[1]}",
             )
-        for key in ("limit_train", "limit_val", "limit_test", "image_size"):
-            value = getattr(self, key)
-            _check(value is None or value >= 1, f"data.{key}", f"must be >= 1 or null, got {value}")
 
 
 @dataclass
 class TrainSection:
-    epochs: int = 10
-    num_workers: int = 1  # Ray Train data-parallel workers (1: in-process, no worker group)
-    cpus_per_worker: float = 1.0  # Ray resources of each worker (a 1-worker trial: of the trial)
-    gpus_per_worker: float = 0.0  # > 0 trains on GPUs (NCCL); fractions share a GPU between small trials
-    max_failures: int = 1  # Ray Train: restarts from the last checkpoint after a worker dies
-    loader_workers: int | None = None  # DataLoader processes per training worker; null: 0 on CPU, up to 8 on a GPU
+    epochs: int = bounded(10, ge=1)
+    num_workers: int = bounded(1, ge=1)  # Ray Train data-parallel workers (1: in-process, no worker group)
+    cpus_per_worker: float = bounded(1.0, gt=0)  # Ray resources of each worker (a 1-worker trial: of the trial)
+    gpus_per_worker: float = bounded(0.0, ge=0)  # > 0 trains on GPUs (NCCL); fractions share a GPU between trials
+    max_failures: int = bounded(1, ge=0)  # Ray Train: restarts from the last checkpoint after a worker dies
+    loader_workers: int | None = bounded(
+        None, ge=0, nullable=True
+    )  # DataLoader processes per training worker; null: 0 on CPU, up to 8 on a GPU
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: a GPU when there is one
-    checkpoint_every: int = 1  # epochs between checkpoints (and always at the end)
+    checkpoint_every: int = bounded(1, ge=1)  # epochs between checkpoints (and always at the end)
     progress: Literal["auto", "bar", "line", "none"] = "auto"  # auto: a bar on a terminal, else a line per epoch
     # See orchestration/acceleration.py for the next five.
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # autocast; auto: bf16 on a GPU, fp32 on CPU
     compile: bool = False  # torch.compile the train step
     sync_batchnorm: bool = False  # BatchNorm statistics over the global batch (num_workers > 1 only)
     deterministic: bool = False  # deterministic algorithms (cuDNN, cuBLAS workspace too)
-    prefetch_factor: int = 4  # batches each loader process prepares ahead
+    prefetch_factor: int = bounded(4, ge=1)  # batches each loader process prepares ahead
 
     def __post_init__(self) -> None:
-        _check(self.epochs >= 1, "train.epochs", f"must be >= 1, got {self.epochs}")
-        _check(self.num_workers >= 1, "train.num_workers", f"must be >= 1, got {self.num_workers}")
-        _check(self.cpus_per_worker > 0, "train.cpus_per_worker", f"must be > 0, got {self.cpus_per_worker}")
-        _check(self.gpus_per_worker >= 0, "train.gpus_per_worker", f"must be >= 0, got {self.gpus_per_worker}")
-        _check(self.max_failures >= 0, "train.max_failures", f"must be >= 0, got {self.max_failures}")
-        _check(
-            self.loader_workers is None or self.loader_workers >= 0,
-            "train.loader_workers",
-            f"must be >= 0 or null, got {self.loader_workers}",
-        )
-        _check(self.checkpoint_every >= 1, "train.checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
-        _check(self.prefetch_factor >= 1, "train.prefetch_factor", f"must be >= 1, got {self.prefetch_factor}")
+        check_bounds(self, "train.", ConfigError)
         _check(
             not (self.precision == "fp16" and self.device == "cpu"),
             "train.precision",
@@ -268,14 +242,13 @@ class TrainSection:
         )
 
 
-# train.* keys that change how fast, not what, a run computes: left out of the hash.
-_HASH_EXCLUDED_TRAIN_KEYS = (
-    "progress",
-    "loader_workers",
-    "cpus_per_worker",
-    "gpus_per_worker",
-    "max_failures",
-    "prefetch_factor",
+# Keys that change how fast, where or how visibly a run computes, not what: left out of the experiment hash.
+# tests/test_config_walk.py checks every other key of the walk changes the hash.
+HASH_NEUTRAL_KEYS = frozenset(
+    [f"train.{key}" for key in ("progress", "loader_workers", "cpus_per_worker", "gpus_per_worker", "max_failures")]
+    + ["train.prefetch_factor"]
+    + [f"tracking.{key}" for key in ("uri", "experiment", "run_name", "log_model", "system_metrics")]
+    + ["tracking.system_metrics_interval"]
 )
 # train.* keys added after runs were already hashed: left out of the hash at their default value, so
 # --resume still finds checkpoints written before them.
@@ -289,14 +262,10 @@ class TrackingSection:
     run_name: str | None = None
     log_model: bool = True  # log the final model with mlflow.pytorch
     system_metrics: bool = True  # CPU, memory, disk, network (and GPU) as system/... metrics of the run
-    system_metrics_interval: float = 10.0  # seconds between samples
+    system_metrics_interval: float = bounded(10.0, gt=0, unit="seconds")  # seconds between samples
 
     def __post_init__(self) -> None:
-        _check(
-            self.system_metrics_interval > 0,
-            "tracking.system_metrics_interval",
-            f"must be > 0 seconds, got {self.system_metrics_interval}",
-        )
+        check_bounds(self, "tracking.", ConfigError)
 
 
 @dataclass
@@ -344,9 +313,10 @@ class RunConfig:
         """Stable hash of everything that changes results (tracking settings and progress display
         excluded)."""
         data = self.to_dict()
-        data.pop("tracking")
-        for key in _HASH_EXCLUDED_TRAIN_KEYS:
-            data["train"].pop(key)
+        for key in HASH_NEUTRAL_KEYS:
+            section, name = key.split(".")
+            data[section].pop(name)
+        data.pop("tracking")  # empty now; its absence keeps the hashes of earlier runs
         for key, default in _HASH_NEUTRAL_DEFAULTS.items():  # so configs from before these keys keep their hash
             if data["train"].get(key) == default:
                 data["train"].pop(key)
@@ -423,12 +393,17 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         _check(isinstance(value, int) and not isinstance(value, bool), key, f"must be an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+            return float(value)  # PyYAML (YAML 1.1) reads 1e-4, without a dot, as a string
         _check(isinstance(value, int | float) and not isinstance(value, bool), key, f"must be a number, got {value!r}")
         return float(value)
     if tp is str:
         _check(isinstance(value, str), key, f"must be a string, got {value!r}")
         return value
     raise TypeError(f"unsupported config type {tp!r} at {key}")  # a bug in this file, not user input
+
+
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:

@@ -31,9 +31,10 @@ class OperatingPoint:
 
 
 def check_at_accuracy(value: float) -> float:
-    if not 0 < value <= 1:
-        raise UserError(f"--at-accuracy {value}: must be in (0, 1], the share of the full accuracy to keep (e.g. 0.99)")
-    return value
+    """The share of the full accuracy to keep (e.g. 0.99), in (0, 1]."""
+    from orchestration.commands.options import check_option
+
+    return check_option("--at-accuracy", value)
 
 
 def parse_threshold(text: str) -> float | list[float]:

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import yaml
 
+from coded_resnext.bounds import bounded, check_bounds
 from orchestration.config import ConfigError, RunConfig, _build, apply_overrides, config_from_dict
 from orchestration.errors import UserError
 
@@ -131,21 +132,23 @@ def decode(value: Any) -> Any:
 class TuneSection:
     # optuna: TPE (one metric); nsga2 / motpe: multi-objective (Optuna's NSGA-II / multi-objective TPE)
     algorithm: Literal["random", "grid", "optuna", "nsga2", "motpe"] = "random"
-    num_samples: int = 4  # trials (grid: repeats of the whole grid)
-    max_concurrent_trials: int = 1
+    num_samples: int = bounded(4, ge=1)  # trials (grid: repeats of the whole grid)
+    max_concurrent_trials: int = bounded(1, ge=1)
     metric: str = "val/accuracy"  # single-objective searches and ASHA
     mode: Literal["max", "min"] = "max"
     objectives: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_OBJECTIVES))  # nsga2
     # early stopping: asha (one metric) or moasha (multi-objective ASHA over `objectives`, see moasha.py)
     scheduler: Literal["none", "asha", "moasha"] = "none"
-    grace_period: int = 1  # ASHA / MO-ASHA: epochs before a trial can be stopped (the first rung)
-    reduction_factor: float = 2.0  # keep the top 1/reduction_factor at each rung
-    max_t: int | None = None  # MO-ASHA: epochs a trial trains at most; default train.epochs
+    grace_period: int = bounded(1, ge=1)  # ASHA / MO-ASHA: epochs before a trial can be stopped (the first rung)
+    reduction_factor: float = bounded(2.0, gt=1)  # keep the top 1/reduction_factor at each rung
+    max_t: int | None = bounded(
+        None, ge=1, nullable=True
+    )  # MO-ASHA: epochs a trial trains at most; default train.epochs
     # bounds on what the architecture fixes, checked before a trial trains, e.g. {binary/param_fraction: "<= 0.5"}
     constraints: dict[str, str] = field(default_factory=dict)
     reference_point: list[float] | None = None  # hypervolume reference, one value per objective (default: see sweep)
     reference_control: bool = False  # one extra plain-control trial (base config, model.control=true) as a baseline
-    max_trial_failures: int = 0  # Tune retries of a failed trial (from its last checkpoint)
+    max_trial_failures: int = bounded(0, ge=0)  # Tune retries of a failed trial (from its last checkpoint)
     seed: int = 0  # the searcher's seed
     name: str | None = None  # the sweep's name in storage and MLflow; default: the file's stem
     storage_path: str | None = None  # shared dir or object-store URI; default runs/ray
@@ -157,13 +160,7 @@ class TuneSection:
             if not ok:
                 raise ConfigError(f"tune.{key}: {msg}")
 
-        check(self.num_samples >= 1, "num_samples", f"must be >= 1, got {self.num_samples}")
-        check(
-            self.max_concurrent_trials >= 1, "max_concurrent_trials", f"must be >= 1, got {self.max_concurrent_trials}"
-        )
-        check(self.grace_period >= 1, "grace_period", f"must be >= 1, got {self.grace_period}")
-        check(self.reduction_factor > 1, "reduction_factor", f"must be > 1, got {self.reduction_factor}")
-        check(self.max_trial_failures >= 0, "max_trial_failures", f"must be >= 0, got {self.max_trial_failures}")
+        check_bounds(self, "tune.", ConfigError)
         for key, mode in self.objectives.items():
             check(mode in ("max", "min"), f"objectives.{key}", f"must be max or min, got {mode!r}")
         check(bool(self.objectives), "objectives", "needs at least one metric: direction")
@@ -198,7 +195,6 @@ class TuneSection:
                 "scheduler",
                 f"moasha ranks several objectives but tune.objectives has {list(self.objectives)}; with one, use asha",
             )
-        check(self.max_t is None or self.max_t >= 1, "max_t", f"must be >= 1, got {self.max_t}")
         check(
             not (self.reference_control and self.scheduler == "asha"),
             "reference_control",

@@ -4,7 +4,7 @@
 #
 #   bash scripts/check_versions.sh            # newest: the newest versions pyproject.toml's ranges allow
 #   bash scripts/check_versions.sh floor      # floor: Ray, MLflow and Optuna at their lowest allowed versions,
-#                                             #        everything else at the lock's
+#                                             #        everything else as pip resolves it beside them
 #   bash scripts/check_versions.sh newest -x tests/test_tune.py   # extra arguments go to pytest
 #
 # The scratch environment is made in a temporary directory ($TMPDIR) and removed afterwards (KEEP=1 keeps
@@ -29,31 +29,23 @@ py=$scratch/venv/bin/python
 "$py" -m pip install --quiet --upgrade pip
 constraints=()
 if [[ $mode == floor ]]; then
-  # the lowest version each integration package's range allows, the rest as locked
+  # the lowest version each integration package's range allows; pip resolves the rest beside them
   "$py" - > "$scratch/floor.txt" <<'PY'
 import re
 import tomllib
 
 deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
-floors = {}
 for dep in deps:
     match = re.match(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?\s*>=\s*([0-9][0-9.]*)", dep)
     if match and match[1].lower() in ("ray", "mlflow", "optuna"):
-        floors[match[1].lower()] = match[2]
-pinned = set(floors)
-for line in open("constraints.txt"):
-    name = line.split("==")[0].strip().lower()
-    if line.strip() and not line.startswith("#") and name not in pinned:
-        print(line.strip())
-for name, version in floors.items():
-    print(f"{name}=={version}")
+        print(f"{match[1].lower()}=={match[2]}")
 PY
   constraints=(-c "$scratch/floor.txt")
-  echo "[versions] floors: $(grep -E '^(ray|mlflow|optuna)==' "$scratch/floor.txt" | tr '\n' ' ')"
+  echo "[versions] floors: $(tr '\n' ' ' < "$scratch/floor.txt")"
 fi
 echo "[versions] installing coded-resnext's dependencies (extras dev and server)"
-"$py" -m pip install --quiet "${constraints[@]}" --upgrade --upgrade-strategy eager -e '.[dev,server]' 2>&1 \
-  | grep -vE 'is ignored: it is neither|BuildBackendWarning|^\s*(!!|\*+|$)|with strategy|folders in your|name as your' || true
+"$py" -m pip install --quiet "${constraints[@]}" --upgrade --upgrade-strategy eager -e '.[dev,server]' \
+  > "$scratch/pip.log" 2>&1 || { grep -v 'is ignored: it is neither' "$scratch/pip.log" | tail -30; echo "[versions] $mode: the install failed (above)"; exit 1; }
 echo "[versions] installed versions that differ from the lock (constraints.txt):"
 "$py" - <<'PY'
 from importlib.metadata import distributions

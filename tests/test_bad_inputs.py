@@ -419,7 +419,7 @@ CLI_CASES = [
     Case(
         "bench-zero-batch",
         ["bench", "model", "--preset", "coded_resnext_mini", "--batch-size", "0"],
-        "--batch-size must be >= 1",
+        "--batch-size 0: must be >= 1",
         None,
     ),
     Case(

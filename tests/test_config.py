@@ -103,3 +103,16 @@ def test_smoke_test_shrinks_everything():
     cfg = smoke_test_config(load_config(ROOT / "search_spaces/quickstart_train.yaml"))
     assert cfg.train.epochs <= 2 and cfg.data.limit_train <= 512 and cfg.eval.binary_classes <= 3
     assert cfg.eval.limit_val <= 256
+
+
+def test_a_number_in_exponent_notation_is_a_number_where_a_number_is_expected(tmp_path):
+    # PyYAML (YAML 1.1) reads 1e-4, without a dot, as a string; a float key takes it as the number it is
+    path = tmp_path / "run.yaml"
+    path.write_text("optim: {lr: 1e-2, lr_min: 5E-5}\n")
+    cfg = load_config(path, ["optim.weight_decay=-0e-4", "optim.warmup_lr_init=+1e-3"])
+    assert (cfg.optim.lr, cfg.optim.lr_min, cfg.optim.weight_decay, cfg.optim.warmup_lr_init) == (1e-2, 5e-5, 0.0, 1e-3)
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["optim.lr=1e-4x"])
+    assert _one_line(err) == "optim.lr: must be a number, got '1e-4x'"
+    with pytest.raises(ConfigError, match="must be an integer"):
+        load_config(None, ["train.epochs=1e1"])  # an integer key stays strict

@@ -387,6 +387,38 @@ def test_changing_a_key_changes_what_it_names(key, monkeypatch, tmp_path_factory
     assert before != after, f"{key}={value!r} changed nothing in {observe.__name__}: {before!r}"
 
 
+END_TO_END_VALUES = {
+    "tracking.uri": "sqlite:///elsewhere.db",
+    "tracking.experiment": "another",
+    "tracking.run_name": "named",
+    "tracking.log_model": False,
+}
+
+
+@pytest.mark.parametrize("key", sorted(PROBES) + sorted(END_TO_END))
+def test_a_key_changes_the_experiment_hash_unless_it_changes_only_how_a_run_computes(key, tmp_path):
+    """The hash names a run's checkpoints and identifies its results: every key of the walk changes it,
+    except those listed as changing how fast, where or how visibly a run computes (``HASH_NEUTRAL_KEYS``)."""
+    from orchestration.config import HASH_NEUTRAL_KEYS
+
+    value, _, base_overrides = PROBES.get(key, (END_TO_END_VALUES.get(key), None, []))
+    overrides = [o.replace("{tmp}", str(tmp_path)) for o in base_overrides]
+    value = value.replace("{tmp}", str(tmp_path)) if isinstance(value, str) else value
+    base = _cfg(*overrides)
+    changed = _with(base, key, value)
+    assert getattr_path(changed, key) != getattr_path(base, key), f"{key}: the probe's value is the default"
+    if key in HASH_NEUTRAL_KEYS:
+        assert changed.experiment_hash == base.experiment_hash, f"{key} is listed hash-neutral but changes the hash"
+    else:
+        assert changed.experiment_hash != base.experiment_hash, f"{key}={value!r} changes results, not the hash"
+
+
+def test_every_hash_neutral_key_is_a_key_the_walk_knows():
+    from orchestration.config import HASH_NEUTRAL_KEYS
+
+    assert set(HASH_NEUTRAL_KEYS) <= set(_all_keys())
+
+
 def getattr_path(cfg: RunConfig, key: str) -> Any:
     node: Any = cfg
     for part in key.split("."):

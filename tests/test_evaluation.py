@@ -95,6 +95,9 @@ def test_the_test_split_is_measured_at_what_train_and_val_chose(model):
     # the thresholds are the fit's, the early-exit operating point the validation curve's
     val_rows = {r["class"]: r["threshold"] for r in result.tables["binary_classifiers"]}
     assert val_rows == {r["class"]: r["threshold"] for r in result.tables["test_binary_classifiers"]}
+    chosen = {r["operating_point"]: r["threshold"] for r in result.tables["early_exit_operating_points"]}
+    used = {r["operating_point"]: r["threshold"] for r in result.tables["test_early_exit_operating_points"]}
+    assert used == chosen and {"keep_99pct", "half_compute"} <= set(chosen)
     (keep,) = [r for r in result.tables["early_exit_operating_points"] if r["operating_point"] == "keep_99pct"]
     fractions = [r["compute_fraction"] for r in result.tables["exit_points"]]
     (at,) = early_exit_at(model, collect(model, [test.tensors], CPU), fractions, [keep["threshold"]])

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -240,7 +241,7 @@ def test_a_trial_never_measures_the_test_split(tmp_path):
     assert not [k for k in run.data.metrics if k.startswith("test/")] and "test_evaluated" not in run.data.tags
 
 
-def test_evaluate_measures_a_run_once_and_again_only_with_force(trained, capsys):
+def test_evaluate_measures_a_run_once_and_again_only_with_force(trained, capsys, tmp_path):
     from orchestration.cli import main
 
     cfg, result = trained
@@ -256,3 +257,10 @@ def test_evaluate_measures_a_run_once_and_again_only_with_force(trained, capsys)
     assert sorted(m.step for m in history) == [1, 2]  # the new measurement beside the first, not over it
     assert run.data.metrics["test/accuracy"] == pytest.approx(before)  # same model, same data: same figure
     assert run.info.status == "FINISHED" and "--force" in run.data.tags["test_evaluated"]
+    # measured at what train and val chose: the training samples' thresholds, the val curve's operating points
+    tables = Path(client.download_artifacts(result.run_id, "tables", str(tmp_path)))
+    for val_table, key in (("binary_classifiers", "class"), ("early_exit_operating_points", "operating_point")):
+        chosen = pd.read_csv(tables / f"{val_table}.csv").set_index(key)["threshold"]
+        used = pd.read_csv(tables / f"test_{val_table}.csv").set_index(key)["threshold"]
+        assert len(chosen) >= 2, val_table
+        pd.testing.assert_series_equal(used.sort_index(), chosen.sort_index(), check_exact=False, rtol=1e-6)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
+from coded_resnext.bounds import bounded, check_bounds
 from coded_resnext.coding import CodingScheme
 from coded_resnext.coding.defaults import GeneratedScheme
 
@@ -27,24 +28,20 @@ class StageConfig:
     """``depth`` blocks of [out_channels, branch_width, num_active / num_branches] (Table 1)."""
 
     name: str  # paper's stage name, "c2".."c5"; keys of per-stage settings
-    depth: int  # number of blocks
-    out_channels: int  # C_out of every block
-    branch_width: int  # d, width of one branch (subNN)
-    num_branches: int  # N, the cardinality
-    num_active: int  # N_act; == num_branches makes an uncoded (plain ResNeXt) stage
-    stride: int = 1  # stride of the stage's first block
-    drop_prob: float | None = None  # DropSubNNs p for this stage; None: the model's drop_prob
+    depth: int = bounded(ge=1)  # number of blocks
+    out_channels: int = bounded(ge=1)  # C_out of every block
+    branch_width: int = bounded(ge=1)  # d, width of one branch (subNN)
+    num_branches: int = bounded(ge=1)  # N, the cardinality
+    num_active: int = bounded(ge=1)  # N_act; == num_branches makes an uncoded (plain ResNeXt) stage
+    stride: int = bounded(1, ge=1)  # stride of the stage's first block
+    drop_prob: float | None = bounded(None, ge=0, lt=1, nullable=True)  # DropSubNNs p here; None: the model's
 
     def __post_init__(self) -> None:
-        for key in ("depth", "out_channels", "branch_width", "num_branches", "num_active", "stride"):
-            if getattr(self, key) < 1:
-                raise ModelConfigError(f"stage {self.name}: {key} must be >= 1, got {getattr(self, key)}")
+        check_bounds(self, f"stage {self.name}: ", ModelConfigError)
         if self.num_active > self.num_branches:
             raise ModelConfigError(
                 f"stage {self.name}: num_active ({self.num_active}) must be <= num_branches ({self.num_branches})"
             )
-        if self.drop_prob is not None and not 0.0 <= self.drop_prob < 1.0:
-            raise ModelConfigError(f"stage {self.name}: drop_prob must be in [0, 1), got {self.drop_prob}")
 
     @property
     def coded(self) -> bool:
@@ -55,17 +52,18 @@ class StageConfig:
 class CodedResNeXtConfig:
     """Everything needed to build a Coded ResNeXt; presets are instances of this."""
 
-    num_classes: int
+    num_classes: int = bounded(ge=2)
     stages: tuple[StageConfig, ...]
     stem: Literal["cifar", "imagenet"] = "cifar"  # 3x3 conv; or 7x7/2 conv + 3x3/2 max pool
-    stem_channels: int = 64
-    in_chans: int = 3  # 1 for grayscale inputs
-    width_multiplier: float = 1.0  # scales stem, branch widths d and block outputs C_out
-    coding_loss_weight: float = 6.0  # mu in Eq. 6 (paper: 6 on CIFAR, 1 on ImageNet)
-    coding_loss_power: float = 4.0  # exponent in Eq. 5 (ablation: 4 > 2 > 1)
-    coding_loss_threshold: float = 0.0  # deviations up to this are not penalised
-    label_smoothing: float = 0.0  # of the cross-entropy term of Eq. 6 (timm's default 0.1 in the official ImageNet run)
-    drop_prob: float = 0.1  # DropSubNNs p of coded stages
+    stem_channels: int = bounded(64, ge=1)
+    in_chans: int = bounded(3, ge=1)  # 1 for grayscale inputs
+    width_multiplier: float = bounded(1.0, gt=0)  # scales stem, branch widths d and block outputs C_out
+    coding_loss_weight: float = bounded(6.0, ge=0)  # mu in Eq. 6 (paper: 6 on CIFAR, 1 on ImageNet)
+    coding_loss_power: float = bounded(4.0, gt=0)  # exponent in Eq. 5 (ablation: 4 > 2 > 1)
+    coding_loss_threshold: float = bounded(0.0, ge=0)  # deviations up to this are not penalised
+    # of the cross-entropy term of Eq. 6 (timm's default 0.1 in the official ImageNet run)
+    label_smoothing: float = bounded(0.0, ge=0, lt=1)
+    drop_prob: float = bounded(0.1, ge=0, lt=1)  # DropSubNNs p of coded stages
     control: bool = False  # every block N/N: the plain ResNeXt baseline with the same shape
     energy_impl: Literal["gram", "materialized"] = "gram"  # "materialized": slow reference path
     zero_init_last_bn: bool = True  # gamma of the BN after the branch sum starts at 0
@@ -82,8 +80,7 @@ class CodedResNeXtConfig:
     expand_init: Literal["fan_out_grouped", "fan_out_dense"] = "fan_out_grouped"
 
     def __post_init__(self) -> None:
-        if self.num_classes < 2:
-            raise ModelConfigError(f"num_classes must be >= 2, got {self.num_classes}")
+        check_bounds(self, "", ModelConfigError)
         if not self.stages:
             raise ModelConfigError("a model needs at least one stage")
         names = [s.name for s in self.stages]
@@ -93,20 +90,6 @@ class CodedResNeXtConfig:
             raise ModelConfigError(f"stem must be 'cifar' or 'imagenet', got {self.stem!r}")
         if self.energy_impl not in ("gram", "materialized"):
             raise ModelConfigError(f"energy_impl must be 'gram' or 'materialized', got {self.energy_impl!r}")
-        if self.in_chans < 1 or self.stem_channels < 1:
-            raise ModelConfigError("in_chans and stem_channels must be >= 1")
-        if not self.width_multiplier > 0:
-            raise ModelConfigError(f"width_multiplier must be > 0, got {self.width_multiplier}")
-        if self.coding_loss_weight < 0:
-            raise ModelConfigError(f"coding_loss_weight (mu) must be >= 0, got {self.coding_loss_weight}")
-        if not self.coding_loss_power > 0:
-            raise ModelConfigError(f"coding_loss_power must be > 0, got {self.coding_loss_power}")
-        if self.coding_loss_threshold < 0:
-            raise ModelConfigError(f"coding_loss_threshold must be >= 0, got {self.coding_loss_threshold}")
-        if not 0.0 <= self.drop_prob < 1.0:
-            raise ModelConfigError(f"drop_prob must be in [0, 1), got {self.drop_prob}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ModelConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         unknown = set(self.schemes) - set(names)
         if unknown:
             raise ModelConfigError(f"schemes given for unknown stages {sorted(unknown)}; the stages are {names}")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from coded_resnext import list_models
 from orchestration.commands import bench_early_exit
+from orchestration.commands.options import check_option
 from orchestration.errors import UserError
 
 
@@ -74,8 +75,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.preset not in list_models():
         raise UserError(f"unknown preset {args.preset!r}; choose one of: {', '.join(list_models())}")
     for key in ("batch_size", "rounds"):
-        if getattr(args, key) < 1:
-            raise UserError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(args, key)}")
+        check_option(f"--{key.replace('_', '-')}", getattr(args, key))
     if args.json is not None and not args.json.parent.exists():
         raise UserError(f"directory {args.json.parent} for --json does not exist; create it first")
     if args.threads:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from coded_resnext import list_models
+from orchestration.commands.options import check_option
 from orchestration.errors import UserError
 
 DEFAULT_EXIT_RATE = 0.5
@@ -62,14 +63,12 @@ def register(bench_sub: argparse._SubParsersAction) -> None:
 
 def _check(args: argparse.Namespace) -> None:
     for key in ("samples", "samples_at_batch_1", "rounds"):
-        if getattr(args, key) < 1:
-            raise UserError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(args, key)}")
-    if any(b < 1 for b in args.batch_sizes):
-        raise UserError(f"--batch-sizes must all be >= 1, got {args.batch_sizes}")
+        check_option(f"--{key.replace('_', '-')}", getattr(args, key))
+    for size in args.batch_sizes:
+        check_option("--batch-sizes", size)
     if max(args.batch_sizes) > args.samples:
         raise UserError(f"--samples {args.samples} is fewer than one batch of {max(args.batch_sizes)}; raise it")
-    if args.exit_rate is not None and not 0 < args.exit_rate < 1:
-        raise UserError(f"--exit-rate {args.exit_rate}: must be in (0, 1), the share of samples that exit early")
+    check_option("--exit-rate", args.exit_rate)
     if args.at_accuracy is not None and args.preset:
         raise UserError("--at-accuracy reads a run's validation curve; give --run-id or --checkpoint, or --exit-rate")
     if args.preset and args.preset not in list_models():

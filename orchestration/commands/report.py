@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from orchestration.commands.options import check_option
 from orchestration.errors import UserError
 from orchestration.tracking import default_tracking_uri
 
@@ -47,8 +48,7 @@ def _run(args: argparse.Namespace) -> int:
         objectives = tuple(parse_objective(o) for o in args.objectives) or DEFAULT_OBJECTIVES
     except ValueError as err:
         raise UserError(str(err)) from err
-    if args.top < 1:
-        raise UserError(f"--top {args.top}: must be at least 1")
+    check_option("--top", args.top)
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out}: exists and is not a directory")
     options = ReportOptions(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from orchestration.commands.options import add_overrides
+from orchestration.commands.options import add_overrides, check_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,8 +64,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.resume and args.extend:
         raise UserError("--resume and --extend: pick one (resume an interrupted sweep, or extend a finished one)")
-    if args.extend is not None and args.extend < 1:
-        raise UserError(f"--extend {args.extend}: must be >= 1 trials")
+    check_option("--extend", args.extend)
     space = load_search_space(args.space, args.overrides)
     changes = {}
     if args.name:
