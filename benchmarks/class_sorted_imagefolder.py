@@ -56,8 +56,8 @@ def _write_tree(root: Path, per_class: int, test_per_class: int) -> list[str]:
 
 
 def _measure(args: argparse.Namespace, work: Path) -> dict:
-    from orchestration.config import load_config
-    from orchestration.training import fit
+    from coded_resnext.orchestration.config import load_config
+    from coded_resnext.orchestration.training import fit
 
     names = _write_tree(work / "tree", args.per_class, args.test_per_class)
     cfg = load_config(

@@ -46,11 +46,11 @@ def main(argv: list[str] | None = None) -> None:
 def _measure(args: argparse.Namespace, work: Path) -> dict:
     import torch
 
-    from orchestration.config import load_config
-    from orchestration.lineage import Lineage
-    from orchestration.ray_runtime import ray_session
-    from orchestration.ray_train import make_trainer
-    from orchestration.training import fit
+    from coded_resnext.orchestration.config import load_config
+    from coded_resnext.orchestration.lineage import Lineage
+    from coded_resnext.orchestration.ray_runtime import ray_session
+    from coded_resnext.orchestration.ray_train import make_trainer
+    from coded_resnext.orchestration.training import fit
 
     common = [
         f"data.limit_train={args.limit_train}",
@@ -108,9 +108,9 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
 
 def _ddp_sync_batchnorm(args: argparse.Namespace, work: Path, seeded: list[str], single_accuracy: float) -> dict:
     """The same DDP run with BatchNorm statistics over the global batch."""
-    from orchestration.config import load_config
-    from orchestration.lineage import Lineage
-    from orchestration.ray_train import make_trainer
+    from coded_resnext.orchestration.config import load_config
+    from coded_resnext.orchestration.lineage import Lineage
+    from coded_resnext.orchestration.ray_train import make_trainer
 
     cfg = load_config(
         args.config, [*seeded, "train.num_workers=2", "train.sync_batchnorm=true", "tracking.experiment=ddp-sync"]

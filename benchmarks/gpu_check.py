@@ -37,8 +37,8 @@ from coded_resnext import CodedResNeXt, CodedResNeXtConfig, EarlyExit, StageConf
 from coded_resnext.early_exit_benchmark import threshold_for_exit_rate
 from coded_resnext.extraction import extract_binary_classifier
 from coded_resnext.fusion import fuse_for_inference
-from orchestration import acceleration
-from orchestration.training import TrainStep
+from coded_resnext.orchestration import acceleration
+from coded_resnext.orchestration.training import TrainStep
 
 
 @dataclass(frozen=True)

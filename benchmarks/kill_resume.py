@@ -113,7 +113,7 @@ class Watcher:
 def _measure(args: argparse.Namespace, work: Path) -> dict:
     uri = f"sqlite:///{work / 'mlflow.db'}"
     space = _space(work, args)
-    base = [sys.executable, "-m", "orchestration.cli", "tune", str(space), "--tracking-uri", uri]
+    base = [sys.executable, "-m", "coded_resnext.orchestration.cli", "tune", str(space), "--tracking-uri", uri]
     rng = random.Random(args.seed)
     watcher = Watcher(uri)
     kills, hard_moments, crashes = 0, 0, 0
@@ -166,7 +166,7 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
 def _count(args, work: Path, uri: str, watcher: Watcher, kills: int, hard: int, final_exit: int) -> dict:
     import optuna
 
-    from orchestration.reconcile import trial_statuses
+    from coded_resnext.orchestration.reconcile import trial_statuses
 
     runs = watcher.trials()
     client = watcher.client

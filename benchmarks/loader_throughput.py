@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> None:
 def measure(recipe: str, args: argparse.Namespace, tmp: Path) -> list[dict]:
     from torch.utils.data import DataLoader
 
-    from orchestration import acceleration
-    from orchestration.config import load_config
+    from coded_resnext.orchestration import acceleration
+    from coded_resnext.orchestration.config import load_config
 
     cfg = load_config(ROOT / "search_spaces" / f"{recipe}.yaml")
     dataset, description = _training_set(cfg, tmp)
@@ -85,7 +85,7 @@ def _training_set(cfg, tmp: Path):
     import dataclasses
 
     from coded_resnext.datasets import DataError, build_dataset
-    from orchestration.training import data_spec
+    from coded_resnext.orchestration.training import data_spec
 
     try:
         return build_dataset(data_spec(cfg)).train, cfg.data.name

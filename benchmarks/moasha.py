@@ -89,9 +89,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _measure(args: argparse.Namespace, work: Path) -> dict:
-    from orchestration.ray_runtime import ray_session
-    from orchestration.search_space import load_search_space
-    from orchestration.sweep import Sweep
+    from coded_resnext.orchestration.ray_runtime import ray_session
+    from coded_resnext.orchestration.search_space import load_search_space
+    from coded_resnext.orchestration.sweep import Sweep
 
     uri = f"sqlite:///{work / 'mlflow.db'}"
     partial = args.json.with_suffix(".partial.json") if args.json else None
@@ -133,9 +133,9 @@ def _rung_cost(args: argparse.Namespace) -> dict:
     import torch
 
     from coded_resnext.datasets import build_dataset
-    from orchestration.config import smoke_test_config
-    from orchestration.search_space import load_search_space
-    from orchestration.training import (
+    from coded_resnext.orchestration.config import smoke_test_config
+    from coded_resnext.orchestration.search_space import load_search_space
+    from coded_resnext.orchestration.training import (
         TrainStep,
         _suite,
         build_model,

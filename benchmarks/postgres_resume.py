@@ -98,7 +98,7 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
     try:
         with PostgresCluster() as pg:
             study_url = pg.create_database("optuna")
-            command = [sys.executable, "-m", "orchestration.cli", "tune", str(space),
+            command = [sys.executable, "-m", "coded_resnext.orchestration.cli", "tune", str(space),
                        "--address", f"127.0.0.1:{port}", "--tracking-uri", uri, "--storage-path", str(work / "shared"),
                        "--searcher-storage", study_url]  # fmt: skip
             first, second = work / "driver-a", work / "driver-b"

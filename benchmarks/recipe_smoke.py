@@ -58,7 +58,7 @@ def _write_data(recipe: str, work: Path) -> Path:
 
 
 def _run(recipe: str, work: Path) -> dict:
-    from orchestration.cli import main as cli
+    from coded_resnext.orchestration.cli import main as cli
 
     root = _write_data(recipe, work)
     argv = [

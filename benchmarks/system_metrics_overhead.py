@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _measure(args: argparse.Namespace, work: Path) -> dict:
-    from orchestration.config import load_config, smoke_test_config
-    from orchestration.training import fit
+    from coded_resnext.orchestration.config import load_config, smoke_test_config
+    from coded_resnext.orchestration.training import fit
 
     times: dict[str, list[float]] = {"on": [], "off": []}
     cpu: dict[str, list[float]] = {"on": [], "off": []}

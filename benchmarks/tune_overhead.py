@@ -36,10 +36,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _measure(args: argparse.Namespace, work: Path) -> dict:
-    from orchestration.ray_runtime import ray_session
-    from orchestration.search_space import load_search_space
-    from orchestration.sweep import Sweep
-    from orchestration.training import fit
+    from coded_resnext.orchestration.ray_runtime import ray_session
+    from coded_resnext.orchestration.search_space import load_search_space
+    from coded_resnext.orchestration.sweep import Sweep
+    from coded_resnext.orchestration.training import fit
 
     overrides = [f"train.epochs={args.epochs}", f"train.cpus_per_worker={args.cpus}"]
     space = load_search_space(args.space, overrides)
@@ -84,12 +84,12 @@ def startup_costs(work: Path) -> dict[str, float]:
     the differences are each path's start-up cost (process start, imports, data, process group)."""
     from ray import tune
 
-    from orchestration.config import load_config
-    from orchestration.lineage import Lineage
-    from orchestration.ray_runtime import ray_session
-    from orchestration.ray_train import make_trainer
-    from orchestration.sessions import TuneSession
-    from orchestration.training import Progress, fit, train_loop
+    from coded_resnext.orchestration.config import load_config
+    from coded_resnext.orchestration.lineage import Lineage
+    from coded_resnext.orchestration.ray_runtime import ray_session
+    from coded_resnext.orchestration.ray_train import make_trainer
+    from coded_resnext.orchestration.sessions import TuneSession
+    from coded_resnext.orchestration.training import Progress, fit, train_loop
 
     base = [
         "data.name=synthetic",

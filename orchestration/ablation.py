@@ -27,7 +27,14 @@ from typing import Any
 
 import yaml
 
-from orchestration.search_space import CELL_KEY, Domain, SearchSpace, SearchSpaceError, space_from_document, validate
+from coded_resnext.orchestration.search_space import (
+    CELL_KEY,
+    Domain,
+    SearchSpace,
+    SearchSpaceError,
+    space_from_document,
+    validate,
+)
 
 CONTROL = "control"
 DEFAULT_METRICS = ["val/accuracy", "binary/f1_mean", "binary/param_fraction", "early_exit/compute_at_99pct_accuracy"]
@@ -118,8 +125,8 @@ def _space_from(path: Path, doc: dict[str, Any], overrides: list[str] | None) ->
 
 def summarize(space: SearchSpace, metrics: list[str], parent_run_id: str, tracking_uri: str):
     """The per-cell summary table of the ablation's finished trials (see ``results.summarize_ablation``)."""
-    from results.ablation import summarize_ablation
-    from results.runs import load_runs
+    from coded_resnext.results.ablation import summarize_ablation
+    from coded_resnext.results.runs import load_runs
 
     runs = load_runs(space.base_config().tracking.experiment, tracking_uri, parent_run_id=parent_run_id)
     return summarize_ablation(runs, metrics, cell_column=f"tags.{CELL_KEY}", control_cell=CONTROL)

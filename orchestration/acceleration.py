@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from orchestration.errors import UserError
+from coded_resnext.orchestration.errors import UserError
 
 # cuBLAS needs a fixed workspace to be deterministic (CUDA docs, "Results reproducibility");
 # it is read when the first cuBLAS handle is made, so it is set before any CUDA work.

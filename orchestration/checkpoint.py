@@ -29,8 +29,8 @@ from typing import Any
 
 import torch
 
-from orchestration.errors import UserError
-from orchestration.redaction import redact
+from coded_resnext.orchestration.errors import UserError
+from coded_resnext.orchestration.redaction import redact
 
 _NAME = re.compile(r"^epoch-(\d{4,})\.pt$")
 KEEP_LAST = 2

@@ -11,8 +11,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from orchestration.commands import ablate, bench, codes, evaluate, extract, models, report, train, tune
-from orchestration.errors import USER_ERRORS
+from coded_resnext.orchestration.commands import ablate, bench, codes, evaluate, extract, models, report, train, tune
+from coded_resnext.orchestration.errors import USER_ERRORS
 
 
 def build_parser() -> argparse.ArgumentParser:

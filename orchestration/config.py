@@ -26,7 +26,7 @@ import yaml
 from coded_resnext.bounds import bounded, check_bounds
 from coded_resnext.evaluation.settings import EvalSettings
 from coded_resnext.models import list_models
-from orchestration.errors import UserError
+from coded_resnext.orchestration.errors import UserError
 
 
 class ConfigError(UserError):

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from orchestration.errors import UserError
+from coded_resnext.orchestration.errors import UserError
 
 # What ``coded_resnext.evaluation.architecture.architecture_metrics`` reports before training.
 ARCHITECTURE_METRICS = ("binary/param_fraction", "binary/param_fraction_paper", "model/params")

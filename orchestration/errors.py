@@ -3,7 +3,7 @@
 from coded_resnext.coding import CodingSchemeError
 from coded_resnext.datasets.spec import DataError
 from coded_resnext.models import ModelConfigError
-from results.errors import ResultsError
+from coded_resnext.results.errors import ResultsError
 
 
 class UserError(Exception):

@@ -27,8 +27,8 @@ from mlflow.entities import Run, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from orchestration.errors import UserError
-from orchestration.tracking import RunTracker
+from coded_resnext.orchestration.errors import UserError
+from coded_resnext.orchestration.tracking import RunTracker
 
 Say = Callable[[str], None]
 TESTED_TAG = "test_evaluated"  # when a run's test figures were measured (and by what)
@@ -61,9 +61,9 @@ def plan_run(client: MlflowClient, run_id: str, work: Path, *, force: bool, data
     import yaml
 
     from coded_resnext.datasets import build_dataset
-    from orchestration.checkpoint import load_checkpoint
-    from orchestration.config import config_from_dict
-    from orchestration.training import data_spec
+    from coded_resnext.orchestration.checkpoint import load_checkpoint
+    from coded_resnext.orchestration.config import config_from_dict
+    from coded_resnext.orchestration.training import data_spec
 
     run = _get_run(client, run_id)
     status = run.info.status
@@ -101,8 +101,8 @@ def measure(plan: TestPlan, tracking_uri: str, say: Say, device: str = "auto") -
     import yaml
 
     from coded_resnext.evaluation import run_suite
-    from orchestration.config import config_from_dict
-    from orchestration.training import model_from_checkpoint, resolve_device, suite_data
+    from coded_resnext.orchestration.config import config_from_dict
+    from coded_resnext.orchestration.training import model_from_checkpoint, resolve_device, suite_data
 
     state, bundle = plan.state, plan.bundle
     model = model_from_checkpoint(state)
@@ -120,7 +120,7 @@ def measure(plan: TestPlan, tracking_uri: str, say: Say, device: str = "auto") -
         step = max([step - 1, *(m.step for m in earlier)]) + 1
     tracker = RunTracker.attach(tracking_uri, plan.run_id)  # writes only: the run's status stays as it is
     try:
-        from orchestration.provenance import data_inputs
+        from coded_resnext.orchestration.provenance import data_inputs
 
         tracker.log_metrics(metrics, step=step)
         tracker.log_inputs(data_inputs(cfg.data.name, cfg.data.root, {"test": bundle.test}))
@@ -148,7 +148,7 @@ class SweepFront:
 
 def find_sweep(client: MlflowClient, name: str) -> Run:
     """The most recent parent run of sweep or ablation ``name`` (tags role, sweep=name) in any experiment."""
-    from orchestration.tracking import find_runs
+    from coded_resnext.orchestration.tracking import find_runs
 
     runs = [
         run
@@ -166,7 +166,7 @@ def find_sweep(client: MlflowClient, name: str) -> Run:
 
 def _finished_trials(client: MlflowClient, name: str) -> tuple[Run, dict[str, str], pd.DataFrame]:
     """(parent, objectives, finished trial runs) of a finished sweep or ablation."""
-    from results.runs import load_runs
+    from coded_resnext.results.runs import load_runs
 
     parent = find_sweep(client, name)
     role = parent.data.tags.get("role", "sweep")
@@ -185,7 +185,7 @@ def _finished_trials(client: MlflowClient, name: str) -> tuple[Run, dict[str, st
 def sweep_trials(client: MlflowClient, name: str) -> SweepFront:
     """Every finished trial of a finished sweep or ablation (an ablation's control cell included; a sweep's
     infeasible and early-stopped trials left out: they are no finished model)."""
-    from results.sweep_progress import unfinished_models
+    from coded_resnext.results.sweep_progress import unfinished_models
 
     parent, objectives, runs = _finished_trials(client, name)
     runs = runs[~unfinished_models(runs)].reset_index(drop=True)
@@ -196,8 +196,8 @@ def sweep_trials(client: MlflowClient, name: str) -> SweepFront:
 
 def sweep_front(client: MlflowClient, name: str) -> SweepFront:
     """The finished sweep's Pareto front over its own objectives, judged on the validation figures."""
-    from results.pareto import Objective, pareto_front
-    from results.sweep_progress import off_the_front
+    from coded_resnext.results.pareto import Objective, pareto_front
+    from coded_resnext.results.sweep_progress import off_the_front
 
     parent, objectives, runs = _finished_trials(client, name)
     runs = runs[~off_the_front(runs)]  # the sweep's baseline, infeasible and early-stopped trials are no candidates
@@ -229,8 +229,8 @@ def ablation_test_summary(client: MlflowClient, front: SweepFront) -> pd.DataFra
     """An ablation's per-cell summary (mean, 95% interval, paired delta to the control) of the test figures
     of the metrics its ``ablation_summary.csv`` holds; None for a sweep or a parent without that table."""
     from coded_resnext.evaluation import as_test_metric
-    from results.ablation import summarize_ablation
-    from results.runs import load_runs
+    from coded_resnext.results.ablation import summarize_ablation
+    from coded_resnext.results.runs import load_runs
 
     if front.parent.data.tags.get("role") != "ablation":
         return None

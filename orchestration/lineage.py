@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from mlflow.entities import Run
 
-from orchestration.tracking import RunTracker, find_runs
+from coded_resnext.orchestration.tracking import RunTracker, find_runs
 
 
 @dataclass

@@ -39,7 +39,7 @@ import numpy as np
 from ray.tune import Callback
 from ray.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 
-from results.hypervolume import contributions, nadir_reference, nondominated_ranks, reference_costs
+from coded_resnext.results.hypervolume import contributions, nadir_reference, nondominated_ranks, reference_costs
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from orchestration.errors import UserError
+from coded_resnext.orchestration.errors import UserError
 
 CURVE_ARTIFACT = "tables/early_exit_curve.csv"
 
@@ -32,7 +32,7 @@ class OperatingPoint:
 
 def check_at_accuracy(value: float) -> float:
     """The share of the full accuracy to keep (e.g. 0.99), in (0, 1]."""
-    from orchestration.commands.options import check_option
+    from coded_resnext.orchestration.commands.options import check_option
 
     return check_option("--at-accuracy", value)
 
@@ -104,7 +104,7 @@ def load_run_checkpoint(client, run_id: str, uri: str) -> dict:
     the download goes to a temporary directory that is removed afterwards."""
     from mlflow.exceptions import MlflowException
 
-    from orchestration.checkpoint import load_checkpoint
+    from coded_resnext.orchestration.checkpoint import load_checkpoint
 
     with tempfile.TemporaryDirectory(prefix="coded-resnext-checkpoint-") as tmp:
         try:

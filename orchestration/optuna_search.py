@@ -19,7 +19,7 @@ from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
-from orchestration.constraints import INFEASIBLE_KEY, Constraint
+from coded_resnext.orchestration.constraints import INFEASIBLE_KEY, Constraint
 
 
 class SweepOptunaSearch(OptunaSearch):

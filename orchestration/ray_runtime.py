@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from orchestration.errors import UserError
+from coded_resnext.orchestration.errors import UserError
 
 WORKER_ENV = {
     "RAY_CHDIR_TO_TRIAL_DIR": "0",

@@ -15,14 +15,14 @@ import dataclasses
 import uuid
 from typing import Any
 
-from orchestration.config import RunConfig, config_from_dict
-from orchestration.lineage import Lineage
-from orchestration.sessions import TrainWorkerSession
+from coded_resnext.orchestration.config import RunConfig, config_from_dict
+from coded_resnext.orchestration.lineage import Lineage
+from coded_resnext.orchestration.sessions import TrainWorkerSession
 
 
 def worker_loop(loop_config: dict[str, Any]) -> None:
     """The function every Ray Train worker runs."""
-    from orchestration.training import Progress, train_loop
+    from coded_resnext.orchestration.training import Progress, train_loop
 
     cfg = config_from_dict(loop_config["config"])
     session = TrainWorkerSession()

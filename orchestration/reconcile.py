@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from orchestration.tracking import find_runs
-from orchestration.tune_callbacks import close_run
+from coded_resnext.orchestration.tracking import find_runs
+from coded_resnext.orchestration.tune_callbacks import close_run
 
 DONE = ("TERMINATED", "ERROR")
 

@@ -32,8 +32,8 @@ from typing import Any, Literal
 import yaml
 
 from coded_resnext.bounds import bounded, check_bounds
-from orchestration.config import ConfigError, RunConfig, _build, apply_overrides, config_from_dict
-from orchestration.errors import UserError
+from coded_resnext.orchestration.config import ConfigError, RunConfig, _build, apply_overrides, config_from_dict
+from coded_resnext.orchestration.errors import UserError
 
 DOMAIN_KINDS = ("choice", "grid", "uniform", "loguniform", "randint")
 JSON_PREFIX = "json:"
@@ -165,7 +165,7 @@ class TuneSection:
             check(mode in ("max", "min"), f"objectives.{key}", f"must be max or min, got {mode!r}")
         check(bool(self.objectives), "objectives", "needs at least one metric: direction")
         if self.searcher_storage is not None:
-            from orchestration.searcher import check_url
+            from coded_resnext.orchestration.searcher import check_url
 
             check_url(self.searcher_storage)
         check(
@@ -174,7 +174,7 @@ class TuneSection:
             f"ASHA stops trials on one metric; use it with algorithm random, grid or optuna, not {self.algorithm}",
         )
         self._check_moasha(check)
-        from orchestration.constraints import ConstraintError, parse_constraints
+        from coded_resnext.orchestration.constraints import ConstraintError, parse_constraints
 
         try:
             parse_constraints(self.constraints)
@@ -348,7 +348,7 @@ def validate(space: SearchSpace) -> None:
         classes, chans = KNOWN_SHAPES.get(cfg.data.name, (None, None))
         if classes is None:
             continue  # imagefolder: its class count is known only from the data
-        from orchestration.training import build_model
+        from coded_resnext.orchestration.training import build_model
 
         where = ", ".join(f"{k}={v!r}" for k, v in values.items()) or "the base config"
         try:

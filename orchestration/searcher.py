@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestration.errors import UserError
-from orchestration.redaction import redact_uri
+from coded_resnext.orchestration.errors import UserError
+from coded_resnext.orchestration.redaction import redact_uri
 
 LOCAL_STATE = Path("runs") / "tune"
 HASH_ATTR = "search_space_hash"
@@ -143,9 +143,9 @@ def make_searcher(
         )
     import optuna
 
-    from orchestration.optuna_search import SweepOptunaSearch
-    from orchestration.reference_control import WithReferenceControl
-    from orchestration.samplers import make_sampler
+    from coded_resnext.orchestration.optuna_search import SweepOptunaSearch
+    from coded_resnext.orchestration.reference_control import WithReferenceControl
+    from coded_resnext.orchestration.samplers import make_sampler
 
     url = storage_url(tune.searcher_storage, study)
     if url.startswith("sqlite:///"):

@@ -20,8 +20,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from orchestration.checkpoint import load_latest_checkpoint, save_checkpoint
-from orchestration.errors import UserError
+from coded_resnext.orchestration.checkpoint import load_latest_checkpoint, save_checkpoint
+from coded_resnext.orchestration.errors import UserError
 
 Say = Callable[[str], None]
 

@@ -36,14 +36,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestration.constraints import INFEASIBLE_KEY, parse_constraints, violated
-from orchestration.errors import UserError
-from orchestration.lineage import Lineage
-from orchestration.ray_runtime import storage_uri
-from orchestration.redaction import redact_uri
-from orchestration.search_space import CELL_KEY, SearchSpace, decode, default_reference_point, encode
-from orchestration.searcher import OPTUNA_ALGORITHMS, check_study, fail_orphans, make_searcher, storage_url
-from orchestration.tracking import RunTracker, default_tracking_uri, find_runs
+from coded_resnext.orchestration.constraints import INFEASIBLE_KEY, parse_constraints, violated
+from coded_resnext.orchestration.errors import UserError
+from coded_resnext.orchestration.lineage import Lineage
+from coded_resnext.orchestration.ray_runtime import storage_uri
+from coded_resnext.orchestration.redaction import redact_uri
+from coded_resnext.orchestration.search_space import CELL_KEY, SearchSpace, decode, default_reference_point, encode
+from coded_resnext.orchestration.searcher import (
+    OPTUNA_ALGORITHMS,
+    check_study,
+    fail_orphans,
+    make_searcher,
+    storage_url,
+)
+from coded_resnext.orchestration.tracking import RunTracker, default_tracking_uri, find_runs
 
 REFERENCE_KEY = "reference_control"  # the reference-control trial's config flag, and its MLflow tag
 
@@ -69,9 +75,9 @@ def run_trial(sampled: dict[str, Any], ctx: TrialContext) -> None:
     import ray.tune
     import torch
 
-    from orchestration.config import smoke_test_config
-    from orchestration.sessions import TuneSession
-    from orchestration.training import Progress, train_loop
+    from coded_resnext.orchestration.config import smoke_test_config
+    from coded_resnext.orchestration.sessions import TuneSession
+    from coded_resnext.orchestration.training import Progress, train_loop
 
     reference = bool(sampled.get(REFERENCE_KEY))
     cfg = reference_control_config(ctx.space) if reference else ctx.space.trial_config(sampled)
@@ -100,7 +106,7 @@ def run_trial(sampled: dict[str, Any], ctx: TrialContext) -> None:
         return
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from orchestration.ray_train import make_trainer
+    from coded_resnext.orchestration.ray_train import make_trainer
 
     trainer = make_trainer(
         cfg,
@@ -129,11 +135,11 @@ def rung_epochs(space: SearchSpace, smoke_test: bool = False) -> tuple[int, ...]
     t = space.tune
     if t.scheduler != "moasha":
         return ()
-    from orchestration.moasha import rung_milestones
+    from coded_resnext.orchestration.moasha import rung_milestones
 
     epochs = space.base_config().train.epochs
     if smoke_test:
-        from orchestration.config import smoke_test_config
+        from coded_resnext.orchestration.config import smoke_test_config
 
         epochs = smoke_test_config(space.base_config()).train.epochs
     max_t = min(t.max_t or epochs, epochs)
@@ -167,8 +173,8 @@ def architecture_before_training(cfg) -> dict[str, float]:
 
     from coded_resnext.evaluation.architecture import architecture_metrics
     from coded_resnext.evaluation.binary import choose_classes
-    from orchestration.search_space import KNOWN_SHAPES
-    from orchestration.training import build_model, data_spec
+    from coded_resnext.orchestration.search_space import KNOWN_SHAPES
+    from coded_resnext.orchestration.training import build_model, data_spec
 
     shape = KNOWN_SHAPES.get(cfg.data.name)
     if shape is None:
@@ -222,7 +228,7 @@ class Sweep:
         self.storage_path = storage_uri(space.tune.storage_path, Path("runs") / "ray")
         self.base_cfg = space.base_config()
         if smoke_test:
-            from orchestration.config import smoke_test_config
+            from coded_resnext.orchestration.config import smoke_test_config
 
             self.base_cfg = smoke_test_config(self.base_cfg)
 
@@ -351,7 +357,7 @@ class Sweep:
         def resources(sampled: dict[str, Any]) -> dict[str, float]:
             cfg = space.trial_config(sampled)
             if smoke:
-                from orchestration.config import smoke_test_config
+                from coded_resnext.orchestration.config import smoke_test_config
 
                 cfg = smoke_test_config(cfg)
             return trial_resources(cfg)
@@ -359,7 +365,7 @@ class Sweep:
         return tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), resources)
 
     def _callbacks(self, parent_run_id: str) -> list:
-        from orchestration.tune_callbacks import LineReporter, TrialRunCloser
+        from coded_resnext.orchestration.tune_callbacks import LineReporter, TrialRunCloser
 
         return [
             LineReporter(list(self.space.domains), list(self._objectives()), self.base_cfg.train.epochs),
@@ -403,7 +409,7 @@ class Sweep:
         return min(self.space.tune.max_t or self.base_cfg.train.epochs, self.base_cfg.train.epochs)
 
     def _moasha(self):
-        from orchestration.moasha import MultiObjectiveASHA
+        from coded_resnext.orchestration.moasha import MultiObjectiveASHA
 
         t = self.space.tune
         max_t = self._max_t()
@@ -434,7 +440,7 @@ class Sweep:
             callbacks.append(scheduler.state_callback())
         objectives = self._progress_objectives()
         if objectives:
-            from orchestration.tune_callbacks import SweepHypervolume
+            from coded_resnext.orchestration.tune_callbacks import SweepHypervolume
 
             callbacks.append(
                 SweepHypervolume(
@@ -538,7 +544,7 @@ class Sweep:
                 tuner = self._tuner(name, parent.run_id, samples, extension)
             grid = tuner.fit()
         except KeyboardInterrupt:  # a second Ctrl-C, or one before Tune took over
-            from orchestration.reconcile import trial_statuses, unfinished
+            from coded_resnext.orchestration.reconcile import trial_statuses, unfinished
 
             waiting = set(unfinished(trial_statuses(path)))
             self._close_interrupted(parent.run_id, path, lambda trial_id: trial_id in waiting)
@@ -558,7 +564,7 @@ class Sweep:
         return outcome
 
     def _planned(self, parent: RunTracker, name: str) -> int | None:
-        from orchestration.tracking import call_with_retry
+        from coded_resnext.orchestration.tracking import call_with_retry
 
         parent.flush()  # the tag written at the start, if it waited for the store
         tags = call_with_retry(
@@ -573,7 +579,7 @@ class Sweep:
     def _reconcile(self, parent_run_id: str, experiment_path: str | None, say) -> None:
         """Before resuming ``experiment_path`` (or extending: None): close the child runs no restored trial
         will continue, and fail their Optuna trials."""
-        from orchestration.reconcile import close_child_runs, trial_statuses
+        from coded_resnext.orchestration.reconcile import close_child_runs, trial_statuses
 
         known = set(trial_statuses(experiment_path)) if experiment_path else set()
         reason = (
@@ -592,7 +598,7 @@ class Sweep:
             )
 
     def _close_interrupted(self, parent_run_id: str, path: str, select) -> list[str]:
-        from orchestration.reconcile import close_child_runs
+        from coded_resnext.orchestration.reconcile import close_child_runs
 
         reason = f"interrupted (Ctrl-C) before it finished; continue with: {self.resume_command()}"
         # FAILED too: the Ctrl-C reaches the trial's process, whose loop then fails its own run
@@ -604,7 +610,7 @@ class Sweep:
     def _interrupted(self, outcome: SweepOutcome, parent: RunTracker) -> bool:
         """Tune ends ``fit`` normally on Ctrl-C, with trials unfinished: say so, close their runs, mark the
         parent KILLED with what is done and how to go on. True when that was the case."""
-        from orchestration.reconcile import trial_statuses, unfinished
+        from coded_resnext.orchestration.reconcile import trial_statuses, unfinished
 
         statuses = trial_statuses(outcome.experiment_path)
         waiting = set(unfinished(statuses))

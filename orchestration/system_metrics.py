@@ -64,7 +64,7 @@ def start_on_every_rank(settings, session, tracker, uri: str | None):
     section). Rank 0 samples through its own tracker; every other rank attaches a writer to rank 0's run
     (its id broadcast from rank 0) under node id ``rank<i>``. Returns that writer (None on rank 0 and when
     sampling is off); ``close()`` it when the rank is done."""
-    from orchestration.tracking import RunTracker
+    from coded_resnext.orchestration.tracking import RunTracker
 
     run_id = session.broadcast(tracker.run_id if tracker is not None else None) if session.world_size > 1 else None
     if not settings.system_metrics:

@@ -46,8 +46,8 @@ from mlflow.entities import DatasetInput, Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from orchestration.errors import UserError
-from orchestration.redaction import contains_secret, redact, redact_uri
+from coded_resnext.orchestration.errors import UserError
+from coded_resnext.orchestration.redaction import contains_secret, redact, redact_uri
 
 DEFAULT_RUNS_DIR = Path("runs")
 _TEXT_SUFFIXES = {
@@ -508,7 +508,7 @@ class RunTracker:
     def start_system_metrics(self, interval: float, node_id: str | None = None) -> None:
         """Sample CPU, memory, disk, network (and GPU) every ``interval`` s into this run as ``system/...``
         (``system/<node_id>/...`` for one rank of several), until ``finish``/``close``."""
-        from orchestration.system_metrics import SystemMetrics
+        from coded_resnext.orchestration.system_metrics import SystemMetrics
 
         if self._monitor is None:
             self._monitor = SystemMetrics(self, interval, node_id)

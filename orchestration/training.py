@@ -36,16 +36,16 @@ from coded_resnext.evaluation.binary import choose_classes
 from coded_resnext.evaluation.rung import rung_evaluation
 from coded_resnext.evaluation.suite import SuiteResult
 from coded_resnext.models.config import SCHEME_OFF, StageConfig
-from orchestration import acceleration
-from orchestration.acceleration import Precision
-from orchestration.checkpoint import save_checkpoint
-from orchestration.config import RunConfig, SchemeGenerator
-from orchestration.errors import UserError
-from orchestration.lineage import Lineage
-from orchestration.provenance import log_provenance
-from orchestration.sessions import LocalSession, Session
-from orchestration.system_metrics import start_on_every_rank
-from orchestration.tracking import RunTracker
+from coded_resnext.orchestration import acceleration
+from coded_resnext.orchestration.acceleration import Precision
+from coded_resnext.orchestration.checkpoint import save_checkpoint
+from coded_resnext.orchestration.config import RunConfig, SchemeGenerator
+from coded_resnext.orchestration.errors import UserError
+from coded_resnext.orchestration.lineage import Lineage
+from coded_resnext.orchestration.provenance import log_provenance
+from coded_resnext.orchestration.sessions import LocalSession, Session
+from coded_resnext.orchestration.system_metrics import start_on_every_rank
+from coded_resnext.orchestration.tracking import RunTracker
 
 Say = Callable[[str], None]
 
@@ -601,7 +601,7 @@ def train_loop(
 def _finish_run(tracker, suite, bundle, state, model, examples, cfg: RunConfig, progress: Progress) -> None:
     _log_suite_artifacts(tracker, suite, bundle, progress)
     if any(key.startswith("test/") for key in suite.metrics):
-        from orchestration.final_test import TESTED_TAG
+        from coded_resnext.orchestration.final_test import TESTED_TAG
 
         tracker.set_tags({TESTED_TAG: time.strftime("%Y-%m-%d %H:%M:%S UTC by coded-resnext train", time.gmtime())})
     with tempfile.TemporaryDirectory() as tmp:
@@ -690,7 +690,7 @@ def model_from_checkpoint(state: dict[str, Any]) -> CodedResNeXt:
     moved scheme file or a regenerated scheme cannot change it) and its weights."""
     import yaml
 
-    from orchestration.config import config_from_dict
+    from coded_resnext.orchestration.config import config_from_dict
 
     cfg = config_from_dict(yaml.safe_load(state["config"]))
     model = build_model(cfg, state["num_classes"], state["in_chans"], _saved_schemes(cfg, state))
@@ -750,7 +750,7 @@ def _log_config_artifacts(tracker: RunTracker, cfg: RunConfig, model: CodedResNe
 def _log_suite_artifacts(tracker: RunTracker, suite: SuiteResult, bundle: DatasetBundle, progress: Progress) -> None:
     import pandas as pd
 
-    from results.run_plots import write_run_plots
+    from coded_resnext.results.run_plots import write_run_plots
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)

@@ -14,8 +14,8 @@ import time
 
 from ray.tune import Callback
 
-from orchestration.search_space import decode
-from orchestration.tracking import RunTracker, find_runs
+from coded_resnext.orchestration.search_space import decode
+from coded_resnext.orchestration.tracking import RunTracker, find_runs
 
 
 def _short(key: str) -> str:
@@ -168,7 +168,7 @@ class SweepHypervolume(Callback):
         self._log()
 
     def progress(self) -> dict[str, float]:
-        from results.hypervolume import costs, hypervolume, nondominated_ranks, reference_costs
+        from coded_resnext.results.hypervolume import costs, hypervolume, nondominated_ranks, reference_costs
 
         points = costs(list(self.state["points"].values()), self.objectives)
         reference = reference_costs(self.reference, self.objectives)
@@ -179,7 +179,7 @@ class SweepHypervolume(Callback):
         }
 
     def _log(self) -> None:
-        from orchestration.tracking import RunTracker
+        from coded_resnext.orchestration.tracking import RunTracker
 
         self.state["ended"] += 1
         if self._tracker is None:

@@ -9,18 +9,18 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "load_runs": "results.runs",
-    "ResultsError": "results.errors",
-    "load_binary_classifiers": "results.artifacts",
-    "load_early_exit": "results.artifacts",
-    "load_histories": "results.artifacts",
-    "write_parquet": "results.parquet",
-    "read_parquet": "results.parquet",
-    "pareto_front": "results.pareto",
-    "Objective": "results.pareto",
-    "summarize_ablation": "results.ablation",
-    "build_report": "results.report",
-    "ReportOptions": "results.report",
+    "load_runs": "coded_resnext.results.runs",
+    "ResultsError": "coded_resnext.results.errors",
+    "load_binary_classifiers": "coded_resnext.results.artifacts",
+    "load_early_exit": "coded_resnext.results.artifacts",
+    "load_histories": "coded_resnext.results.artifacts",
+    "write_parquet": "coded_resnext.results.parquet",
+    "read_parquet": "coded_resnext.results.parquet",
+    "pareto_front": "coded_resnext.results.pareto",
+    "Objective": "coded_resnext.results.pareto",
+    "summarize_ablation": "coded_resnext.results.ablation",
+    "build_report": "coded_resnext.results.report",
+    "ReportOptions": "coded_resnext.results.report",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -18,7 +18,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from results.runs import client_for
+from coded_resnext.results.runs import client_for
 
 TABLES = ("binary_classifiers", "early_exit_curve", "exit_points", "decode_accuracy", "removal_curve", "invariance")
 HISTORY_KEYS = ("train/loss", "train/coding_loss", "val/loss", "val/accuracy")

@@ -76,7 +76,7 @@ def contributions(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
 def nondominated_ranks(points: np.ndarray) -> np.ndarray:
     """Non-dominated sorting: 0 for the front, 1 for the front once that is removed, and so on. Equal
     vectors do not dominate each other; +inf compares as worse than any finite cost."""
-    from results.pareto import dominance_counts
+    from coded_resnext.results.pareto import dominance_counts
 
     ranks = np.zeros(len(points), dtype=np.int64)
     remaining = np.arange(len(points))

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from results.labels import short_value
-from results.pareto import Objective
-from results.runs import metric_values
+from coded_resnext.results.labels import short_value
+from coded_resnext.results.pareto import Objective
+from coded_resnext.results.runs import metric_values
 
 MIN_RUNS = 4  # fewer runs than this say nothing about importance
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from results.runs import metric_values, numeric_param
+from coded_resnext.results.runs import metric_values, numeric_param
 
 
 @dataclass(frozen=True)

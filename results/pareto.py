@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from results.ablation import metric_column
+from coded_resnext.results.ablation import metric_column
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from results.errors import ResultsError
+from coded_resnext.results.errors import ResultsError
 
 ORDER_KEY = b"results.columns"
 # Row order across partitions: a write's files land in different partition directories, so file names

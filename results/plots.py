@@ -17,10 +17,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from results.ablation import t_interval
-from results.labels import short_number
-from results.pareto import Objective
-from results.runs import metric_values, numeric_param
+from coded_resnext.results.ablation import t_interval
+from coded_resnext.results.labels import short_number
+from coded_resnext.results.pareto import Objective
+from coded_resnext.results.runs import metric_values, numeric_param
 
 DPI = 110
 MAX_LINES = 8  # more curves than this on one axis are unreadable
@@ -124,7 +124,7 @@ def front_scatter(
         label=f"Pareto front ({int(front.sum())} runs)",
     )
     if baseline is not None and not baseline.empty:
-        from results.sweep_progress import draw_baseline
+        from coded_resnext.results.sweep_progress import draw_baseline
 
         draw_baseline(
             ax, baseline, objectives[0].metric.removeprefix("metrics."), objectives[1].metric.removeprefix("metrics.")

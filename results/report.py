@@ -21,15 +21,15 @@ from pathlib import Path
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from results.ablation import summarize_ablation
-from results.artifacts import load_binary_classifiers, load_early_exit, load_histories, local_artifact_dir
-from results.document import Block, Cell, Document, to_html, to_markdown
-from results.importance import param_importances, study_from_runs
-from results.labels import short_run_names, short_value
-from results.paper import compare_table2
-from results.pareto import DEFAULT_OBJECTIVES, Objective, pareto_front
-from results.parquet import ParquetWrite, write_parquet
-from results.plots import (
+from coded_resnext.results.ablation import summarize_ablation
+from coded_resnext.results.artifacts import load_binary_classifiers, load_early_exit, load_histories, local_artifact_dir
+from coded_resnext.results.document import Block, Cell, Document, to_html, to_markdown
+from coded_resnext.results.importance import param_importances, study_from_runs
+from coded_resnext.results.labels import short_run_names, short_value
+from coded_resnext.results.paper import compare_table2
+from coded_resnext.results.pareto import DEFAULT_OBJECTIVES, Objective, pareto_front
+from coded_resnext.results.parquet import ParquetWrite, write_parquet
+from coded_resnext.results.plots import (
     ablation_plot,
     binary_precision_recall,
     display,
@@ -38,8 +38,15 @@ from results.plots import (
     front_scatter,
     parallel_coordinates,
 )
-from results.runs import ResultsError, client_for, load_runs, metric_values, numeric_param, run_status_counts
-from results.sweep_progress import hypervolume_histories, hypervolume_plot, off_the_front, reference_runs
+from coded_resnext.results.runs import (
+    ResultsError,
+    client_for,
+    load_runs,
+    metric_values,
+    numeric_param,
+    run_status_counts,
+)
+from coded_resnext.results.sweep_progress import hypervolume_histories, hypervolume_plot, off_the_front, reference_runs
 
 # A test-split figure sits beside its validation one; its column appears only where some run has it
 # (``coded-resnext evaluate``, or the end of a single ``train``).

@@ -17,7 +17,7 @@ from mlflow.entities import Run, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from results.errors import ResultsError
+from coded_resnext.results.errors import ResultsError
 
 PARENT_TAG = "mlflow.parentRunId"
 PARENT_ROLES = ("sweep", "ablation")

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from results.plots import _save, display, plt
-from results.runs import client_for, metric_values
+from coded_resnext.results.plots import _save, display, plt
+from coded_resnext.results.runs import client_for, metric_values
 
 REFERENCE_TAG = "tags.reference_control"  # the sweep's plain-control trial (tune.reference_control)
 INFEASIBLE_TAG = "tags.infeasible"  # ended before training: a constraint on its architecture failed

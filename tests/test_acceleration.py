@@ -12,9 +12,9 @@ from torch import nn
 
 from coded_resnext import CodedResNeXt, CodedResNeXtConfig, StageConfig, create_model
 from coded_resnext.layers.coded_block import CodedBlock
-from orchestration import acceleration
-from orchestration.errors import UserError
-from orchestration.training import TrainStep, train_epoch
+from coded_resnext.orchestration import acceleration
+from coded_resnext.orchestration.errors import UserError
+from coded_resnext.orchestration.training import TrainStep, train_epoch
 
 
 def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -171,7 +171,7 @@ def test_loader_settings(monkeypatch):
 
 
 def test_new_train_keys_change_the_config_hash_only_when_they_change_results():
-    from orchestration.config import load_config
+    from coded_resnext.orchestration.config import load_config
 
     base = load_config(None).experiment_hash
     # at their defaults the new keys leave the hash of configs written before them as it was

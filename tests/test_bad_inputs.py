@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.cli import main
+from coded_resnext.orchestration.cli import main
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -59,8 +59,8 @@ def _no_system_fashion_mnist(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _corrupt_only_checkpoint(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from orchestration.config import load_config
-    from orchestration.training import checkpoint_dir_for
+    from coded_resnext.orchestration.config import load_config
+    from coded_resnext.orchestration.training import checkpoint_dir_for
 
     cfg = load_config(d / "run.yaml")
     directory = checkpoint_dir_for(cfg, d / "ckpt")
@@ -748,10 +748,10 @@ CASES = (
 # ---- the workspace: an MLflow store with a finished run, a checkpoint, earlier results ---------------
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
-    from orchestration.checkpoint import save_checkpoint
-    from orchestration.config import load_config
-    from orchestration.tracking import RunTracker
-    from orchestration.training import build_model
+    from coded_resnext.orchestration.checkpoint import save_checkpoint
+    from coded_resnext.orchestration.config import load_config
+    from coded_resnext.orchestration.tracking import RunTracker
+    from coded_resnext.orchestration.training import build_model
 
     ws = tmp_path_factory.mktemp("workspace")
     cwd = os.getcwd()

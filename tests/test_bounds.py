@@ -19,12 +19,12 @@ from coded_resnext.bounds import Bound, bounded, field_bounds
 from coded_resnext.evaluation.settings import EvalSettings
 from coded_resnext.models.config import CodedResNeXtConfig, ModelConfigError, StageConfig
 from coded_resnext.models.presets import model_config
-from orchestration import config as run_config
-from orchestration import search_space
-from orchestration.commands.options import OPTION_BOUNDS, check_option
-from orchestration.config import ConfigError, load_config
-from orchestration.errors import UserError
-from orchestration.search_space import TuneSection
+from coded_resnext.orchestration import config as run_config
+from coded_resnext.orchestration import search_space
+from coded_resnext.orchestration.commands.options import OPTION_BOUNDS, check_option
+from coded_resnext.orchestration.config import ConfigError, load_config
+from coded_resnext.orchestration.errors import UserError
+from coded_resnext.orchestration.search_space import TuneSection
 
 # Every dataclass whose fields carry bounds, with a valid instance to vary one field of.
 CONFIGS = {

@@ -11,7 +11,10 @@ from coded_resnext.coding import CodingScheme
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "orchestration.cli", *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "coded_resnext.orchestration.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.config import ConfigError, load_config, smoke_test_config
+from coded_resnext.orchestration.config import ConfigError, load_config, smoke_test_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "search_spaces").glob("*_train.yaml")) + sorted((ROOT / "search_spaces").glob("*_paper.yaml"))

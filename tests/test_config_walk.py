@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import torch
 
-from orchestration.config import RunConfig, config_from_dict, load_config
+from coded_resnext.orchestration.config import RunConfig, config_from_dict, load_config
 from tests.conftest import randomize_batchnorm
 
 BASE = ["data.name=synthetic", "data.ood=null", "train.progress=none"]
@@ -42,7 +42,7 @@ def _with(cfg: RunConfig, key: str, value: Any) -> RunConfig:
 # ---- observers: what the code builds from a config ---------------------------------------------------
 def _model(cfg: RunConfig):
     """The model as ``train_loop`` builds it: under the run's seed."""
-    from orchestration.training import build_model, seed_everything
+    from coded_resnext.orchestration.training import build_model, seed_everything
 
     seed_everything(cfg.seed)
     return build_model(cfg, 10, 1)
@@ -60,7 +60,7 @@ def _model_shape(cfg: RunConfig) -> tuple:
 
 def _scheme_of(stage: str, preset: str = "coded_resnext_mini") -> Callable[[RunConfig], Any]:
     def observe(cfg: RunConfig) -> Any:
-        from orchestration.training import build_model
+        from coded_resnext.orchestration.training import build_model
 
         cfg = _with(cfg, "model.name", preset)
         with torch.device("meta"):
@@ -94,7 +94,7 @@ def _weights_and_gradients(cfg: RunConfig) -> tuple:
 
 def _optimizer(cfg: RunConfig) -> tuple:
     """The optimizer's settings and the learning rates of the first, second and last of 100 steps."""
-    from orchestration.training import make_optimizer
+    from coded_resnext.orchestration.training import make_optimizer
 
     opt, scheduler = make_optimizer(_model(cfg), cfg, steps_per_epoch=10)
     group = dict(opt.param_groups[0])
@@ -110,7 +110,7 @@ def _optimizer(cfg: RunConfig) -> tuple:
 
 def _bundle(cfg: RunConfig) -> tuple:
     from coded_resnext.datasets import build_dataset
-    from orchestration.training import data_spec
+    from coded_resnext.orchestration.training import data_spec
 
     bundle = build_dataset(data_spec(cfg))
     views = tuple(
@@ -124,7 +124,7 @@ def _bundle(cfg: RunConfig) -> tuple:
 def _data_error(cfg: RunConfig) -> str:
     """The outcome of building the data: the sizes, or the error's first words."""
     from coded_resnext.datasets import DataError, build_dataset
-    from orchestration.training import data_spec
+    from coded_resnext.orchestration.training import data_spec
 
     try:
         return str(build_dataset(data_spec(cfg)).sizes())
@@ -134,7 +134,7 @@ def _data_error(cfg: RunConfig) -> str:
 
 def _ood(cfg: RunConfig) -> Any:
     from coded_resnext.datasets import build_dataset
-    from orchestration.training import data_spec, suite_data
+    from coded_resnext.orchestration.training import data_spec, suite_data
 
     data = suite_data(build_dataset(data_spec(cfg)), cfg, test=False)
     return None if data.ood is None else len(data.ood)
@@ -142,7 +142,7 @@ def _ood(cfg: RunConfig) -> Any:
 
 def _loader(cfg: RunConfig) -> tuple:
     from coded_resnext.datasets import build_dataset
-    from orchestration.training import data_spec, train_loader
+    from coded_resnext.orchestration.training import data_spec, train_loader
 
     loader = train_loader(build_dataset(data_spec(cfg)), cfg, epoch=0)
     return loader.batch_size, loader.num_workers, loader.prefetch_factor
@@ -153,8 +153,8 @@ def _train_step(cfg: RunConfig) -> tuple:
     loss of one step under the resolved precision, whether the step is compiled, how many BatchNorms are
     synchronized over ``train.num_workers`` ranks, and whether deterministic algorithms are on (restored after)."""
     from coded_resnext.layers.sync_batchnorm import SyncBatchNorm2d
-    from orchestration import acceleration
-    from orchestration.training import TrainStep
+    from coded_resnext.orchestration import acceleration
+    from coded_resnext.orchestration.training import TrainStep
 
     device = torch.device("cpu")
     precision = acceleration.resolve_precision(cfg.train.precision, device)
@@ -175,9 +175,9 @@ def _train_step(cfg: RunConfig) -> tuple:
 
 
 def _resources(cfg: RunConfig) -> tuple:
-    from orchestration.lineage import Lineage
-    from orchestration.ray_train import make_trainer
-    from orchestration.sweep import trial_resources
+    from coded_resnext.orchestration.lineage import Lineage
+    from coded_resnext.orchestration.ray_train import make_trainer
+    from coded_resnext.orchestration.sweep import trial_resources
 
     trainer = make_trainer(cfg, Lineage(), storage_path="/nonexistent", name="probe")
     scaling = trainer.scaling_config
@@ -191,8 +191,8 @@ def _resources(cfg: RunConfig) -> tuple:
 
 
 def _device(cfg: RunConfig) -> str:
-    from orchestration.errors import UserError
-    from orchestration.training import resolve_device
+    from coded_resnext.orchestration.errors import UserError
+    from coded_resnext.orchestration.training import resolve_device
 
     try:
         return str(resolve_device(cfg.train.device))
@@ -202,14 +202,14 @@ def _device(cfg: RunConfig) -> str:
 
 def _schedule(cfg: RunConfig) -> tuple:
     """Over a 6-epoch run: after which epochs a checkpoint is written and the whole suite runs."""
-    from orchestration.training import checkpoint_due, suite_due
+    from coded_resnext.orchestration.training import checkpoint_due, suite_due
 
     cfg = _with(cfg, "train.epochs", 6)
     return tuple(checkpoint_due(cfg, e) for e in range(6)), tuple(suite_due(cfg, e) for e in range(6))
 
 
 def _progress(cfg: RunConfig) -> tuple:
-    from orchestration.training import Progress
+    from coded_resnext.orchestration.training import Progress
 
     progress = Progress(cfg.train.progress, cfg.train.epochs)
     return progress.bar_mode, progress.quiet
@@ -217,8 +217,8 @@ def _progress(cfg: RunConfig) -> tuple:
 
 def _system_metrics(cfg: RunConfig) -> tuple | None:
     """What ``train_loop`` asks of a one-process run's tracker: sampling, and how often (None: no sampling)."""
-    from orchestration.sessions import LocalSession
-    from orchestration.system_metrics import start_on_every_rank
+    from coded_resnext.orchestration.sessions import LocalSession
+    from coded_resnext.orchestration.system_metrics import start_on_every_rank
 
     class Recorder:
         run_id, uri, started = "run", "sqlite:///unused.db", None
@@ -246,7 +246,7 @@ SUITE_BASE = [
 def _suite(cfg: RunConfig) -> tuple:
     """What the evaluation suite reports for a fixed small model on the synthetic data (16x16 images)."""
     from coded_resnext.datasets import build_dataset
-    from orchestration.training import Progress, _suite, data_spec
+    from coded_resnext.orchestration.training import Progress, _suite, data_spec
 
     cfg = _with(cfg, "data.image_size", 16)
     bundle = build_dataset(data_spec(cfg))
@@ -399,7 +399,7 @@ END_TO_END_VALUES = {
 def test_a_key_changes_the_experiment_hash_unless_it_changes_only_how_a_run_computes(key, tmp_path):
     """The hash names a run's checkpoints and identifies its results: every key of the walk changes it,
     except those listed as changing how fast, where or how visibly a run computes (``HASH_NEUTRAL_KEYS``)."""
-    from orchestration.config import HASH_NEUTRAL_KEYS
+    from coded_resnext.orchestration.config import HASH_NEUTRAL_KEYS
 
     value, _, base_overrides = PROBES.get(key, (END_TO_END_VALUES.get(key), None, []))
     overrides = [o.replace("{tmp}", str(tmp_path)) for o in base_overrides]
@@ -414,7 +414,7 @@ def test_a_key_changes_the_experiment_hash_unless_it_changes_only_how_a_run_comp
 
 
 def test_every_hash_neutral_key_is_a_key_the_walk_knows():
-    from orchestration.config import HASH_NEUTRAL_KEYS
+    from coded_resnext.orchestration.config import HASH_NEUTRAL_KEYS
 
     assert set(HASH_NEUTRAL_KEYS) <= set(_all_keys())
 
@@ -427,7 +427,7 @@ def getattr_path(cfg: RunConfig, key: str) -> Any:
 
 
 def test_mu_null_means_the_presets_own_weight():
-    from orchestration.training import build_model
+    from coded_resnext.orchestration.training import build_model
 
     for preset, mu in (("coded_resnext_mini", 6.0), ("coded_resnext50_32x4d", 1.0)):
         with torch.device("meta"):
@@ -456,8 +456,8 @@ def test_label_smoothing_is_the_cross_entropy_in_training_and_validation():
 def test_tracking_keys_reach_the_mlflow_run(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from orchestration.config import smoke_test_config
-    from orchestration.training import fit
+    from coded_resnext.orchestration.config import smoke_test_config
+    from coded_resnext.orchestration.training import fit
 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"

@@ -10,9 +10,9 @@ import os
 import pytest
 import torch
 
-from orchestration.cli import main
-from orchestration.errors import UserError
-from orchestration.operating_point import operating_point, parse_threshold
+from coded_resnext.orchestration.cli import main
+from coded_resnext.orchestration.errors import UserError
+from coded_resnext.orchestration.operating_point import operating_point, parse_threshold
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -48,8 +48,8 @@ def test_parse_threshold():
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """One smoke run on synthetic data: a checkpoint and a validation early-exit curve in MLflow."""
-    from orchestration.config import load_config, smoke_test_config
-    from orchestration.training import fit
+    from coded_resnext.orchestration.config import load_config, smoke_test_config
+    from coded_resnext.orchestration.training import fit
 
     tmp = tmp_path_factory.mktemp("run")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
@@ -72,8 +72,8 @@ def test_extract_early_exit_writes_logs_and_registers_the_operating_point(finish
     from coded_resnext import EarlyExit
     from coded_resnext.early_exit_export import load_early_exit
     from coded_resnext.fusion import fuse_for_inference
-    from orchestration.operating_point import load_run_checkpoint, run_curve
-    from orchestration.training import model_from_checkpoint
+    from coded_resnext.orchestration.operating_point import load_run_checkpoint, run_curve
+    from coded_resnext.orchestration.training import model_from_checkpoint
 
     uri, run_id, run_dir = finished_run
     monkeypatch.chdir(run_dir)  # the run's local artifact store

@@ -113,7 +113,7 @@ def test_without_a_validation_split_the_operating_points_come_from_training_samp
 
 
 def test_a_class_without_training_samples_is_reported_and_skipped_by_the_plots(model, tmp_path):
-    from results.run_plots import write_run_plots
+    from coded_resnext.results.run_plots import write_run_plots
 
     fit = _images(60, 1)
     keep = fit.tensors[1] != 3

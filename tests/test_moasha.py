@@ -11,7 +11,7 @@ import pytest
 from ray.tune.callback import CallbackList
 from ray.tune.experiment import Trial
 
-from orchestration.moasha import MultiObjectiveASHA, RungEntry, rung_milestones
+from coded_resnext.orchestration.moasha import MultiObjectiveASHA, RungEntry, rung_milestones
 
 OBJ = {"acc": "max", "size": "min"}
 CONTINUE, STOP = "CONTINUE", "STOP"

@@ -17,7 +17,7 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from orchestration.tracking import RunTracker, find_runs
+from coded_resnext.orchestration.tracking import RunTracker, find_runs
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,7 +104,7 @@ class _FlakyClient:
 
 
 def test_the_trial_run_closer_closes_through_the_tracker_and_rides_out_an_outage(tmp_path, monkeypatch, store):
-    from orchestration.tune_callbacks import TrialRunCloser
+    from coded_resnext.orchestration.tune_callbacks import TrialRunCloser
 
     monkeypatch.chdir(tmp_path)
     uri = store
@@ -144,8 +144,8 @@ def test_system_metrics_sample_into_the_run_through_an_outage_and_continue_after
 
 
 def test_a_rank_writes_its_system_metrics_under_its_node_id_into_rank_0s_run(tmp_path, monkeypatch, store):
-    from orchestration.config import TrackingSection
-    from orchestration.system_metrics import start_on_every_rank
+    from coded_resnext.orchestration.config import TrackingSection
+    from coded_resnext.orchestration.system_metrics import start_on_every_rank
 
     monkeypatch.chdir(tmp_path)
     uri = store
@@ -166,7 +166,7 @@ def test_a_rank_writes_its_system_metrics_under_its_node_id_into_rank_0s_run(tmp
 
 def test_provenance_records_environment_code_and_a_data_digest_that_tells_runs_apart(tmp_path, monkeypatch, store):
     from coded_resnext.datasets import DataSpec, build_dataset
-    from orchestration.provenance import log_provenance
+    from coded_resnext.orchestration.provenance import log_provenance
 
     monkeypatch.chdir(tmp_path)
     uri = store
@@ -199,7 +199,7 @@ def test_provenance_records_environment_code_and_a_data_digest_that_tells_runs_a
 def test_a_fresh_sqlite_store_survives_concurrent_first_use(tmp_path):
     uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
     code = (
-        "import sys; from orchestration.tracking import RunTracker; "
+        "import sys; from coded_resnext.orchestration.tracking import RunTracker; "
         f"t = RunTracker({uri!r}, 'together', run_name=sys.argv[1]); t.finish(); print(t.run_id)"
     )
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
@@ -214,9 +214,9 @@ def test_a_fresh_sqlite_store_survives_concurrent_first_use(tmp_path):
 
 
 def test_a_restarted_worker_group_finds_its_run_by_its_run_key(tmp_path, monkeypatch, store):
-    from orchestration.config import load_config
-    from orchestration.lineage import Lineage
-    from orchestration.ray_train import make_trainer
+    from coded_resnext.orchestration.config import load_config
+    from coded_resnext.orchestration.lineage import Lineage
+    from coded_resnext.orchestration.ray_train import make_trainer
 
     monkeypatch.chdir(tmp_path)
     uri = store
@@ -235,9 +235,9 @@ def test_a_restarted_worker_group_finds_its_run_by_its_run_key(tmp_path, monkeyp
 
 
 def test_a_trial_whose_run_already_finished_reports_it_instead_of_training_again(tmp_path, monkeypatch, store):
-    from orchestration.config import load_config
-    from orchestration.lineage import Lineage
-    from orchestration.training import Progress, train_loop
+    from coded_resnext.orchestration.config import load_config
+    from coded_resnext.orchestration.lineage import Lineage
+    from coded_resnext.orchestration.training import Progress, train_loop
 
     monkeypatch.chdir(tmp_path)
     uri = store
@@ -278,10 +278,10 @@ def _space(tmp_path: Path, name: str = "study", algorithm: str = "motpe", **tune
 def test_resume_closes_runs_and_fails_optuna_trials_the_restored_experiment_does_not_know(tmp_path, monkeypatch, store):
     import optuna
 
-    import orchestration.reconcile as reconcile
-    from orchestration.search_space import load_search_space
-    from orchestration.searcher import TRIAL_ATTR, storage_url
-    from orchestration.sweep import Sweep
+    import coded_resnext.orchestration.reconcile as reconcile
+    from coded_resnext.orchestration.search_space import load_search_space
+    from coded_resnext.orchestration.searcher import TRIAL_ATTR, storage_url
+    from coded_resnext.orchestration.sweep import Sweep
 
     monkeypatch.chdir(tmp_path)
     uri = store
@@ -312,9 +312,9 @@ def test_resume_closes_runs_and_fails_optuna_trials_the_restored_experiment_does
 
 
 def test_the_planned_trial_count_and_the_resume_command(tmp_path, monkeypatch):
-    from orchestration.ablation import load_ablation, smoke_test_ablation
-    from orchestration.search_space import load_search_space
-    from orchestration.sweep import Sweep
+    from coded_resnext.orchestration.ablation import load_ablation, smoke_test_ablation
+    from coded_resnext.orchestration.search_space import load_search_space
+    from coded_resnext.orchestration.sweep import Sweep
 
     monkeypatch.chdir(tmp_path)
     space, _ = load_ablation(ROOT / "search_spaces" / "ablation_mu_pdrop.yaml")

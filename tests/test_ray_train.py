@@ -9,8 +9,8 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestration.config import load_config
-from orchestration.lineage import Lineage
+from coded_resnext.orchestration.config import load_config
+from coded_resnext.orchestration.lineage import Lineage
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -19,7 +19,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 @pytest.fixture(scope="module")
 def two_node_cluster():
     """A head and a worker node, one CPU each, so a two-worker trainer spans both."""
-    from orchestration.ray_runtime import WORKER_ENV, quiet_ray_env
+    from coded_resnext.orchestration.ray_runtime import WORKER_ENV, quiet_ray_env
 
     quiet_ray_env()
     import ray
@@ -70,7 +70,7 @@ def _only_run(uri):
 def test_two_workers_on_two_nodes_keep_identical_weights_and_log_once(two_node_cluster, tmp_path):
     import ray
 
-    from orchestration.ray_train import make_trainer
+    from coded_resnext.orchestration.ray_train import make_trainer
 
     cfg = _cfg(tmp_path)
     result = make_trainer(cfg, Lineage(), storage_path=str(tmp_path / "storage"), name="two-nodes").fit()
@@ -90,7 +90,7 @@ def test_two_workers_on_two_nodes_keep_identical_weights_and_log_once(two_node_c
 def test_a_killed_worker_restarts_from_the_checkpoint_into_the_same_run(two_node_cluster, tmp_path):
     from ray._private import state  # the actor table with pids; ray.util.state would need the dashboard
 
-    from orchestration.ray_train import make_trainer
+    from coded_resnext.orchestration.ray_train import make_trainer
 
     cfg = _cfg(tmp_path, "train.epochs=4", "train.max_failures=2", "data.limit_train=1536")
     trainer = make_trainer(cfg, Lineage(), storage_path=str(tmp_path / "storage"), name="killed")
@@ -127,8 +127,8 @@ def test_a_killed_worker_restarts_from_the_checkpoint_into_the_same_run(two_node
 def test_a_tune_trial_with_two_workers_reports_through_ray_train(two_node_cluster, tmp_path, monkeypatch):
     import yaml
 
-    from orchestration.search_space import load_search_space
-    from orchestration.sweep import Sweep
+    from coded_resnext.orchestration.search_space import load_search_space
+    from coded_resnext.orchestration.sweep import Sweep
 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

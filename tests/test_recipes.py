@@ -13,8 +13,8 @@ import yaml
 from timm.scheduler import CosineLRScheduler
 from torch import nn
 
-from orchestration.config import ConfigError, load_config
-from orchestration.training import CosineSchedule, make_optimizer
+from coded_resnext.orchestration.config import ConfigError, load_config
+from coded_resnext.orchestration.training import CosineSchedule, make_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SPE = 7  # steps per epoch
@@ -158,7 +158,7 @@ def test_coding_loss_power_ablation_has_the_papers_three_exponents():
 
 
 def test_data_limited_ablation_is_coded_against_control_on_five_seeds():
-    from orchestration.ablation import load_ablation
+    from coded_resnext.orchestration.ablation import load_ablation
 
     space, metrics = load_ablation(ROOT / "search_spaces" / "ablation_data_limited.yaml")
     assert set(space.cells) == {"control", "coded"} and "train/accuracy" in metrics
@@ -168,7 +168,7 @@ def test_data_limited_ablation_is_coded_against_control_on_five_seeds():
 
 
 def test_a_paper_recipes_smoke_test_keeps_its_warmup_and_removes_branches_in_one_block():
-    from orchestration.config import smoke_test_config
+    from coded_resnext.orchestration.config import smoke_test_config
 
     cfg = smoke_test_config(load_config(ROOT / "search_spaces" / "imagenet_paper.yaml"))
     assert cfg.optim.warmup_epochs == 1 and cfg.train.epochs == 2  # a warm-up epoch, then the cosine

@@ -19,8 +19,8 @@ import pytest
 import torch
 from servers import MlflowServer, PostgresCluster, is_loopback, listening_addresses, postgres_unavailable
 
-import orchestration.checkpoint as ckpt
-from orchestration.checkpoint import (
+import coded_resnext.orchestration.checkpoint as ckpt
+from coded_resnext.orchestration.checkpoint import (
     CheckpointError,
     latest_checkpoint,
     list_checkpoints,
@@ -28,7 +28,7 @@ from orchestration.checkpoint import (
     load_latest_checkpoint,
     save_checkpoint,
 )
-from orchestration.tracking import TrackingError
+from coded_resnext.orchestration.tracking import TrackingError
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -184,7 +184,7 @@ def test_a_checkpoint_crafted_to_run_code_is_refused_and_runs_nothing(tmp_path, 
         load_checkpoint(path)
     with pytest.raises(CheckpointError):
         load_latest_checkpoint(path.parent, say=None)
-    from orchestration.cli import main
+    from coded_resnext.orchestration.cli import main
 
     assert main(["extract", "--checkpoint", str(path), "--class", "0", "--out", str(tmp_path / "x.pt2")]) == 2
     err = capsys.readouterr().err
@@ -235,7 +235,7 @@ class _Outage:
 
 
 def _tracker(tmp_path, **kwargs):
-    from orchestration.tracking import RunTracker
+    from coded_resnext.orchestration.tracking import RunTracker
 
     said: list[str] = []
     kwargs.setdefault("retry_base", 0.01)
@@ -326,7 +326,7 @@ def test_a_refusal_is_an_error_not_a_retry(tmp_path, monkeypatch):
 
 
 def test_an_unreachable_server_at_start_is_one_clear_line(tmp_path):
-    from orchestration.tracking import RunTracker
+    from coded_resnext.orchestration.tracking import RunTracker
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -395,7 +395,7 @@ def test_a_training_process_killed_mid_epoch_resumes_into_the_same_run_without_d
     config = tmp_path / "run.yaml"
     config.write_text(KILL_CONFIG)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    command = [sys.executable, "-m", "orchestration.cli", "train", str(config), "--tracking-uri", uri]
+    command = [sys.executable, "-m", "coded_resnext.orchestration.cli", "train", str(config), "--tracking-uri", uri]
     command += ["--checkpoint-root", str(tmp_path / "ckpt")]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     log = tmp_path / "first.log"
@@ -471,7 +471,7 @@ def _trial(uri: str, experiment: str, index: int, *, pace: float = 0.0, progress
     right after the call."""
     import tempfile
 
-    from orchestration.tracking import RunTracker
+    from coded_resnext.orchestration.tracking import RunTracker
 
     tracker = RunTracker(
         uri,
@@ -619,9 +619,9 @@ def test_a_tune_sweep_of_8_concurrent_trials_logs_exactly_once_to_the_postgres_b
     import yaml
     from mlflow.tracking import MlflowClient
 
-    from orchestration.ray_runtime import ray_session
-    from orchestration.search_space import load_search_space
-    from orchestration.sweep import Sweep
+    from coded_resnext.orchestration.ray_runtime import ray_session
+    from coded_resnext.orchestration.search_space import load_search_space
+    from coded_resnext.orchestration.sweep import Sweep
 
     monkeypatch.chdir(tmp_path)
     base = {

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from synthetic_runs import SyntheticSpec, write_synthetic_experiment
 
-from results.report import ReportOptions, build_report
+from coded_resnext.results.report import ReportOptions, build_report
 
 BROWSER = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
 

@@ -11,14 +11,14 @@ import pytest
 from mlflow.tracking import MlflowClient
 from synthetic_runs import SyntheticSpec, write_synthetic_experiment
 
-from orchestration.cli import main as cli_main
-from results.ablation import summarize_ablation
-from results.artifacts import load_binary_classifiers, load_early_exit, load_histories
-from results.errors import ResultsError
-from results.pareto import Objective, pareto_front
-from results.parquet import read_parquet, write_parquet
-from results.report import ReportOptions, build_report
-from results.runs import load_runs
+from coded_resnext.orchestration.cli import main as cli_main
+from coded_resnext.results.ablation import summarize_ablation
+from coded_resnext.results.artifacts import load_binary_classifiers, load_early_exit, load_histories
+from coded_resnext.results.errors import ResultsError
+from coded_resnext.results.pareto import Objective, pareto_front
+from coded_resnext.results.parquet import read_parquet, write_parquet
+from coded_resnext.results.report import ReportOptions, build_report
+from coded_resnext.results.runs import load_runs
 
 
 # ---- ablation summaries ----------------------------------------------------------------------------
@@ -300,7 +300,7 @@ def test_report_writes_tables_figures_and_attaches_to_the_parent(store, sweep_re
     parent = load_runs("sweep", tracking_uri=store["uri"])["parent_run_id"].iloc[0]
     assert report.parent_runs == [parent]
     assert not client.list_artifacts(parent, "report")  # results/ writes files, never MLflow
-    from orchestration.commands.report import attach_report  # the report command attaches it
+    from coded_resnext.orchestration.commands.report import attach_report  # the report command attaches it
 
     assert attach_report(report, store["uri"]) == [parent]
     attached = {a.path for a in client.list_artifacts(parent, "report")}
@@ -362,7 +362,7 @@ def test_report_command_prints_where_the_report_is(store, tmp_path, capsys):
 
 
 def test_runs_table_shows_test_figures_beside_validation_ones_only_where_runs_have_them():
-    from results.report import runs_table
+    from coded_resnext.results.report import runs_table
 
     runs = pd.DataFrame(
         {
@@ -383,7 +383,7 @@ def test_runs_table_shows_test_figures_beside_validation_ones_only_where_runs_ha
 
 # ---- labels and importance -----------------------------------------------------------------------------
 def test_short_labels_round_numbers_and_abbreviate_schemes():
-    from results.labels import short_run_names, short_value
+    from coded_resnext.results.labels import short_run_names, short_value
 
     assert short_value("loss.mu", "3.8127361528716237") == "3.81" and short_value("loss.mu", "6.0") == "6"
     assert short_value("coding.c3", "generate:active=4,min_distance=4,seed=0") == "gen 4 d4"
@@ -395,7 +395,7 @@ def test_short_labels_round_numbers_and_abbreviate_schemes():
 
 
 def test_importance_names_the_parameter_that_drives_each_objective():
-    from results.importance import param_importances, study_from_runs
+    from coded_resnext.results.importance import param_importances, study_from_runs
 
     rng = np.random.default_rng(0)
     mu, p_drop = rng.uniform(1, 10, 40), rng.choice([0.0, 0.1, 0.2], 40)

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import orchestration.sessions as sessions
-import orchestration.training as training
+import coded_resnext.orchestration.sessions as sessions
+import coded_resnext.orchestration.training as training
 from coded_resnext.coding import generate_scheme
-from orchestration.config import load_config, smoke_test_config
-from orchestration.errors import UserError
+from coded_resnext.orchestration.config import load_config, smoke_test_config
+from coded_resnext.orchestration.errors import UserError
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 GENERATED_C3 = "coding.c3={active: 4, min_distance: 4, seed: 0}"  # the config asks the generator for c3

@@ -10,8 +10,8 @@ import pytest
 from packaging.version import Version
 from ray import cloudpickle
 
-from orchestration.samplers import NSGAIISampler, TPESampler, make_sampler
-from orchestration.searcher import OPTUNA_ALGORITHMS, make_searcher
+from coded_resnext.orchestration.samplers import NSGAIISampler, TPESampler, make_sampler
+from coded_resnext.orchestration.searcher import OPTUNA_ALGORITHMS, make_searcher
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 OBJECTIVES = {"val/accuracy": "max", "binary/param_fraction": "min"}

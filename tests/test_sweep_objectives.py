@@ -13,9 +13,9 @@ import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
 import coded_resnext as cr
-from orchestration.constraints import Constraint, ConstraintError
-from orchestration.search_space import SearchSpaceError, load_search_space
-from results.hypervolume import contributions, costs, hypervolume, nadir_reference, nondominated_ranks
+from coded_resnext.orchestration.constraints import Constraint, ConstraintError
+from coded_resnext.orchestration.search_space import SearchSpaceError, load_search_space
+from coded_resnext.results.hypervolume import contributions, costs, hypervolume, nadir_reference, nondominated_ranks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,7 +91,7 @@ def test_rung_evaluation_reports_every_default_objective_as_the_suite_does():
 def test_rung_evaluation_carries_every_default_objective():
     from coded_resnext.evaluation import EvalSettings
     from coded_resnext.evaluation.rung import rung_evaluation
-    from orchestration.search_space import DEFAULT_OBJECTIVES
+    from coded_resnext.orchestration.search_space import DEFAULT_OBJECTIVES
 
     model, dataset = _tiny_model_and_data()
     settings = EvalSettings(early_exit_thresholds=5)
@@ -147,7 +147,7 @@ def test_bad_constraints_are_one_line_errors(metric, text, message):
 def _optuna_search(**kw):
     from ray import tune
 
-    from orchestration.optuna_search import SweepOptunaSearch
+    from coded_resnext.orchestration.optuna_search import SweepOptunaSearch
 
     search = SweepOptunaSearch(space={"x": tune.uniform(0, 1)}, metric=["acc", "size"], mode=["max", "min"], **kw)
     return search
@@ -200,7 +200,7 @@ class _Recorder:
 
 
 def test_the_reference_control_is_suggested_first_and_hidden_from_the_searcher():
-    from orchestration.reference_control import WithReferenceControl
+    from coded_resnext.orchestration.reference_control import WithReferenceControl
 
     inner = _Recorder()
     search = WithReferenceControl(inner, {"x": "base", "reference_control": True})
@@ -224,8 +224,8 @@ def _ended(trial_id, last, **config):
 def test_the_parent_run_logs_hypervolume_of_full_budget_trials_and_all_epochs(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from orchestration.tracking import RunTracker
-    from orchestration.tune_callbacks import SweepHypervolume
+    from coded_resnext.orchestration.tracking import RunTracker
+    from coded_resnext.orchestration.tune_callbacks import SweepHypervolume
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     parent = RunTracker(uri, "hv", run_name="sweep")
@@ -299,9 +299,15 @@ def test_searching_the_epochs_is_refused_with_moasha(tmp_path):
 
 
 def test_moasha_sweep_wiring(tmp_path):
-    from orchestration.moasha import MultiObjectiveASHA
-    from orchestration.search_space import DEFAULT_OBJECTIVES
-    from orchestration.sweep import REFERENCE_KEY, Sweep, reference_control_config, reference_suggestion, rung_epochs
+    from coded_resnext.orchestration.moasha import MultiObjectiveASHA
+    from coded_resnext.orchestration.search_space import DEFAULT_OBJECTIVES
+    from coded_resnext.orchestration.sweep import (
+        REFERENCE_KEY,
+        Sweep,
+        reference_control_config,
+        reference_suggestion,
+        rung_epochs,
+    )
 
     tune = {"algorithm": "random", "scheduler": "moasha", "reference_control": True, "max_t": 3}
     space = load_search_space(_space(tmp_path, tune, tracking={"experiment": "w"}))
@@ -332,10 +338,10 @@ def test_the_quickstart_runs_a_reference_control():
 def test_the_report_keeps_the_reference_infeasible_and_stopped_runs_off_the_front(tmp_path):
     import pandas as pd
 
-    from results.pareto import DEFAULT_OBJECTIVES
-    from results.plots import front_scatter
-    from results.report import _ranked
-    from results.sweep_progress import hypervolume_plot, reference_runs
+    from coded_resnext.results.pareto import DEFAULT_OBJECTIVES
+    from coded_resnext.results.plots import front_scatter
+    from coded_resnext.results.report import _ranked
+    from coded_resnext.results.sweep_progress import hypervolume_plot, reference_runs
 
     runs = pd.DataFrame(
         {
@@ -361,8 +367,8 @@ def test_the_report_keeps_the_reference_infeasible_and_stopped_runs_off_the_fron
 
 @pytest.mark.slow  # an MLflow SQLite store
 def test_an_extension_continues_the_parents_hypervolume_log(tmp_path):
-    from orchestration.sweep import Sweep
-    from orchestration.tracking import RunTracker
+    from coded_resnext.orchestration.sweep import Sweep
+    from coded_resnext.orchestration.tracking import RunTracker
 
     space = load_search_space(_space(tmp_path, {"algorithm": "motpe"}, tracking={"experiment": "ext"}))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -393,7 +399,7 @@ def test_a_moasha_sweep_with_constraints_and_a_reference_control(tmp_path, monke
     import optuna
     from mlflow.tracking import MlflowClient
 
-    from orchestration.cli import main
+    from coded_resnext.orchestration.cli import main
 
     monkeypatch.chdir(tmp_path)
     tune = {
@@ -456,7 +462,7 @@ def test_a_moasha_sweep_with_constraints_and_a_reference_control(tmp_path, monke
     used = max(client.get_metric_history(parent.info.run_id, "sweep/epochs_used"), key=lambda m: m.step)
     assert [s for s, _ in hv] == [1, 2, 3, 4, 5] and hv[-1][1] > 0
     assert used.value == sum(epochs.values())
-    from orchestration.final_test import sweep_front
+    from coded_resnext.orchestration.final_test import sweep_front
 
     candidates = set(sweep_front(client, "mo").front["run_id"])  # what `evaluate --sweep mo --front` would test
     assert candidates and candidates <= {r.info.run_id for r in trained if r not in stopped}
@@ -466,11 +472,11 @@ def test_a_moasha_sweep_with_constraints_and_a_reference_control(tmp_path, monke
 def test_a_scheduler_stopping_a_trial_is_not_a_failure_and_rung_epochs_report_every_objective(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from orchestration.config import load_config, smoke_test_config
-    from orchestration.lineage import Lineage
-    from orchestration.search_space import DEFAULT_OBJECTIVES
-    from orchestration.sessions import _SingleProcess
-    from orchestration.training import Progress, train_loop
+    from coded_resnext.orchestration.config import load_config, smoke_test_config
+    from coded_resnext.orchestration.lineage import Lineage
+    from coded_resnext.orchestration.search_space import DEFAULT_OBJECTIVES
+    from coded_resnext.orchestration.sessions import _SingleProcess
+    from coded_resnext.orchestration.training import Progress, train_loop
 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -25,7 +25,7 @@ from servers import PostgresCluster, postgres_unavailable
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "orchestration.cli"]
+CLI = [sys.executable, "-m", "coded_resnext.orchestration.cli"]
 
 
 def _trial_runs(uri: str, experiment: str) -> list:

@@ -10,10 +10,10 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-import orchestration.sessions as sessions
-import orchestration.training as training
-from orchestration.checkpoint import list_checkpoints, load_checkpoint
-from orchestration.config import load_config, smoke_test_config
+import coded_resnext.orchestration.sessions as sessions
+import coded_resnext.orchestration.training as training
+from coded_resnext.orchestration.checkpoint import list_checkpoints, load_checkpoint
+from coded_resnext.orchestration.config import load_config, smoke_test_config
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 pytestmark = pytest.mark.slow
@@ -171,7 +171,7 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("source", ["checkpoint", "run-id"])
 def test_extract_writes_the_binary_classifier_of_a_trained_run(trained, tmp_path, source):
-    from orchestration.cli import main
+    from coded_resnext.orchestration.cli import main
 
     cfg, result = trained
     checkpoint = list_checkpoints(result.checkpoint_dir)[-1]
@@ -192,8 +192,8 @@ def test_extract_refit_writes_the_classifier_refit_on_the_runs_training_data(tra
     from coded_resnext.datasets import build_dataset
     from coded_resnext.datasets.sampling import stratified_subset
     from coded_resnext.evaluation.refit import pruned_features, refit_binary_classifier
-    from orchestration.cli import main
-    from orchestration.config import config_from_dict
+    from coded_resnext.orchestration.cli import main
+    from coded_resnext.orchestration.config import config_from_dict
 
     _, result = trained
     checkpoint = list_checkpoints(result.checkpoint_dir)[-1]
@@ -220,7 +220,7 @@ def test_extract_refit_writes_the_classifier_refit_on_the_runs_training_data(tra
 
 
 def test_extract_rejects_a_class_out_of_range(trained, tmp_path, capsys):
-    from orchestration.cli import main
+    from coded_resnext.orchestration.cli import main
 
     _, result = trained
     checkpoint = list_checkpoints(result.checkpoint_dir)[-1]
@@ -230,7 +230,7 @@ def test_extract_rejects_a_class_out_of_range(trained, tmp_path, capsys):
 
 def test_a_trial_never_measures_the_test_split(tmp_path):
     """Only a single run's end (and ``evaluate``) measures test: a search's trials select, so they must not."""
-    from orchestration.lineage import Lineage
+    from coded_resnext.orchestration.lineage import Lineage
 
     cfg = _cfg(tmp_path, "train.epochs=1", "tracking.log_model=false")
     session = sessions.LocalSession(tmp_path / "ckpt", False, lambda _m: None, 1)
@@ -242,7 +242,7 @@ def test_a_trial_never_measures_the_test_split(tmp_path):
 
 
 def test_evaluate_measures_a_run_once_and_again_only_with_force(trained, capsys, tmp_path):
-    from orchestration.cli import main
+    from coded_resnext.orchestration.cli import main
 
     cfg, result = trained
     client = MlflowClient(cfg.tracking.uri)

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from orchestration.cli import main
-from orchestration.search_space import SearchSpaceError, load_search_space
+from coded_resnext.orchestration.cli import main
+from coded_resnext.orchestration.search_space import SearchSpaceError, load_search_space
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +75,7 @@ def test_shipped_search_spaces_load(tmp_path):
             space = load_search_space(path)
             assert space.domains, path
         elif "grid:" in text or "variants:" in text:
-            from orchestration.ablation import load_ablation
+            from coded_resnext.orchestration.ablation import load_ablation
 
             space, metrics = load_ablation(path)
             assert "control" in space.cells and metrics, path
@@ -209,7 +209,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(in_tmp):
     command = [
         sys.executable,
         "-m",
-        "orchestration.cli",
+        "coded_resnext.orchestration.cli",
         "tune",
         str(path),
         "--smoke-test",
@@ -259,7 +259,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(in_tmp):
 
 
 def test_asha_stops_on_the_epoch_counter_and_never_cuts_the_final_report(tmp_path):
-    from orchestration.sweep import Sweep
+    from coded_resnext.orchestration.sweep import Sweep
 
     tune = {"algorithm": "optuna", "scheduler": "asha", "grace_period": 1, "num_samples": 4}
     space = load_search_space(_space(tmp_path, "asha", {"loss.mu": {"uniform": [1, 8]}}, tune))

@@ -12,10 +12,10 @@ import torch
 import yaml
 
 from coded_resnext.layers.concat_expand import ConcatExpand
-from orchestration.config import ConfigError, load_config
-from orchestration.errors import UserError
-from orchestration.search_space import SearchSpaceError, load_search_space
-from orchestration.training import _state, build_model, model_from_checkpoint, saved_schemes
+from coded_resnext.orchestration.config import ConfigError, load_config
+from coded_resnext.orchestration.errors import UserError
+from coded_resnext.orchestration.search_space import SearchSpaceError, load_search_space
+from coded_resnext.orchestration.training import _state, build_model, model_from_checkpoint, saved_schemes
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = "[{scheme: paper:cifar10/3/10, blocks: 1}, {scheme: {active: 5, min_distance: 4}, blocks: 1}]"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from orchestration.commands.options import add_overrides
+from coded_resnext.orchestration.commands.options import add_overrides
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,10 +42,10 @@ def _run(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from orchestration.ablation import load_ablation, smoke_test_ablation, summarize
-    from orchestration.ray_runtime import ray_session
-    from orchestration.sweep import Sweep, print_outcome
-    from orchestration.tracking import RunTracker
+    from coded_resnext.orchestration.ablation import load_ablation, smoke_test_ablation, summarize
+    from coded_resnext.orchestration.ray_runtime import ray_session
+    from coded_resnext.orchestration.sweep import Sweep, print_outcome
+    from coded_resnext.orchestration.tracking import RunTracker
 
     space, metrics = load_ablation(args.ablation, args.overrides)
     if args.storage_path:

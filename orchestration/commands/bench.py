@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from coded_resnext import list_models
-from orchestration.commands import bench_early_exit
-from orchestration.commands.options import check_option
-from orchestration.errors import UserError
+from coded_resnext.orchestration.commands import bench_early_exit
+from coded_resnext.orchestration.commands.options import check_option
+from coded_resnext.orchestration.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

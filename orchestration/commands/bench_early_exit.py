@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from coded_resnext import list_models
-from orchestration.commands.options import check_option
-from orchestration.errors import UserError
+from coded_resnext.orchestration.commands.options import check_option
+from coded_resnext.orchestration.errors import UserError
 
 DEFAULT_EXIT_RATE = 0.5
 DEFAULT_AT_ACCURACY = 0.99
@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from coded_resnext.early_exit_benchmark import run_early_exit_benchmark, threshold_for_exit_rate
-    from orchestration.operating_point import check_at_accuracy, check_threshold_count, parse_threshold
+    from coded_resnext.orchestration.operating_point import check_at_accuracy, check_threshold_count, parse_threshold
 
     _check(args)
     threshold = parse_threshold(args.threshold) if args.threshold is not None else None
@@ -154,11 +154,11 @@ def _trained_source(args: argparse.Namespace, threshold):
     from mlflow.tracking import MlflowClient
 
     from coded_resnext.datasets import build_dataset
-    from orchestration.checkpoint import load_checkpoint
-    from orchestration.config import config_from_dict
-    from orchestration.operating_point import load_run_checkpoint, operating_point, run_curve
-    from orchestration.tracking import default_tracking_uri
-    from orchestration.training import data_spec, model_from_checkpoint
+    from coded_resnext.orchestration.checkpoint import load_checkpoint
+    from coded_resnext.orchestration.config import config_from_dict
+    from coded_resnext.orchestration.operating_point import load_run_checkpoint, operating_point, run_curve
+    from coded_resnext.orchestration.tracking import default_tracking_uri
+    from coded_resnext.orchestration.training import data_spec, model_from_checkpoint
 
     uri = args.tracking_uri or default_tracking_uri()
     client = MlflowClient(uri)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from coded_resnext.coding import CodingScheme, list_paper_schemes, resolve_scheme
-from orchestration.errors import UserError
+from coded_resnext.orchestration.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

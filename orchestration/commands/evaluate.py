@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from orchestration.errors import UserError
+from coded_resnext.orchestration.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line per step is ours to print
-    from orchestration.final_test import (
+    from coded_resnext.orchestration.final_test import (
         ablation_test_summary,
         front_table,
         measure,
@@ -55,7 +55,7 @@ def _run(args: argparse.Namespace) -> int:
         sweep_front,
         sweep_trials,
     )
-    from orchestration.tracking import RunTracker, default_tracking_uri
+    from coded_resnext.orchestration.tracking import RunTracker, default_tracking_uri
 
     if args.sweep and not (args.front or args.all):
         raise UserError("--sweep NAME needs --front (the runs on its Pareto front) or --all (every finished run)")

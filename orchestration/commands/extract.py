@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from orchestration.errors import UserError
+from coded_resnext.orchestration.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,10 +68,10 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from coded_resnext import extract_binary_classifier, parameter_count
-    from orchestration.checkpoint import load_checkpoint
-    from orchestration.operating_point import check_at_accuracy, load_run_checkpoint, parse_threshold
-    from orchestration.tracking import RunTracker, default_tracking_uri
-    from orchestration.training import model_from_checkpoint
+    from coded_resnext.orchestration.checkpoint import load_checkpoint
+    from coded_resnext.orchestration.operating_point import check_at_accuracy, load_run_checkpoint, parse_threshold
+    from coded_resnext.orchestration.tracking import RunTracker, default_tracking_uri
+    from coded_resnext.orchestration.training import model_from_checkpoint
 
     if not args.out.parent.exists():
         raise UserError(f"output directory {args.out.parent} does not exist; create it first")
@@ -99,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
         source = str(args.checkpoint)
     model = model_from_checkpoint(state)
     if args.early_exit:
-        from orchestration.commands.extract_early_exit import extract_early_exit
+        from coded_resnext.orchestration.commands.extract_early_exit import extract_early_exit
 
         return extract_early_exit(model, state, args, uri, threshold)
     if not 0 <= args.class_index < model.num_classes:
@@ -140,8 +140,8 @@ def _refit(binary, state: dict, samples: int | None):
     from coded_resnext.datasets import build_dataset
     from coded_resnext.datasets.sampling import stratified_subset
     from coded_resnext.evaluation.refit import RefitError, pruned_features, refit_binary_classifier
-    from orchestration.config import config_from_dict
-    from orchestration.training import data_spec, eval_loader
+    from coded_resnext.orchestration.config import config_from_dict
+    from coded_resnext.orchestration.training import data_spec, eval_loader
 
     cfg = config_from_dict(yaml.safe_load(state["config"]))
     samples = samples or cfg.eval.binary_fit_samples

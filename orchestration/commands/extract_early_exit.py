@@ -8,8 +8,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from orchestration.errors import UserError
-from orchestration.operating_point import OperatingPoint
+from coded_resnext.orchestration.errors import UserError
+from coded_resnext.orchestration.operating_point import OperatingPoint
 
 DEFAULT_AT_ACCURACY = 0.99
 
@@ -21,7 +21,7 @@ def extract_early_exit(model, state: dict, args: argparse.Namespace, uri: str, t
     from coded_resnext import EarlyExit
     from coded_resnext.early_exit_export import export_early_exit
     from coded_resnext.fusion import fuse_for_inference
-    from orchestration.operating_point import check_threshold_count, operating_point, run_curve
+    from coded_resnext.orchestration.operating_point import check_threshold_count, operating_point, run_curve
 
     if not model.coded_blocks:
         raise UserError("this model has no coded blocks (a control run?): it has no early exits")
@@ -89,7 +89,7 @@ def _artifact_folder(point: OperatingPoint | None, thresholds: list[float]) -> s
 
 
 def _log_to_run(uri: str, run_id: str, archive: Path, folder: str, extra: dict) -> None:
-    from orchestration.tracking import RunTracker
+    from coded_resnext.orchestration.tracking import RunTracker
 
     tracker = RunTracker.attach(uri, run_id)  # the run's status is left alone
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,8 +104,8 @@ def _register(uri: str, run_id: str | None, archive: Path, example, name: str) -
     """An MLflow pyfunc model around the archive (torch.export cannot hold the data-dependent routing as
     one program, so ``mlflow.pytorch``'s pt2 format does not fit), logged to the source run when the
     store has it, else to a run of the experiment ``coded-resnext-extracted``, and registered."""
-    from orchestration.early_exit_pyfunc import EarlyExitPyfunc
-    from orchestration.tracking import RunTracker
+    from coded_resnext.orchestration.early_exit_pyfunc import EarlyExitPyfunc
+    from coded_resnext.orchestration.tracking import RunTracker
 
     output = EarlyExitPyfunc.from_archive(archive).predict(None, example.numpy())
     if run_id is None:

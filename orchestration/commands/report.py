@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from orchestration.commands.options import check_option
-from orchestration.errors import UserError
-from orchestration.tracking import default_tracking_uri
+from coded_resnext.orchestration.commands.options import check_option
+from coded_resnext.orchestration.errors import UserError
+from coded_resnext.orchestration.tracking import default_tracking_uri
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,8 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from results.pareto import DEFAULT_OBJECTIVES, parse_objective
-    from results.report import ReportOptions, build_report
+    from coded_resnext.results.pareto import DEFAULT_OBJECTIVES, parse_objective
+    from coded_resnext.results.report import ReportOptions, build_report
 
     try:
         objectives = tuple(parse_objective(o) for o in args.objectives) or DEFAULT_OBJECTIVES
@@ -73,7 +73,7 @@ def attach_report(report, tracking_uri: str) -> list[str]:
     """Log the report (Markdown, HTML, figures) to the parent run of its runs, through the tracker
     (retries, buffering); the parent's status is left as it is. Returns the runs it was attached to; a
     report over several parents is attached to none (and says so in its notes)."""
-    from orchestration.tracking import RunTracker, TrackingError
+    from coded_resnext.orchestration.tracking import RunTracker, TrackingError
 
     targets = report.parent_runs
     if len(targets) > 1:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from orchestration.commands.options import add_overrides
-from orchestration.tracking import default_tracking_uri
+from coded_resnext.orchestration.commands.options import add_overrides
+from coded_resnext.orchestration.tracking import default_tracking_uri
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,8 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from orchestration.config import load_config, smoke_test_config
-    from orchestration.training import fit
+    from coded_resnext.orchestration.config import load_config, smoke_test_config
+    from coded_resnext.orchestration.training import fit
 
     cfg = load_config(args.config, args.overrides)
     if args.smoke_test:
@@ -69,10 +69,10 @@ def _run_distributed(cfg, args: argparse.Namespace, uri: str) -> int:
 
     from ray.train import Checkpoint  # noqa: F401  (fail early if Ray Train is missing)
 
-    from orchestration.errors import UserError
-    from orchestration.lineage import Lineage
-    from orchestration.ray_runtime import ray_session, storage_uri
-    from orchestration.ray_train import make_trainer
+    from coded_resnext.orchestration.errors import UserError
+    from coded_resnext.orchestration.lineage import Lineage
+    from coded_resnext.orchestration.ray_runtime import ray_session, storage_uri
+    from coded_resnext.orchestration.ray_train import make_trainer
 
     cfg.tracking = dataclasses.replace(cfg.tracking, uri=uri)
     storage = storage_uri(args.storage_path, Path("runs") / "ray")
@@ -89,7 +89,7 @@ def _run_distributed(cfg, args: argparse.Namespace, uri: str) -> int:
     # --resume by the key of this Ray Train run's earlier MLflow run (it may have died before a checkpoint).
     lineage = Lineage(tracking_uri=uri, tags={"ray_train_run": f"{storage}/{name}"})
     if args.resume:
-        from orchestration.tracking import find_runs
+        from coded_resnext.orchestration.tracking import find_runs
 
         earlier = find_runs(uri, cfg.tracking.experiment, {"ray_train_run": f"{storage}/{name}"})
         lineage.run_key = earlier[0].data.tags.get("run_key") if earlier else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from orchestration.commands.options import add_overrides, check_option
+from coded_resnext.orchestration.commands.options import add_overrides, check_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,10 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from orchestration.errors import UserError
-    from orchestration.ray_runtime import ray_session
-    from orchestration.search_space import load_search_space
-    from orchestration.sweep import Sweep, print_outcome
+    from coded_resnext.orchestration.errors import UserError
+    from coded_resnext.orchestration.ray_runtime import ray_session
+    from coded_resnext.orchestration.search_space import load_search_space
+    from coded_resnext.orchestration.sweep import Sweep, print_outcome
 
     if args.resume and args.extend:
         raise UserError("--resume and --extend: pick one (resume an interrupted sweep, or extend a finished one)")
@@ -72,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.storage_path:
         changes["storage_path"] = args.storage_path
     if args.searcher_storage:
-        from orchestration.searcher import check_url
+        from coded_resnext.orchestration.searcher import check_url
 
         check_url(args.searcher_storage)
         changes["searcher_storage"] = args.searcher_storage
