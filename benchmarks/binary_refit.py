@@ -38,9 +38,9 @@ def main(argv: list[str] | None = None) -> None:
         fit_binary_classifiers,
         measure_binary_classifiers,
     )
+    from coded_resnext.orchestration.build import data_spec, eval_loader, model_from_checkpoint
     from coded_resnext.orchestration.checkpoint import load_checkpoint
     from coded_resnext.orchestration.config import config_from_dict
-    from coded_resnext.orchestration.training import data_spec, eval_loader, model_from_checkpoint
 
     device = torch.device("cpu")
     summaries = []

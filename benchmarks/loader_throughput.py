@@ -85,7 +85,7 @@ def _training_set(cfg, tmp: Path):
     import dataclasses
 
     from coded_resnext.datasets import DataError, build_dataset
-    from coded_resnext.orchestration.training import data_spec
+    from coded_resnext.orchestration.build import data_spec
 
     try:
         return build_dataset(data_spec(cfg)).train, cfg.data.name

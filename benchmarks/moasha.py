@@ -133,18 +133,16 @@ def _rung_cost(args: argparse.Namespace) -> dict:
     import torch
 
     from coded_resnext.datasets import build_dataset
+    from coded_resnext.orchestration.build import build_model, data_spec, train_loader
     from coded_resnext.orchestration.config import smoke_test_config
+    from coded_resnext.orchestration.optimizer import make_optimizer
     from coded_resnext.orchestration.search_space import load_search_space
     from coded_resnext.orchestration.training import (
         TrainStep,
-        _suite,
-        build_model,
-        data_spec,
         distributed_evaluate,
-        make_optimizer,
+        run_evaluation,
         rung_metrics,
         train_epoch,
-        train_loader,
     )
 
     cfg = load_search_space(args.space).trial_config({})
@@ -169,7 +167,7 @@ def _rung_cost(args: argparse.Namespace) -> dict:
         times["val_pass"].append(timed(lambda: distributed_evaluate(model, bundle.val, cfg, device, session)))
         times["rung_eval"].append(timed(lambda: rung_metrics(model, bundle, cfg, device)))
         if not args.no_suite:
-            times["suite"].append(timed(lambda: _suite(model, bundle, cfg, device, quiet, test=False)))
+            times["suite"].append(timed(lambda: run_evaluation(model, bundle, cfg, device, quiet, test=False)))
     median = {k: statistics.median(v) for k, v in times.items() if v}
     epoch = train + median["val_pass"]
     figures = {

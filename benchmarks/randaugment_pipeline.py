@@ -45,8 +45,8 @@ def _pipelines(work: Path) -> dict:
     from torchvision import transforms as T
 
     from coded_resnext.datasets import build_dataset
+    from coded_resnext.orchestration.build import data_spec
     from coded_resnext.orchestration.config import load_config
-    from coded_resnext.orchestration.training import data_spec
 
     recipe = ROOT / "search_spaces" / "cifar10_paper.yaml"
     root = [f"data.root={work}", "data.download=false"]

@@ -20,6 +20,7 @@ name, or ``control``) and the param ``seed``; the parent run has role ``ablation
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from pathlib import Path
@@ -35,8 +36,11 @@ from coded_resnext.orchestration.search_space import (
     space_from_document,
     validate,
 )
+from coded_resnext.results.ablation import summarize_ablation
+from coded_resnext.results.runs import load_runs
+from coded_resnext.results.schema import CONTROL_CELL, Role
 
-CONTROL = "control"
+CONTROL = CONTROL_CELL
 DEFAULT_METRICS = ["val/accuracy", "binary/f1_mean", "binary/param_fraction", "early_exit/compute_at_99pct_accuracy"]
 
 
@@ -104,7 +108,7 @@ def load_ablation(path: str | Path, overrides: list[str] | None = None) -> tuple
     space_doc["tune"] = tune
     space = _space_from(path, space_doc, overrides)
     space.cells = cells
-    space.role = "ablation"
+    space.role = Role.ABLATION
     space.domains = {
         CELL_KEY: Domain("grid", values=tuple(cells)),
         "seed": Domain("grid", values=tuple(seeds)),
@@ -115,8 +119,6 @@ def load_ablation(path: str | Path, overrides: list[str] | None = None) -> tuple
 
 def _space_from(path: Path, doc: dict[str, Any], overrides: list[str] | None) -> SearchSpace:
     """The base/config/tune part, resolved and checked as a search space's."""
-    import dataclasses
-
     space = space_from_document(doc, path, path.read_text(), overrides)
     if space.tune.name is None:
         space.tune = dataclasses.replace(space.tune, name=path.stem)
@@ -125,9 +127,6 @@ def _space_from(path: Path, doc: dict[str, Any], overrides: list[str] | None) ->
 
 def summarize(space: SearchSpace, metrics: list[str], parent_run_id: str, tracking_uri: str):
     """The per-cell summary table of the ablation's finished trials (see ``results.summarize_ablation``)."""
-    from coded_resnext.results.ablation import summarize_ablation
-    from coded_resnext.results.runs import load_runs
-
     runs = load_runs(space.base_config().tracking.experiment, tracking_uri, parent_run_id=parent_run_id)
     return summarize_ablation(runs, metrics, cell_column=f"tags.{CELL_KEY}", control_cell=CONTROL)
 

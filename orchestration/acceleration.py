@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from coded_resnext.layers.sync_batchnorm import SyncBatchNorm2d
 from coded_resnext.orchestration.errors import UserError
 
 # cuBLAS needs a fixed workspace to be deterministic (CUDA docs, "Results reproducibility");
@@ -77,7 +78,6 @@ def sync_batchnorm(model: nn.Module, enabled: bool, world_size: int) -> nn.Modul
     (``coded_resnext.layers.sync_batchnorm``: torch's SyncBatchNorm has no CPU kernels)."""
     if not enabled or world_size == 1:
         return model
-    from coded_resnext.layers.sync_batchnorm import SyncBatchNorm2d
 
     return SyncBatchNorm2d.convert(model)
 

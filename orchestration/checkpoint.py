@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
+import random
 import re
 import struct
 import sys
@@ -27,8 +29,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from coded_resnext.orchestration.build import saved_schemes
+from coded_resnext.orchestration.config import RunConfig
 from coded_resnext.orchestration.errors import UserError
 from coded_resnext.orchestration.redaction import redact
 
@@ -241,3 +246,37 @@ def latest_checkpoint(directory: Path, say: Say | None = _warn) -> Path | None:
     state; a ``CheckpointError`` when every checkpoint there is corrupt."""
     found = load_latest_checkpoint(directory, say)
     return found[0] if found else None
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "python": json.dumps(random.getstate()),
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    version, internal, gauss = json.loads(state["python"])
+    random.setstate((version, tuple(internal), gauss))
+
+
+def training_state(model, opt, scheduler, epoch: int, run_id: str, cfg: RunConfig, image_size: int) -> dict[str, Any]:
+    return {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": epoch,
+        "run_id": run_id,
+        "rng": rng_state(),
+        "config": cfg.to_yaml(),
+        "experiment_hash": cfg.experiment_hash,
+        "num_classes": model.num_classes,
+        "in_chans": model.config.in_chans,
+        "image_size": image_size,
+        "schemes": json.dumps(saved_schemes(model)),
+    }

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import yaml
 
 from coded_resnext.bounds import bounded, check_bounds
+from coded_resnext.datasets import list_datasets
 from coded_resnext.evaluation.settings import EvalSettings
 from coded_resnext.models import list_models
 from coded_resnext.orchestration.errors import UserError
@@ -187,8 +188,6 @@ class DataSection:
     ood: str | None = None  # out-of-distribution negatives for binary classifiers (cifar100 for cifar10, ...)
 
     def __post_init__(self) -> None:
-        from coded_resnext.datasets import list_datasets
-
         names = list_datasets()
         _check(self.name in names, "data.name", f"unknown dataset {self.name!r}; choose one of {names}")
         _check(

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from coded_resnext.orchestration.errors import UserError
+from coded_resnext.results.schema import Metric
 
 # What ``coded_resnext.evaluation.architecture.architecture_metrics`` reports before training.
 ARCHITECTURE_METRICS = ("binary/param_fraction", "binary/param_fraction_paper", "model/params")
-INFEASIBLE_KEY = "infeasible"  # in the one result an infeasible trial reports (1.0), and the MLflow tag
+INFEASIBLE_KEY = Metric.INFEASIBLE  # in the one result an infeasible trial reports (1.0); also Tag.INFEASIBLE
 _BOUND = re.compile(r"^\s*(<=|>=|<|>)\s*([^\s].*?)\s*$")
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import mlflow.pyfunc
 import numpy as np
+import pandas as pd
+import torch
 
 
 class EarlyExitPyfunc(mlflow.pyfunc.PythonModel):
@@ -26,9 +28,6 @@ class EarlyExitPyfunc(mlflow.pyfunc.PythonModel):
         return model
 
     def predict(self, context, model_input, params=None):
-        import pandas as pd
-        import torch
-
         x = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
         out = self.early_exit(x)
         return pd.DataFrame({"prediction": out.prediction.numpy(), "exit_block": out.exit_block.numpy()})

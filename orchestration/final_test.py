@@ -23,15 +23,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import torch
+import yaml
 from mlflow.entities import Run, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from coded_resnext.datasets import build_dataset
+from coded_resnext.evaluation import as_test_metric, run_suite
+from coded_resnext.orchestration.build import data_spec, model_from_checkpoint, resolve_device, suite_data
+from coded_resnext.orchestration.checkpoint import load_checkpoint
+from coded_resnext.orchestration.config import config_from_dict
 from coded_resnext.orchestration.errors import UserError
+from coded_resnext.orchestration.provenance import data_inputs
+from coded_resnext.orchestration.store import find_runs
 from coded_resnext.orchestration.tracking import RunTracker
+from coded_resnext.results.ablation import summarize_ablation
+from coded_resnext.results.pareto import Objective, pareto_front
+from coded_resnext.results.runs import load_runs
+from coded_resnext.results.schema import PARENT_ROLES, Role, Tag, tag_column
+from coded_resnext.results.sweep_progress import off_the_front, unfinished_models
 
 Say = Callable[[str], None]
-TESTED_TAG = "test_evaluated"  # when a run's test figures were measured (and by what)
+TESTED_TAG = Tag.TEST_EVALUATED  # when a run's test figures were measured (and by what)
 
 
 @dataclass
@@ -58,12 +72,6 @@ def _get_run(client: MlflowClient, run_id: str) -> Run:
 def plan_run(client: MlflowClient, run_id: str, work: Path, *, force: bool, data_cache: dict | None = None) -> TestPlan:
     """Check that ``run_id`` can be measured: finished, not measured yet (unless ``force``), a final
     checkpoint (fetched into ``work``) and a dataset with a test split (``data_cache``: bundles by spec)."""
-    import yaml
-
-    from coded_resnext.datasets import build_dataset
-    from coded_resnext.orchestration.checkpoint import load_checkpoint
-    from coded_resnext.orchestration.config import config_from_dict
-    from coded_resnext.orchestration.training import data_spec
 
     run = _get_run(client, run_id)
     status = run.info.status
@@ -97,12 +105,6 @@ def plan_run(client: MlflowClient, run_id: str, work: Path, *, force: bool, data
 
 def measure(plan: TestPlan, tracking_uri: str, say: Say, device: str = "auto") -> dict[str, float]:
     """Measure the plan's run on the test split and log ``test/...`` metrics and tables to it."""
-    import torch
-    import yaml
-
-    from coded_resnext.evaluation import run_suite
-    from coded_resnext.orchestration.config import config_from_dict
-    from coded_resnext.orchestration.training import model_from_checkpoint, resolve_device, suite_data
 
     state, bundle = plan.state, plan.bundle
     model = model_from_checkpoint(state)
@@ -120,8 +122,6 @@ def measure(plan: TestPlan, tracking_uri: str, say: Say, device: str = "auto") -
         step = max([step - 1, *(m.step for m in earlier)]) + 1
     tracker = RunTracker.attach(tracking_uri, plan.run_id)  # writes only: the run's status stays as it is
     try:
-        from coded_resnext.orchestration.provenance import data_inputs
-
         tracker.log_metrics(metrics, step=step)
         tracker.log_inputs(data_inputs(cfg.data.name, cfg.data.root, {"test": bundle.test}))
         with tempfile.TemporaryDirectory() as tmp:
@@ -148,13 +148,11 @@ class SweepFront:
 
 def find_sweep(client: MlflowClient, name: str) -> Run:
     """The most recent parent run of sweep or ablation ``name`` (tags role, sweep=name) in any experiment."""
-    from coded_resnext.orchestration.tracking import find_runs
-
     runs = [
         run
         for exp in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
-        for role in ("sweep", "ablation")
-        for run in find_runs(client.tracking_uri, exp.name, {"role": role, "sweep": name})
+        for role in PARENT_ROLES
+        for run in find_runs(client.tracking_uri, exp.name, {Tag.ROLE: role, Tag.SWEEP: name})
     ]
     runs.sort(key=lambda run: run.info.start_time, reverse=True)
     if not runs:
@@ -166,12 +164,10 @@ def find_sweep(client: MlflowClient, name: str) -> Run:
 
 def _finished_trials(client: MlflowClient, name: str) -> tuple[Run, dict[str, str], pd.DataFrame]:
     """(parent, objectives, finished trial runs) of a finished sweep or ablation."""
-    from coded_resnext.results.runs import load_runs
-
     parent = find_sweep(client, name)
-    role = parent.data.tags.get("role", "sweep")
+    role = parent.data.tags.get(Tag.ROLE, Role.SWEEP)
     if parent.info.status != "FINISHED":
-        command = "ablate ABLATION.yaml" if role == "ablation" else "tune SPACE.yaml"
+        command = "ablate ABLATION.yaml" if role == Role.ABLATION else "tune SPACE.yaml"
         raise UserError(
             f"{role} {name!r} is {parent.info.status}: its runs are not final; finish it first "
             f"(coded-resnext {command} --resume)"
@@ -185,20 +181,15 @@ def _finished_trials(client: MlflowClient, name: str) -> tuple[Run, dict[str, st
 def sweep_trials(client: MlflowClient, name: str) -> SweepFront:
     """Every finished trial of a finished sweep or ablation (an ablation's control cell included; a sweep's
     infeasible and early-stopped trials left out: they are no finished model)."""
-    from coded_resnext.results.sweep_progress import unfinished_models
-
     parent, objectives, runs = _finished_trials(client, name)
     runs = runs[~unfinished_models(runs)].reset_index(drop=True)
     if runs.empty:
-        raise UserError(f"{parent.data.tags.get('role', 'sweep')} {name!r} has no finished trials to measure")
+        raise UserError(f"{parent.data.tags.get(Tag.ROLE, Role.SWEEP)} {name!r} has no finished trials to measure")
     return SweepFront(parent, objectives, runs)
 
 
 def sweep_front(client: MlflowClient, name: str) -> SweepFront:
     """The finished sweep's Pareto front over its own objectives, judged on the validation figures."""
-    from coded_resnext.results.pareto import Objective, pareto_front
-    from coded_resnext.results.sweep_progress import off_the_front
-
     parent, objectives, runs = _finished_trials(client, name)
     runs = runs[~off_the_front(runs)]  # the sweep's baseline, infeasible and early-stopped trials are no candidates
     if runs.empty:
@@ -212,8 +203,6 @@ def sweep_front(client: MlflowClient, name: str) -> SweepFront:
 
 def front_table(front: SweepFront, measured: dict[str, dict[str, float]]) -> pd.DataFrame:
     """One row per front run: each objective's validation figure beside its test figure."""
-    from coded_resnext.evaluation import as_test_metric
-
     rows = []
     for _, run in front.front.iterrows():
         row = {"run_id": run["run_id"], "run_name": run["run_name"]}
@@ -228,11 +217,7 @@ def front_table(front: SweepFront, measured: dict[str, dict[str, float]]) -> pd.
 def ablation_test_summary(client: MlflowClient, front: SweepFront) -> pd.DataFrame | None:
     """An ablation's per-cell summary (mean, 95% interval, paired delta to the control) of the test figures
     of the metrics its ``ablation_summary.csv`` holds; None for a sweep or a parent without that table."""
-    from coded_resnext.evaluation import as_test_metric
-    from coded_resnext.results.ablation import summarize_ablation
-    from coded_resnext.results.runs import load_runs
-
-    if front.parent.data.tags.get("role") != "ablation":
+    if front.parent.data.tags.get(Tag.ROLE) != Role.ABLATION:
         return None
     parent_id = front.parent.info.run_id
     if "ablation_summary.csv" not in [a.path for a in client.list_artifacts(parent_id)]:
@@ -243,4 +228,4 @@ def ablation_test_summary(client: MlflowClient, front: SweepFront) -> pd.DataFra
     metrics = [as_test_metric(m) for m in dict.fromkeys(summary["metric"]) if not m.startswith("train/")]
     experiment = client.get_experiment(front.parent.info.experiment_id).name
     runs = load_runs(experiment, client.tracking_uri, parent_run_id=parent_id)
-    return summarize_ablation(runs, metrics, cell_column="tags.ablation_cell")
+    return summarize_ablation(runs, metrics, cell_column=tag_column(Tag.ABLATION_CELL))

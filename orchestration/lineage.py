@@ -2,7 +2,7 @@
 
 A trial is identified by its Tune trial id (stable across ``tune --resume``), kept as the run's
 ``trial_id`` tag; a data-parallel ``train`` by a ``run_key`` tag its driver draws once and hands to every
-worker group it starts. Resuming looks the run up by those tags (``tracking.find_runs``), so a trial or a
+worker group it starts. Resuming looks the run up by those tags (``store.find_runs``), so a trial or a
 worker group restarted after a crash continues its own run even when it died before its first checkpoint
 was registered (Ray Train registers a reported checkpoint only when its controller next polls the
 workers, every 2 s: a worker killed in between restarts from the checkpoint before, or from none). A
@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 
 from mlflow.entities import Run
 
-from coded_resnext.orchestration.tracking import RunTracker, find_runs
+from coded_resnext.orchestration.store import find_runs
+from coded_resnext.orchestration.tracking import RunTracker
+from coded_resnext.results.schema import Tag
 
 
 @dataclass
@@ -29,9 +31,9 @@ class Lineage:
     def identity(self) -> dict[str, str]:
         """The tags that find this run again (empty: a plain run, found only through its checkpoint)."""
         if self.trial_id and self.parent_run_id:
-            return {"trial_id": self.trial_id, "mlflow.parentRunId": self.parent_run_id}
+            return {Tag.TRIAL_ID: self.trial_id, Tag.PARENT_RUN: self.parent_run_id}
         if self.run_key:
-            return {"run_key": self.run_key}
+            return {Tag.RUN_KEY: self.run_key}
         return {}
 
     def find_run(self, uri: str, experiment: str) -> Run | None:
@@ -61,9 +63,9 @@ class Lineage:
         uri = self.tracking_uri or uri
         all_tags = {**tags, **self.tags}
         if self.trial_id:
-            all_tags["trial_id"] = self.trial_id
+            all_tags[Tag.TRIAL_ID] = self.trial_id
         if self.run_key:
-            all_tags["run_key"] = self.run_key
+            all_tags[Tag.RUN_KEY] = self.run_key
         if run_id is None and uri is not None:
             run_id = self.find_trial_run(uri, experiment)
         return RunTracker(

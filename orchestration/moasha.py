@@ -31,8 +31,10 @@ from __future__ import annotations
 import logging
 import math
 import pickle
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -217,18 +219,12 @@ class SchedulerState(Callback):
         self.scheduler = scheduler
 
     def get_state(self) -> dict[str, bytes]:
-        import tempfile
-        from pathlib import Path
-
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "scheduler.pkl"
             self.scheduler.save(str(path))
             return {"scheduler": path.read_bytes()}
 
     def set_state(self, state: dict[str, bytes]) -> None:
-        import tempfile
-        from pathlib import Path
-
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "scheduler.pkl"
             path.write_bytes(state["scheduler"])

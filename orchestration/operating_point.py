@@ -12,6 +12,11 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import pandas as pd
+from mlflow.exceptions import MlflowException
+
+from coded_resnext.orchestration.checkpoint import load_checkpoint
+from coded_resnext.orchestration.commands.options import check_option
 from coded_resnext.orchestration.errors import UserError
 
 CURVE_ARTIFACT = "tables/early_exit_curve.csv"
@@ -32,8 +37,6 @@ class OperatingPoint:
 
 def check_at_accuracy(value: float) -> float:
     """The share of the full accuracy to keep (e.g. 0.99), in (0, 1]."""
-    from coded_resnext.orchestration.commands.options import check_option
-
     return check_option("--at-accuracy", value)
 
 
@@ -84,9 +87,6 @@ def operating_point(rows: list[dict], at_accuracy: float) -> OperatingPoint:
 
 def run_curve(client, run_id: str) -> list[dict]:
     """The run's validation early-exit curve, as rows."""
-    import pandas as pd
-    from mlflow.exceptions import MlflowException
-
     missing = UserError(
         f"run {run_id} has no {CURVE_ARTIFACT} (a run of a coded model logs it at its end); give --threshold instead"
     )
@@ -102,9 +102,6 @@ def run_curve(client, run_id: str) -> list[dict]:
 def load_run_checkpoint(client, run_id: str, uri: str) -> dict:
     """The state of the final checkpoint a finished run logged (artifact ``checkpoint/*.pt``), verified;
     the download goes to a temporary directory that is removed afterwards."""
-    from mlflow.exceptions import MlflowException
-
-    from coded_resnext.orchestration.checkpoint import load_checkpoint
 
     with tempfile.TemporaryDirectory(prefix="coded-resnext-checkpoint-") as tmp:
         try:

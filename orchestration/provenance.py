@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from mlflow.entities import Dataset, DatasetInput, InputTag
 
-from coded_resnext.orchestration.tracking import RunTracker, git
+from coded_resnext.orchestration.git_checkout import git
+from coded_resnext.orchestration.tracking import RunTracker
 
 CONTENT_BUDGET = 512 * 2**20  # image files above this in total are digested by name and size, not content
 MAX_DIFF = 5 * 2**20  # a larger diff is cut (and says so)

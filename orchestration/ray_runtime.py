@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import ray
+
 from coded_resnext.orchestration.errors import UserError
 
 WORKER_ENV = {
@@ -40,7 +42,6 @@ def quiet_ray_env() -> None:
 def ray_session(address: str | None, num_cpus: int | None = None, log_to_driver: bool = False) -> Iterator[None]:
     """Ray for the duration of a command; shuts down only what it started."""
     quiet_ray_env()
-    import ray
 
     if ray.is_initialized():  # a caller (e.g. a test) already connected
         yield

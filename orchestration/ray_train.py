@@ -15,15 +15,18 @@ import dataclasses
 import uuid
 from typing import Any
 
+from ray.train import FailureConfig, ScalingConfig
+from ray.train import RunConfig as RayRunConfig
+from ray.train.torch import TorchTrainer
+
 from coded_resnext.orchestration.config import RunConfig, config_from_dict
 from coded_resnext.orchestration.lineage import Lineage
 from coded_resnext.orchestration.sessions import TrainWorkerSession
+from coded_resnext.orchestration.training import Progress, train_loop
 
 
 def worker_loop(loop_config: dict[str, Any]) -> None:
     """The function every Ray Train worker runs."""
-    from coded_resnext.orchestration.training import Progress, train_loop
-
     cfg = config_from_dict(loop_config["config"])
     session = TrainWorkerSession()
     progress = Progress(cfg.train.progress if session.rank == 0 else "none", cfg.train.epochs)
@@ -50,10 +53,6 @@ def make_trainer(
     """A ``TorchTrainer`` for ``cfg`` (``cfg.train.num_workers`` ranks). Re-creating it with the same
     ``name`` and ``storage_path`` resumes from that run's last checkpoint (Ray Train V2).
     ``measure_test``: a single ``train`` run's end measures the test split (a trial's never does)."""
-    from ray.train import FailureConfig, ScalingConfig
-    from ray.train import RunConfig as RayRunConfig
-    from ray.train.torch import TorchTrainer
-
     if not lineage.identity():
         lineage = dataclasses.replace(lineage, run_key=uuid.uuid4().hex)
     t = cfg.train

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from coded_resnext.orchestration.tracking import find_runs
+from ray.tune import ExperimentAnalysis, Tuner
+
+from coded_resnext.orchestration.store import find_runs
 from coded_resnext.orchestration.tune_callbacks import close_run
+from coded_resnext.results.schema import Tag
 
 DONE = ("TERMINATED", "ERROR")
 
 
 def trial_statuses(experiment_path: str) -> dict[str, str]:
     """Tune trial id -> status in the experiment's last snapshot (empty when there is none yet)."""
-    from ray.tune import ExperimentAnalysis, Tuner
-
     if not Tuner.can_restore(experiment_path):
         return {}
     return {trial.trial_id: trial.status for trial in ExperimentAnalysis(experiment_path).trials}
@@ -43,8 +44,8 @@ def close_child_runs(
     """Close (as ``status``, tag ``killed_reason``) every trial run under ``parent_run_id`` in a status of
     ``among`` whose trial id ``select`` picks; returns their trial ids."""
     closed = []
-    for run in find_runs(uri, experiment, {"mlflow.parentRunId": parent_run_id}, statuses=among):
-        trial_id = run.data.tags.get("trial_id", "")
+    for run in find_runs(uri, experiment, {Tag.PARENT_RUN: parent_run_id}, statuses=among):
+        trial_id = run.data.tags.get(Tag.TRIAL_ID, "")
         if select(trial_id):
             close_run(uri, run.info.run_id, status, killed_reason=reason)
             closed.append(trial_id)

@@ -29,33 +29,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 import yaml
+from ray import tune
 
 from coded_resnext.bounds import bounded, check_bounds
+from coded_resnext.datasets import dataset_shape
+from coded_resnext.orchestration.build import build_model
 from coded_resnext.orchestration.config import ConfigError, RunConfig, _build, apply_overrides, config_from_dict
+from coded_resnext.orchestration.constraints import ConstraintError, parse_constraints
 from coded_resnext.orchestration.errors import UserError
+from coded_resnext.orchestration.searcher import check_url
+from coded_resnext.results.schema import DEFAULT_OBJECTIVES, Role, Tag
 
 DOMAIN_KINDS = ("choice", "grid", "uniform", "loguniform", "randint")
 JSON_PREFIX = "json:"
-DEFAULT_OBJECTIVES = {
-    "val/accuracy": "max",
-    "binary/param_fraction": "min",
-    "early_exit/compute_at_99pct_accuracy": "min",
-}
-# (num_classes, in_chans) without loading the data: validation runs on the driver, which on a cluster
-# may not hold the dataset.
-KNOWN_SHAPES = {
-    "cifar10": (10, 3),
-    "cifar100": (100, 3),
-    "fashion-mnist": (10, 1),
-    "digits": (10, 1),
-    "synthetic": (10, 1),
-}
 MAX_COMBINATIONS_CHECKED = 64
 # Metrics that lie in [0, 1]: for them the hypervolume's default reference point is the worst end (0 for a
 # maximized one, 1 for a minimized one), the same for every sweep, so hypervolumes compare across sweeps.
 UNIT_INTERVAL_METRICS = ("val/accuracy", "val/decode_accuracy/", "binary/", "early_exit/")
-CELL_KEY = "ablation_cell"  # an ablation's grid dimension over its cells (see ablation.py)
+CELL_KEY = Tag.ABLATION_CELL  # an ablation's grid dimension over its cells (see ablation.py), and its runs' tag
 
 
 class SearchSpaceError(UserError):
@@ -105,8 +98,6 @@ class Domain:
 
     def to_tune(self, exhaustive: bool = False):
         """The Ray Tune domain; ``exhaustive`` (algorithm grid) runs every choice as a grid dimension."""
-        from ray import tune
-
         if self.kind == "grid" or (exhaustive and self.kind == "choice"):
             return tune.grid_search([encode(v) for v in self.values])
         if self.kind == "choice":
@@ -165,8 +156,6 @@ class TuneSection:
             check(mode in ("max", "min"), f"objectives.{key}", f"must be max or min, got {mode!r}")
         check(bool(self.objectives), "objectives", "needs at least one metric: direction")
         if self.searcher_storage is not None:
-            from coded_resnext.orchestration.searcher import check_url
-
             check_url(self.searcher_storage)
         check(
             not (self.scheduler == "asha" and self.multi_objective),
@@ -174,7 +163,6 @@ class TuneSection:
             f"ASHA stops trials on one metric; use it with algorithm random, grid or optuna, not {self.algorithm}",
         )
         self._check_moasha(check)
-        from coded_resnext.orchestration.constraints import ConstraintError, parse_constraints
 
         try:
             parse_constraints(self.constraints)
@@ -223,7 +211,7 @@ class SearchSpace:
     tune: TuneSection
     text: str  # the file as written (logged with the sweep)
     cells: dict[str, dict[str, Any]] = field(default_factory=dict)  # ablation: label -> dotted overrides
-    role: str = "sweep"  # the parent run's role tag: sweep | ablation
+    role: str = Role.SWEEP  # the parent run's role tag: Role.SWEEP | Role.ABLATION
 
     @property
     def name(self) -> str:
@@ -283,7 +271,6 @@ def load_search_space(path: str | Path, overrides: list[str] | None = None) -> S
 
 def space_from_document(raw: dict[str, Any], path: Path, text: str, overrides: list[str] | None = None) -> SearchSpace:
     """The parsed document's space (base resolved relative to ``path``), not yet validated as a whole."""
-
     base: dict[str, Any] = {}
     if raw.get("base") is not None:
         base_path = (path.parent / str(raw["base"])).resolve()
@@ -340,15 +327,13 @@ def validate(space: SearchSpace) -> None:
     combos = list(itertools.islice(itertools.product(*grids), MAX_COMBINATIONS_CHECKED + 1))
     if len(combos) > MAX_COMBINATIONS_CHECKED:  # too many to build: each key on its own was checked above
         combos = []
-    import torch
 
     for combo in combos:
         values = dict(combo)
         cfg = _check_config(space, values, ", ".join(f"{k}={v!r}" for k, v in values.items()) or "config")
-        classes, chans = KNOWN_SHAPES.get(cfg.data.name, (None, None))
+        classes, chans = dataset_shape(cfg.data.name) or (None, None)
         if classes is None:
             continue  # imagefolder: its class count is known only from the data
-        from coded_resnext.orchestration.training import build_model
 
         where = ", ".join(f"{k}={v!r}" for k, v in values.items()) or "the base config"
         try:
@@ -415,7 +400,7 @@ def _check_config(space: SearchSpace, values: dict[str, Any], where: str) -> Run
     except ConfigError as err:
         raise SearchSpaceError(f"{space.path}: {where}: {err}") from None
     if cfg.data.val_fraction == 0:
-        what = "an ablation" if space.role == "ablation" else "a search"
+        what = "an ablation" if space.role == Role.ABLATION else "a search"
         raise SearchSpaceError(
             f"{space.path}: {where}: data.val_fraction is 0, but {what} needs a validation split to select on "
             "(the test split is measured once, by coded-resnext evaluate); set it in (0, 1), e.g. 0.1"

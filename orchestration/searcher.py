@@ -13,8 +13,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
+import sqlalchemy
+from optuna.trial import TrialState
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.basic_variant import BasicVariantGenerator
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
 from coded_resnext.orchestration.errors import UserError
+from coded_resnext.orchestration.optuna_search import SweepOptunaSearch
 from coded_resnext.orchestration.redaction import redact_uri
+from coded_resnext.orchestration.reference_control import WithReferenceControl
+from coded_resnext.orchestration.samplers import make_sampler
 
 LOCAL_STATE = Path("runs") / "tune"
 HASH_ATTR = "search_space_hash"
@@ -35,9 +45,6 @@ def storage_url(searcher_storage: str | None, sweep_name: str) -> str:
 
 def check_url(url: str) -> None:
     """A one-line error for a URL SQLAlchemy cannot parse or has no driver for (no connection made)."""
-    import sqlalchemy
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-
     shown = redact_uri(url)
     try:
         parsed = sqlalchemy.engine.make_url(url)
@@ -56,8 +63,6 @@ def check_url(url: str) -> None:
 
 
 def _engine(url: str):
-    import sqlalchemy
-
     parsed = sqlalchemy.engine.make_url(url)
     connect_args = {"connect_timeout": 10} if parsed.get_backend_name() in ("postgresql", "mysql") else {}
     return sqlalchemy.create_engine(url, connect_args=connect_args, poolclass=sqlalchemy.pool.NullPool)
@@ -66,10 +71,6 @@ def _engine(url: str):
 def study_hash(url: str, study: str) -> str | None:
     """The search-space hash of the study ``study`` at ``url``: None when there is no such study.
     Reads only: a database without Optuna's tables (or a SQLite file not there yet) is left untouched."""
-    import optuna
-    import sqlalchemy
-    from sqlalchemy.exc import SQLAlchemyError
-
     check_url(url)
     shown = redact_uri(url)
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
@@ -132,20 +133,12 @@ def make_searcher(
     """The Tune searcher of ``tune.algorithm``; Optuna's keep their study in ``tune.searcher_storage``, are
     told ``constraints`` and treat trials ending below ``budget`` as stopped (``optuna_search.py``).
     ``reference``: one reference-control configuration handed out first and hidden from the search."""
-    from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.basic_variant import BasicVariantGenerator
-
     if tune.algorithm not in OPTUNA_ALGORITHMS:
         return BasicVariantGenerator(
             random_state=tune.seed + extension,
             max_concurrent=tune.max_concurrent_trials,
             points_to_evaluate=[reference] if reference else None,
         )
-    import optuna
-
-    from coded_resnext.orchestration.optuna_search import SweepOptunaSearch
-    from coded_resnext.orchestration.reference_control import WithReferenceControl
-    from coded_resnext.orchestration.samplers import make_sampler
 
     url = storage_url(tune.searcher_storage, study)
     if url.startswith("sqlite:///"):
@@ -177,9 +170,6 @@ def make_searcher(
 def fail_orphans(url: str, study: str, known_trial_ids: set[str]) -> int:
     """Mark FAIL every Optuna trial still RUNNING whose Tune trial the restored experiment does not know
     (asked for by a driver killed before its next snapshot); returns how many."""
-    import optuna
-    from optuna.trial import TrialState
-
     if study_hash(url, study) is None:
         return 0
     loaded = optuna.load_study(study_name=study, storage=url)

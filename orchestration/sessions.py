@@ -17,7 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+import ray.train
+import ray.train.torch
+import ray.tune
 import torch
+import torch.distributed as dist
+from ray.train import Checkpoint
 from torch import nn
 
 from coded_resnext.orchestration.checkpoint import load_latest_checkpoint, save_checkpoint
@@ -116,8 +121,6 @@ def _ray_checkpoint_state(checkpoint) -> dict[str, Any] | None:
 
 
 def _report_with_checkpoint(report: Callable, metrics: dict[str, float], epoch: int, state: dict[str, Any]) -> None:
-    from ray.train import Checkpoint
-
     with tempfile.TemporaryDirectory() as tmp:
         save_checkpoint(Path(tmp), epoch, state)
         report(metrics, checkpoint=Checkpoint.from_directory(tmp))  # uploaded before report returns
@@ -127,13 +130,9 @@ class TuneSession(_SingleProcess):
     """A one-worker trial inside Tune's trial process."""
 
     def restore(self) -> dict[str, Any] | None:
-        import ray.tune
-
         return _ray_checkpoint_state(ray.tune.get_checkpoint())
 
     def report(self, metrics: dict[str, float], epoch: int, state: dict[str, Any] | None) -> None:
-        import ray.tune
-
         if state is None:
             ray.tune.report(metrics)
         else:
@@ -144,45 +143,31 @@ class TrainWorkerSession:
     """One rank of a Ray Train worker group (gloo on CPU, NCCL on GPU)."""
 
     def __init__(self) -> None:
-        import ray.train
-
         context = ray.train.get_context()
         self.rank = context.get_world_rank()
         self.world_size = context.get_world_size()
 
     def restore(self) -> dict[str, Any] | None:
-        import ray.train
-
         return _ray_checkpoint_state(ray.train.get_checkpoint())
 
     def report(self, metrics: dict[str, float], epoch: int, state: dict[str, Any] | None) -> None:
-        import ray.train
-
         if state is not None and self.rank == 0:
             _report_with_checkpoint(ray.train.report, metrics, epoch, state)
         else:
             ray.train.report(metrics)
 
     def all_reduce(self, values: torch.Tensor) -> torch.Tensor:
-        import torch.distributed as dist
-
         values = values.clone()
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
         return values
 
     def broadcast(self, value: Any) -> Any:
-        import torch.distributed as dist
-
         box = [value]
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
     def wrap(self, module: nn.Module) -> nn.Module:
-        import ray.train.torch
-
         return ray.train.torch.prepare_model(module, parallel_strategy="ddp")
 
     def device(self) -> torch.device | None:
-        import ray.train.torch
-
         return ray.train.torch.get_device()

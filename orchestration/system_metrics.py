@@ -57,24 +57,3 @@ class SystemMetrics(SystemMetricsMonitor):
         self._shutdown_event.set()
         self._process.join(timeout=30)
         self._process = None
-
-
-def start_on_every_rank(settings, session, tracker, uri: str | None):
-    """System metrics of every rank of a run into rank 0's run (``settings``: the config's tracking
-    section). Rank 0 samples through its own tracker; every other rank attaches a writer to rank 0's run
-    (its id broadcast from rank 0) under node id ``rank<i>``. Returns that writer (None on rank 0 and when
-    sampling is off); ``close()`` it when the rank is done."""
-    from coded_resnext.orchestration.tracking import RunTracker
-
-    run_id = session.broadcast(tracker.run_id if tracker is not None else None) if session.world_size > 1 else None
-    if not settings.system_metrics:
-        return None
-    node_id = f"rank{session.rank}" if session.world_size > 1 else None
-    if tracker is not None:
-        tracker.start_system_metrics(settings.system_metrics_interval, node_id)
-        return None
-    if run_id is None or uri is None:
-        return None
-    writer = RunTracker.attach(uri, run_id, say=lambda _line: None)
-    writer.start_system_metrics(settings.system_metrics_interval, node_id)
-    return writer

@@ -14,11 +14,9 @@ for the server, up to ``flush_timeout``. Resending is idempotent: a metric keeps
 given when first queued, and MLflow stores an identical (key, step, timestamp, value) once, so a batch
 whose reply was lost is not duplicated; params and tags are set-if-absent and artifacts overwrite.
 
-Every MLflow write of the project goes through this module: a run's own tracker, ``RunTracker.attach``
-for another run (closing a trial's run from the driver, attaching a report to a sweep's parent), and
-``find_runs`` (the one lookup of runs by tags) for reads. A local SQLite store is created and migrated
-once, under a file lock (``prepare_store``), so commands started together on a fresh machine do not
-race through MLflow's schema migrations.
+Every MLflow write of the project goes through this module: a run's own tracker, and ``RunTracker.attach``
+for another run (closing a trial's run from the driver, attaching a report to a sweep's parent). The store
+itself (its default location, set-up under a lock, retries, the lookup of runs by tags) is ``store.py``.
 
 Nothing the tracker records carries a secret: param and tag values and text artifacts pass through
 ``redaction.redact`` (URI credentials, credential environment variables); a binary artifact that holds
@@ -27,11 +25,9 @@ one is not uploaded.
 
 from __future__ import annotations
 
-import fcntl
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,14 +38,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import DatasetInput, Metric, Param, Run, RunTag
+import mlflow
+import mlflow.pyfunc
+import mlflow.pytorch
+import torch
+from mlflow.entities import DatasetInput, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from coded_resnext.orchestration.errors import UserError
+from coded_resnext.orchestration.git_checkout import git_commit
 from coded_resnext.orchestration.redaction import contains_secret, redact, redact_uri
+from coded_resnext.orchestration.store import (
+    DEFAULT_RUNS_DIR,
+    StoreUnavailable,
+    TrackingError,
+    call_with_retry,
+    default_tracking_uri,
+    failure_reason,
+    is_local,
+    is_transient,
+    prepare_store,
+)
+from coded_resnext.orchestration.system_metrics import SystemMetrics
+from coded_resnext.results.schema import Tag
 
-DEFAULT_RUNS_DIR = Path("runs")
 _TEXT_SUFFIXES = {
     ".yaml", ".yml", ".json", ".txt", ".csv", ".md", ".log", ".toml", ".ini", ".cfg", ".html", ".patch", ".diff"
 }  # fmt: skip
@@ -57,171 +70,8 @@ _TEXT_SUFFIXES = {
 Say = Callable[[str], None]
 
 
-class TrackingError(UserError):
-    """The tracking store refused a call or stayed unreachable; the message says which and what to do."""
-
-
-def default_tracking_uri(runs_dir: Path = DEFAULT_RUNS_DIR) -> str:
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(runs_dir / 'mlflow.db').resolve()}"
-
-
-def _is_local(uri: str) -> bool:
-    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
-
-
-_PREPARED: set[str] = set()
-
-
-def prepare_store(uri: str) -> None:
-    """Create and migrate a local SQLite store once, under an exclusive file lock beside it.
-
-    MLflow creates the schema (alembic migrations) the first time a process opens a store; two processes
-    doing so at once on a file that does not exist yet both migrate and crash ("Online migration expected
-    to match one row"). Under the lock the first process migrates and the others find the schema done.
-    Servers and other stores migrate themselves; once per process and URI.
-    """
-    if not uri.startswith("sqlite:///") or uri in _PREPARED:
-        return
-    db = Path(uri.removeprefix("sqlite:///"))
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(db.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            MlflowClient(uri).search_experiments(max_results=1)  # opening the store runs its migrations
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    _PREPARED.add(uri)
-
-
-_SOURCE = Path(__file__).resolve().parents[1]  # the checkout this code runs from, not the caller's cwd
-
-
-def git(*args: str) -> str | None:
-    """``git ARGS`` in the source checkout of this package; None outside a git checkout or without git."""
-    try:
-        out = subprocess.run(["git", *args], cwd=_SOURCE, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout if out.returncode == 0 else None
-
-
-def git_commit() -> str:
-    return (git("rev-parse", "HEAD") or "").strip() or "unknown"
-
-
 def _warn(message: str) -> None:
     print(f"coded-resnext: warning: {message}", file=sys.stderr, flush=True)
-
-
-def is_transient(err: BaseException) -> bool:
-    """Worth retrying: the store was unreachable, timed out, overloaded (429) or failed inside (5xx)."""
-    if isinstance(err, MlflowException):
-        return err.get_http_status_code() == 429 or err.get_http_status_code() >= 500
-    response = getattr(err, "response", None)  # requests.HTTPError from an artifact upload
-    if response is not None and getattr(response, "status_code", None) is not None:
-        return response.status_code == 429 or response.status_code >= 500
-    try:
-        import requests
-
-        if isinstance(err, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
-            return True
-    except ImportError:  # pragma: no cover - mlflow depends on requests
-        pass
-    return isinstance(err, ConnectionError | TimeoutError)
-
-
-def _reason(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return redact(f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__)
-
-
-class _Unavailable(Exception):
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(_reason(cause))
-        self.cause = cause
-
-
-def call_with_retry(
-    fn: Callable[[], Any],
-    *,
-    what: str,
-    display_uri: str,
-    deadline: float,
-    retry_base: float = 0.5,
-    retry_max: float = 30.0,
-    on_retry: Callable[[], None] | None = None,
-) -> Any:
-    """``fn()``, retried with exponential backoff on transient failures until ``deadline``; a refusal or
-    a store that stays down is a ``TrackingError`` naming ``what``."""
-    delay = retry_base
-    started = time.monotonic()
-    while True:
-        try:
-            return fn()
-        except Exception as err:
-            if not is_transient(err):
-                if isinstance(err, MlflowException):
-                    raise TrackingError(f"could not {what} at {display_uri}: {_reason(err)}") from None
-                raise
-            if time.monotonic() + delay > deadline:
-                raise TrackingError(
-                    f"could not {what}: tracking store {display_uri} unreachable for "
-                    f"{time.monotonic() - started:.0f} s ({_reason(err)}); start the server or check --tracking-uri"
-                ) from None
-            if on_retry is not None:
-                on_retry()
-            time.sleep(delay)
-            delay = min(delay * 2, retry_max)
-
-
-def _quote(value: str) -> str:
-    """A string literal of MLflow's search syntax, which has no escapes: single or double quotes."""
-    value = str(value)
-    if "'" not in value:
-        return f"'{value}'"
-    if '"' not in value:
-        return f'"{value}"'
-    raise TrackingError(f"cannot search for a tag value holding both kinds of quote: {value!r}")
-
-
-def find_runs(
-    uri: str,
-    experiment: str,
-    tags: dict[str, str],
-    *,
-    statuses: tuple[str, ...] | None = None,
-    newest_first: bool = True,
-    timeout: float = 120.0,
-) -> list[Run]:
-    """Every run of ``experiment`` whose tags equal ``tags`` (all of them), optionally only in ``statuses``,
-    newest first; an empty list when the experiment does not exist. Reads are retried like writes.
-
-    The one lookup of runs by tags: a trial's earlier run (lineage), a sweep's parent, a trial's run to
-    close, the children of a sweep to reconcile on resume.
-    """
-    prepare_store(uri)
-    client = MlflowClient(uri)
-    where = " and ".join(f"tags.`{key}` = {_quote(value)}" for key, value in tags.items())
-    order = ["attributes.start_time DESC" if newest_first else "attributes.start_time ASC"]
-
-    def search() -> list[Run]:
-        exp = client.get_experiment_by_name(experiment)
-        if exp is None:
-            return []
-        runs: list[Run] = []
-        token = None
-        while True:
-            page = client.search_runs([exp.experiment_id], where, max_results=1000, order_by=order, page_token=token)
-            runs.extend(page)
-            token = page.token
-            if not token:
-                return runs
-
-    runs = call_with_retry(
-        search, what=f"search runs of {experiment!r}", display_uri=redact_uri(uri), deadline=time.monotonic() + timeout
-    )
-    return [r for r in runs if statuses is None or r.info.status in statuses]
 
 
 @dataclass
@@ -269,7 +119,7 @@ class RunTracker:
         self.retry_base = retry_base
         self.retry_max = retry_max
         self.connect_timeout = connect_timeout
-        self.flush_timeout = flush_timeout if not _is_local(self.uri) else min(flush_timeout, 60.0)
+        self.flush_timeout = flush_timeout if not is_local(self.uri) else min(flush_timeout, 60.0)
         self.stats = TrackerStats()
         self._pending: deque[_Item] = deque()
         self._failures = 0
@@ -289,7 +139,7 @@ class RunTracker:
             self.client = MlflowClient(self.uri)
         except MlflowException as err:
             raise TrackingError(
-                f"tracking URI {self.display_uri} is not usable ({_reason(err)}); "
+                f"tracking URI {self.display_uri} is not usable ({failure_reason(err)}); "
                 "use sqlite:///path/mlflow.db or http(s)://host:port"
             ) from None
         self._floor: dict[str, int] = {}
@@ -299,9 +149,9 @@ class RunTracker:
             self.run_id = run_id
             return
         all_tags = dict(tags or {})
-        all_tags.setdefault("git_commit", git_commit())
+        all_tags.setdefault(Tag.GIT_COMMIT, git_commit())
         if parent_run_id:
-            all_tags["mlflow.parentRunId"] = parent_run_id
+            all_tags[Tag.PARENT_RUN] = parent_run_id
         all_tags = {k: redact(str(v)) for k, v in all_tags.items()}
         if experiment is None:
             raise ValueError("RunTracker: an experiment is needed to create or reattach a run")
@@ -339,7 +189,7 @@ class RunTracker:
         location = None
         if self.uri.startswith("sqlite:///"):  # artifacts beside the SQLite store, wherever it is (not the cwd)
             location = (Path(self.uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
-        elif _is_local(self.uri):
+        elif is_local(self.uri):
             location = (DEFAULT_RUNS_DIR / "artifacts").resolve().as_uri()
         try:
             return self.client.create_experiment(name, artifact_location=location)
@@ -363,7 +213,7 @@ class RunTracker:
             return fn()
         except Exception as err:
             if is_transient(err):
-                raise _Unavailable(err) from err
+                raise StoreUnavailable(err) from err
             raise
 
     def _call_until(self, fn: Callable[[], Any], deadline: float, what: str) -> Any:
@@ -404,7 +254,7 @@ class RunTracker:
                 self.stats.retries += 1
             try:
                 self._once(item.send)
-            except _Unavailable as err:
+            except StoreUnavailable as err:
                 self._failures += 1
                 self._retry_at = time.monotonic() + min(self.retry_base * 2 ** (self._failures - 1), self.retry_max)
                 if self._down_since is None:
@@ -421,7 +271,7 @@ class RunTracker:
             except Exception as err:  # a refusal (4xx) or a bug: not retried, not left to block the queue
                 self._pending.popleft()
                 if isinstance(err, MlflowException) or getattr(err, "response", None) is not None:
-                    raise TrackingError(f"the tracking store refused {item.kind} ({_reason(err)})") from None
+                    raise TrackingError(f"the tracking store refused {item.kind} ({failure_reason(err)})") from None
                 raise
             self._pending.popleft()
             self.stats.sent[item.kind] = self.stats.sent.get(item.kind, 0) + item.size
@@ -508,8 +358,6 @@ class RunTracker:
     def start_system_metrics(self, interval: float, node_id: str | None = None) -> None:
         """Sample CPU, memory, disk, network (and GPU) every ``interval`` s into this run as ``system/...``
         (``system/<node_id>/...`` for one rank of several), until ``finish``/``close``."""
-        from coded_resnext.orchestration.system_metrics import SystemMetrics
-
         if self._monitor is None:
             self._monitor = SystemMetrics(self, interval, node_id)
             self._monitor.start()
@@ -595,11 +443,6 @@ class RunTracker:
         Saved as a torch.export program ("pt2"), traced on ``example``: loading it unpickles nothing.
         Needs the store up: buffered items are flushed first, then the upload is retried with backoff.
         """
-        import mlflow
-        import mlflow.pytorch
-        import torch
-        from mlflow.models import infer_signature
-
         self.flush()
         with torch.no_grad():
             output = model(example)
@@ -632,10 +475,6 @@ class RunTracker:
         """Log an ``mlflow.pyfunc`` model (``python_model`` with its ``artifacts`` files) and register it on
         request; the run's status is what it was before (a finished run stays FINISHED). Retried like
         ``log_model``."""
-        import mlflow
-        import mlflow.pyfunc
-        from mlflow.models import infer_signature
-
         self.flush()
         signature = infer_signature(example, output)
 
@@ -682,3 +521,22 @@ class RunTracker:
             )
         finally:
             self._drop_spool()
+
+
+def start_on_every_rank(settings, session, tracker, uri: str | None):
+    """System metrics of every rank of a run into rank 0's run (``settings``: the config's tracking
+    section). Rank 0 samples through its own tracker; every other rank attaches a writer to rank 0's run
+    (its id broadcast from rank 0) under node id ``rank<i>``. Returns that writer (None on rank 0 and when
+    sampling is off); ``close()`` it when the rank is done."""
+    run_id = session.broadcast(tracker.run_id if tracker is not None else None) if session.world_size > 1 else None
+    if not settings.system_metrics:
+        return None
+    node_id = f"rank{session.rank}" if session.world_size > 1 else None
+    if tracker is not None:
+        tracker.start_system_metrics(settings.system_metrics_interval, node_id)
+        return None
+    if run_id is None or uri is None:
+        return None
+    writer = RunTracker.attach(uri, run_id, say=lambda _line: None)
+    writer.start_system_metrics(settings.system_metrics_interval, node_id)
+    return writer

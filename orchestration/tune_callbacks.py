@@ -15,7 +15,10 @@ import time
 from ray.tune import Callback
 
 from coded_resnext.orchestration.search_space import decode
-from coded_resnext.orchestration.tracking import RunTracker, find_runs
+from coded_resnext.orchestration.store import find_runs
+from coded_resnext.orchestration.tracking import RunTracker
+from coded_resnext.results.hypervolume import costs, hypervolume, nondominated_ranks, reference_costs
+from coded_resnext.results.schema import Metric, Tag
 
 
 def _short(key: str) -> str:
@@ -79,7 +82,7 @@ class TrialRunCloser(Callback):
         self.epochs = epochs
 
     def _close(self, trial, status: str) -> None:
-        identity = {"trial_id": trial.trial_id, "mlflow.parentRunId": self.parent_run_id}
+        identity = {Tag.TRIAL_ID: trial.trial_id, Tag.PARENT_RUN: self.parent_run_id}
         for run in find_runs(self.tracking_uri, self.experiment, identity, statuses=("RUNNING",)):
             last = trial.last_result or {}
             close_run(
@@ -100,7 +103,7 @@ def close_run(uri: str, run_id: str, status: str, *, early_stopped: bool = False
     """Mark another process's run ``status`` (with ``tags``) through the tracker's retries and buffer."""
     writer = RunTracker.attach(uri, run_id)
     if early_stopped:
-        tags["early_stopped"] = "true"
+        tags[Tag.EARLY_STOPPED] = "true"
     if tags:
         writer.set_tags(tags)
     writer.finish(status)
@@ -156,7 +159,7 @@ class SweepHypervolume(Callback):
         key, full = self.budget
         counted = (
             last.get(key, 0) >= full
-            and not last.get("infeasible")
+            and not last.get(Metric.INFEASIBLE)
             and not (trial.config or {}).get(self.exclude_key)
             and all(isinstance(last.get(k), int | float) and math.isfinite(last[k]) for k in self.objectives)
         )
@@ -168,8 +171,6 @@ class SweepHypervolume(Callback):
         self._log()
 
     def progress(self) -> dict[str, float]:
-        from coded_resnext.results.hypervolume import costs, hypervolume, nondominated_ranks, reference_costs
-
         points = costs(list(self.state["points"].values()), self.objectives)
         reference = reference_costs(self.reference, self.objectives)
         return {
@@ -179,8 +180,6 @@ class SweepHypervolume(Callback):
         }
 
     def _log(self) -> None:
-        from coded_resnext.orchestration.tracking import RunTracker
-
         self.state["ended"] += 1
         if self._tracker is None:
             self._tracker = RunTracker.attach(self.tracking_uri, self.parent_run_id)  # writes only

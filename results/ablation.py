@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from coded_resnext.results.schema import CONTROL_CELL, Tag, tag_column
+
 SUMMARY_COLUMNS = [
     "cell",
     "metric",
@@ -54,9 +56,9 @@ def metric_column(runs: pd.DataFrame, metric: str) -> str | None:
 def summarize_ablation(
     runs: pd.DataFrame,
     metrics: list[str],
-    cell_column: str = "tags.ablation_cell",
+    cell_column: str = tag_column(Tag.ABLATION_CELL),
     seed_column: str = "params.seed",
-    control_cell: str = "control",
+    control_cell: str = CONTROL_CELL,
 ) -> pd.DataFrame:
     """One row per (cell, metric): ``n``, ``mean``, ``std``, ``ci95_low``/``ci95_high`` (t-interval over
     the runs of the cell), and ``delta_mean``, ``delta_ci95_low``/``delta_ci95_high``, ``n_pairs``: the

@@ -14,6 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from optuna._hypervolume import compute_hypervolume
+
+from coded_resnext.results.pareto import dominance_counts
 
 
 def costs(rows: Sequence[Mapping[str, float | None]], objectives: Mapping[str, str]) -> np.ndarray:
@@ -51,8 +54,6 @@ def nadir_reference(points: np.ndarray) -> np.ndarray:
 def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
     """The volume dominated by ``points`` (costs) and bounded by ``reference``; points no better than the
     reference in some objective add nothing (they are clipped to it)."""
-    from optuna._hypervolume import compute_hypervolume
-
     points = np.asarray(points, dtype=float).reshape(-1, len(reference))
     if not len(points):
         return 0.0
@@ -76,8 +77,6 @@ def contributions(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
 def nondominated_ranks(points: np.ndarray) -> np.ndarray:
     """Non-dominated sorting: 0 for the front, 1 for the front once that is removed, and so on. Equal
     vectors do not dominate each other; +inf compares as worse than any finite cost."""
-    from coded_resnext.results.pareto import dominance_counts
-
     ranks = np.zeros(len(points), dtype=np.int64)
     remaining = np.arange(len(points))
     rank = 0

@@ -12,7 +12,10 @@ import logging
 import warnings
 from collections.abc import Sequence
 
+import optuna
 import pandas as pd
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 
 from coded_resnext.results.labels import short_value
 from coded_resnext.results.pareto import Objective
@@ -28,9 +31,6 @@ def _numeric(column: pd.Series) -> pd.Series | None:
 
 def study_from_runs(runs: pd.DataFrame, params: Sequence[str], objectives: Sequence[Objective]):
     """An in-memory Optuna study of the runs that have every objective; None when too few do."""
-    import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution
-
     values = pd.DataFrame({o.metric: metric_values(runs, o.metric.removeprefix("metrics.")) for o in objectives})
     keep = values.notna().all(axis=1)
     if keep.sum() < MIN_RUNS or not params:
@@ -61,8 +61,6 @@ def study_from_runs(runs: pd.DataFrame, params: Sequence[str], objectives: Seque
 
 def param_importances(study, objectives: Sequence[Objective], seed: int = 0) -> pd.DataFrame:
     """param x objective: the share of each objective's variance the param explains (fANOVA; columns sum to 1)."""
-    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
-
     table = {}
     params = list(study.trials[0].params)
     for i, objective in enumerate(objectives):

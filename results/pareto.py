@@ -18,7 +18,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from coded_resnext.results import schema
 from coded_resnext.results.ablation import metric_column
+from coded_resnext.results.schema import Metric
 
 
 @dataclass(frozen=True)
@@ -39,11 +41,13 @@ class Objective:
         return self.label or self.metric
 
 
-DEFAULT_OBJECTIVES = (
-    Objective("val/accuracy", "max", label="validation accuracy"),
-    Objective("binary/param_fraction", "min", label="binary-classifier parameter fraction"),
-    Objective("early_exit/compute_at_99pct_accuracy", "min", label="compute at 99% of full accuracy"),
-)
+_LABELS = {
+    Metric.VAL_ACCURACY: "validation accuracy",
+    Metric.BINARY_PARAM_FRACTION: "binary-classifier parameter fraction",
+    Metric.EARLY_EXIT_COMPUTE_99: "compute at 99% of full accuracy",
+}
+# The search's default objectives (schema.DEFAULT_OBJECTIVES) as a front's objectives, with their labels.
+DEFAULT_OBJECTIVES = tuple(Objective(m, d, label=_LABELS[m]) for m, d in schema.DEFAULT_OBJECTIVES.items())  # type: ignore[arg-type]
 
 
 def parse_objective(text: str) -> Objective:

@@ -13,9 +13,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
+import warnings
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from optuna.visualization.matplotlib import plot_parallel_coordinate
 
 from coded_resnext.results.ablation import t_interval
 from coded_resnext.results.labels import short_number
@@ -78,7 +81,8 @@ def _legend_below(fig, ax, count: int) -> None:
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=7, ncols=1 if count > 3 else count)
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    """Write ``fig`` to ``path`` (its folder made), close it, and return the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if fig.get_layout_engine() is None:
         fig.tight_layout()
@@ -124,8 +128,6 @@ def front_scatter(
         label=f"Pareto front ({int(front.sum())} runs)",
     )
     if baseline is not None and not baseline.empty:
-        from coded_resnext.results.sweep_progress import draw_baseline
-
         draw_baseline(
             ax, baseline, objectives[0].metric.removeprefix("metrics."), objectives[1].metric.removeprefix("metrics.")
         )
@@ -136,7 +138,7 @@ def front_scatter(
     ax.set_ylabel(ydisp.axis())
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def early_exit_curves(curves: pd.DataFrame, labels: pd.Series, path: Path) -> Path | None:
@@ -160,7 +162,7 @@ def early_exit_curves(curves: pd.DataFrame, labels: pd.Series, path: Path) -> Pa
     ax.set_title("early exit at the first confident coded block: Pareto-front runs", fontsize=10)
     _legend_below(fig, ax, drawn)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def binary_precision_recall(binary: pd.DataFrame, labels: pd.Series, path: Path) -> Path | None:
@@ -192,7 +194,7 @@ def binary_precision_recall(binary: pd.DataFrame, labels: pd.Series, path: Path)
         ax.set_title(f"binary classifiers, one point per class:\n{title}", fontsize=10)
         ax.grid(alpha=0.3)
     _legend_below(fig, axes[0][0], drawn)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _interval_rows(runs: pd.DataFrame, x: pd.Series, metric: str) -> pd.DataFrame:
@@ -242,7 +244,7 @@ def ablation_plot(
         if ax.has_data():
             ax.legend(fontsize=7)
     fig.suptitle(f"effect of {xdisp.label}: mean over the runs at each value (seeds), 95% t-intervals", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def epoch_curves(histories: pd.DataFrame, labels: pd.Series, path: Path) -> Path | None:
@@ -270,15 +272,12 @@ def epoch_curves(histories: pd.DataFrame, labels: pd.Series, path: Path) -> Path
         ax.grid(alpha=0.3)
     _legend_below(fig, axes[0], drawn)
     fig.suptitle("per-epoch curves of the Pareto-front runs", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def parallel_coordinates(study, objective: Objective, params: Sequence[str], path: Path) -> Path | None:
     """Optuna's parallel-coordinates plot of the runs (``importance.study_from_runs``): one line per run
     across the searched params, coloured by ``objective`` (the study's first value)."""
-    import warnings
-
-    from optuna.visualization.matplotlib import plot_parallel_coordinate
 
     if study is None or len(params) < 1:
         return None
@@ -293,4 +292,33 @@ def parallel_coordinates(study, objective: Objective, params: Sequence[str], pat
         f"{len(study.trials)} runs across the searched parameters, coloured by {display(objective.metric).label}",
         fontsize=10,
     )
-    return _save(fig, path)
+    return save_figure(fig, path)
+
+
+def draw_baseline(ax, baseline: pd.DataFrame, y_metric: str, x_metric: str) -> None:
+    """The reference control on a front scatter: its accuracy as a dashed line, its point as a star."""
+    ydisp, xdisp = display(y_metric), display(x_metric)
+    for _, row in baseline.iterrows():
+        y = metric_values(row.to_frame().T, y_metric).iloc[0] * ydisp.scale
+        x = metric_values(row.to_frame().T, x_metric).iloc[0] * xdisp.scale
+        if pd.isna(y):
+            continue
+        ax.axhline(y, color="black", ls="--", lw=1, alpha=0.7, label=f"plain control, same budget ({y:.1f})")
+        if pd.notna(x):
+            ax.scatter([x], [y], marker="*", s=160, color="black", zorder=4)
+
+
+def hypervolume_plot(histories: dict[str, pd.DataFrame], path: Path) -> Path | None:
+    """The sweep's progress: hypervolume of the finished trials' front against epochs trained by all trials."""
+    if not histories:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for parent, frame in histories.items():
+        ax.step(frame["epochs_used"], frame["hypervolume"], where="post", marker="o", ms=3, label=f"sweep {parent[:8]}")
+    ax.set_xlabel("epochs used (all trials so far)")
+    ax.set_ylabel("hypervolume of the front")
+    top = max(float(np.nanmax(f["hypervolume"])) for f in histories.values())
+    ax.set_ylim(0, top * 1.1 if top > 0 else 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)

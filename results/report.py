@@ -36,6 +36,7 @@ from coded_resnext.results.plots import (
     early_exit_curves,
     epoch_curves,
     front_scatter,
+    hypervolume_plot,
     parallel_coordinates,
 )
 from coded_resnext.results.runs import (
@@ -46,7 +47,8 @@ from coded_resnext.results.runs import (
     numeric_param,
     run_status_counts,
 )
-from coded_resnext.results.sweep_progress import hypervolume_histories, hypervolume_plot, off_the_front, reference_runs
+from coded_resnext.results.schema import CONTROL_CELL, Tag, tag_column
+from coded_resnext.results.sweep_progress import hypervolume_histories, off_the_front, reference_runs
 
 # A test-split figure sits beside its validation one; its column appears only where some run has it
 # (``coded-resnext evaluate``, or the end of a single ``train``).
@@ -416,9 +418,10 @@ def _importance_section(doc: Document, report: Report, runs: pd.DataFrame, objec
 
 
 def _ablation_section(doc: Document, report: Report, runs: pd.DataFrame, options: ReportOptions, plots: Path) -> None:
-    has_cells = "tags.ablation_cell" in runs.columns and runs["tags.ablation_cell"].notna().any()
+    cell = tag_column(Tag.ABLATION_CELL)
+    has_cells = cell in runs.columns and runs[cell].notna().any()
     if has_cells:
-        summary = summarize_ablation(runs[runs["tags.ablation_cell"].notna()], list(options.ablation_metrics))
+        summary = summarize_ablation(runs[runs[cell].notna()], list(options.ablation_metrics))
         summary = summary[summary["n"] > 0]
         summary.to_csv(report.out_dir / "ablation.csv", index=False)
         doc.heading("Ablation")
@@ -426,8 +429,8 @@ def _ablation_section(doc: Document, report: Report, runs: pd.DataFrame, options
             "Mean over seeds with a 95% t-interval, and the difference to the control cell paired on the seed "
             "(percentage points for accuracies and fractions)."
         )
-        if "control" not in set(runs["tags.ablation_cell"].dropna()):
-            report.notes.append("the ablation has no 'control' cell: no paired deltas")
+        if CONTROL_CELL not in set(runs[cell].dropna()):
+            report.notes.append(f"the ablation has no {CONTROL_CELL!r} cell: no paired deltas")
         doc.table(ablation_display(summary))
     drawn = []
     for param, series in (("loss.mu", "loss.p_drop"), ("loss.p_drop", "loss.mu")):

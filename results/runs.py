@@ -18,9 +18,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from coded_resnext.results.errors import ResultsError
+from coded_resnext.results.schema import PARENT_ROLES, Tag, tag_column
 
-PARENT_TAG = "mlflow.parentRunId"
-PARENT_ROLES = ("sweep", "ablation")
+PARENT_TAG = Tag.PARENT_RUN
 BASE_COLUMNS = [
     "run_id",
     "experiment_id",
@@ -130,7 +130,7 @@ def load_runs(
     if statuses is not None:
         runs = [r for r in runs if r.info.status in statuses]
     if not include_parents:
-        runs = [r for r in runs if r.data.tags.get("role") not in PARENT_ROLES]
+        runs = [r for r in runs if r.data.tags.get(Tag.ROLE) not in PARENT_ROLES]
     if not runs:
         return pd.DataFrame({c: pd.Series(dtype="string") for c in BASE_COLUMNS})
     return runs_frame(runs, exp.name)
@@ -146,9 +146,10 @@ def run_status_counts(experiment: str, tracking_uri: str | None = None) -> Count
 def load_parent_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
     """The experiment's sweep and ablation parent runs, any status."""
     frame = load_runs(experiment, tracking_uri, statuses=None, include_parents=True)
-    if "tags.role" not in frame.columns:
+    role = tag_column(Tag.ROLE)
+    if role not in frame.columns:
         return frame.iloc[0:0]
-    return frame[frame["tags.role"].isin(PARENT_ROLES)].reset_index(drop=True)
+    return frame[frame[role].isin(PARENT_ROLES)].reset_index(drop=True)
 
 
 def numeric_param(runs: pd.DataFrame, key: str) -> pd.Series:

@@ -748,10 +748,10 @@ CASES = (
 # ---- the workspace: an MLflow store with a finished run, a checkpoint, earlier results ---------------
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
+    from coded_resnext.orchestration.build import build_model
     from coded_resnext.orchestration.checkpoint import save_checkpoint
     from coded_resnext.orchestration.config import load_config
     from coded_resnext.orchestration.tracking import RunTracker
-    from coded_resnext.orchestration.training import build_model
 
     ws = tmp_path_factory.mktemp("workspace")
     cwd = os.getcwd()

@@ -42,7 +42,7 @@ def _with(cfg: RunConfig, key: str, value: Any) -> RunConfig:
 # ---- observers: what the code builds from a config ---------------------------------------------------
 def _model(cfg: RunConfig):
     """The model as ``train_loop`` builds it: under the run's seed."""
-    from coded_resnext.orchestration.training import build_model, seed_everything
+    from coded_resnext.orchestration.build import build_model, seed_everything
 
     seed_everything(cfg.seed)
     return build_model(cfg, 10, 1)
@@ -60,7 +60,7 @@ def _model_shape(cfg: RunConfig) -> tuple:
 
 def _scheme_of(stage: str, preset: str = "coded_resnext_mini") -> Callable[[RunConfig], Any]:
     def observe(cfg: RunConfig) -> Any:
-        from coded_resnext.orchestration.training import build_model
+        from coded_resnext.orchestration.build import build_model
 
         cfg = _with(cfg, "model.name", preset)
         with torch.device("meta"):
@@ -94,7 +94,7 @@ def _weights_and_gradients(cfg: RunConfig) -> tuple:
 
 def _optimizer(cfg: RunConfig) -> tuple:
     """The optimizer's settings and the learning rates of the first, second and last of 100 steps."""
-    from coded_resnext.orchestration.training import make_optimizer
+    from coded_resnext.orchestration.optimizer import make_optimizer
 
     opt, scheduler = make_optimizer(_model(cfg), cfg, steps_per_epoch=10)
     group = dict(opt.param_groups[0])
@@ -110,7 +110,7 @@ def _optimizer(cfg: RunConfig) -> tuple:
 
 def _bundle(cfg: RunConfig) -> tuple:
     from coded_resnext.datasets import build_dataset
-    from coded_resnext.orchestration.training import data_spec
+    from coded_resnext.orchestration.build import data_spec
 
     bundle = build_dataset(data_spec(cfg))
     views = tuple(
@@ -124,7 +124,7 @@ def _bundle(cfg: RunConfig) -> tuple:
 def _data_error(cfg: RunConfig) -> str:
     """The outcome of building the data: the sizes, or the error's first words."""
     from coded_resnext.datasets import DataError, build_dataset
-    from coded_resnext.orchestration.training import data_spec
+    from coded_resnext.orchestration.build import data_spec
 
     try:
         return str(build_dataset(data_spec(cfg)).sizes())
@@ -134,7 +134,7 @@ def _data_error(cfg: RunConfig) -> str:
 
 def _ood(cfg: RunConfig) -> Any:
     from coded_resnext.datasets import build_dataset
-    from coded_resnext.orchestration.training import data_spec, suite_data
+    from coded_resnext.orchestration.build import data_spec, suite_data
 
     data = suite_data(build_dataset(data_spec(cfg)), cfg, test=False)
     return None if data.ood is None else len(data.ood)
@@ -142,7 +142,7 @@ def _ood(cfg: RunConfig) -> Any:
 
 def _loader(cfg: RunConfig) -> tuple:
     from coded_resnext.datasets import build_dataset
-    from coded_resnext.orchestration.training import data_spec, train_loader
+    from coded_resnext.orchestration.build import data_spec, train_loader
 
     loader = train_loader(build_dataset(data_spec(cfg)), cfg, epoch=0)
     return loader.batch_size, loader.num_workers, loader.prefetch_factor
@@ -177,7 +177,7 @@ def _train_step(cfg: RunConfig) -> tuple:
 def _resources(cfg: RunConfig) -> tuple:
     from coded_resnext.orchestration.lineage import Lineage
     from coded_resnext.orchestration.ray_train import make_trainer
-    from coded_resnext.orchestration.sweep import trial_resources
+    from coded_resnext.orchestration.trial import trial_resources
 
     trainer = make_trainer(cfg, Lineage(), storage_path="/nonexistent", name="probe")
     scaling = trainer.scaling_config
@@ -191,8 +191,8 @@ def _resources(cfg: RunConfig) -> tuple:
 
 
 def _device(cfg: RunConfig) -> str:
+    from coded_resnext.orchestration.build import resolve_device
     from coded_resnext.orchestration.errors import UserError
-    from coded_resnext.orchestration.training import resolve_device
 
     try:
         return str(resolve_device(cfg.train.device))
@@ -218,7 +218,7 @@ def _progress(cfg: RunConfig) -> tuple:
 def _system_metrics(cfg: RunConfig) -> tuple | None:
     """What ``train_loop`` asks of a one-process run's tracker: sampling, and how often (None: no sampling)."""
     from coded_resnext.orchestration.sessions import LocalSession
-    from coded_resnext.orchestration.system_metrics import start_on_every_rank
+    from coded_resnext.orchestration.tracking import start_on_every_rank
 
     class Recorder:
         run_id, uri, started = "run", "sqlite:///unused.db", None
@@ -243,15 +243,16 @@ SUITE_BASE = [
 ]
 
 
-def _suite(cfg: RunConfig) -> tuple:
+def _evaluation(cfg: RunConfig) -> tuple:
     """What the evaluation suite reports for a fixed small model on the synthetic data (16x16 images)."""
     from coded_resnext.datasets import build_dataset
-    from coded_resnext.orchestration.training import Progress, _suite, data_spec
+    from coded_resnext.orchestration.build import data_spec
+    from coded_resnext.orchestration.training import Progress, run_evaluation
 
     cfg = _with(cfg, "data.image_size", 16)
     bundle = build_dataset(data_spec(cfg))
     model = _model(cfg).eval()
-    result = _suite(model, bundle, cfg, torch.device("cpu"), Progress("none", 1), test=False)
+    result = run_evaluation(model, bundle, cfg, torch.device("cpu"), Progress("none", 1), test=False)
     binary = result.tables["binary_classifiers"]
     return (
         tuple(r["class"] for r in binary),
@@ -325,15 +326,15 @@ PROBES: dict[str, Probe] = {
     "train.checkpoint_every": (2, _schedule, []),
     "train.progress": ("line", _progress, []),
     "eval.every": (2, _schedule, []),
-    "eval.binary_classes": (2, _suite, SUITE_BASE),
-    "eval.binary_fit_samples": (20, _suite, SUITE_BASE),
-    "eval.binary_refit": (False, _suite, SUITE_BASE),
-    "eval.negatives_per_positive": (1, _suite, SUITE_BASE),
-    "eval.early_exit_thresholds": (3, _suite, SUITE_BASE),
-    "eval.removal_block": (0, _suite, SUITE_BASE),
-    "eval.removal_samples": (6, _suite, SUITE_BASE),
-    "eval.invariance_samples": (2, _suite, SUITE_BASE),
-    "eval.limit_val": (30, _suite, SUITE_BASE),
+    "eval.binary_classes": (2, _evaluation, SUITE_BASE),
+    "eval.binary_fit_samples": (20, _evaluation, SUITE_BASE),
+    "eval.binary_refit": (False, _evaluation, SUITE_BASE),
+    "eval.negatives_per_positive": (1, _evaluation, SUITE_BASE),
+    "eval.early_exit_thresholds": (3, _evaluation, SUITE_BASE),
+    "eval.removal_block": (0, _evaluation, SUITE_BASE),
+    "eval.removal_samples": (6, _evaluation, SUITE_BASE),
+    "eval.invariance_samples": (2, _evaluation, SUITE_BASE),
+    "eval.limit_val": (30, _evaluation, SUITE_BASE),
     "tracking.system_metrics": (False, _system_metrics, []),
     "tracking.system_metrics_interval": (2.5, _system_metrics, []),
     "seed": (1, _loss, []),  # the initial weights are drawn from it (build_model runs under the seed's stream)
@@ -427,7 +428,7 @@ def getattr_path(cfg: RunConfig, key: str) -> Any:
 
 
 def test_mu_null_means_the_presets_own_weight():
-    from coded_resnext.orchestration.training import build_model
+    from coded_resnext.orchestration.build import build_model
 
     for preset, mu in (("coded_resnext_mini", 6.0), ("coded_resnext50_32x4d", 1.0)):
         with torch.device("meta"):

@@ -17,7 +17,8 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from coded_resnext.orchestration.tracking import RunTracker, find_runs
+from coded_resnext.orchestration.store import find_runs
+from coded_resnext.orchestration.tracking import RunTracker
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,7 +146,7 @@ def test_system_metrics_sample_into_the_run_through_an_outage_and_continue_after
 
 def test_a_rank_writes_its_system_metrics_under_its_node_id_into_rank_0s_run(tmp_path, monkeypatch, store):
     from coded_resnext.orchestration.config import TrackingSection
-    from coded_resnext.orchestration.system_metrics import start_on_every_rank
+    from coded_resnext.orchestration.tracking import start_on_every_rank
 
     monkeypatch.chdir(tmp_path)
     uri = store

@@ -14,7 +14,7 @@ from timm.scheduler import CosineLRScheduler
 from torch import nn
 
 from coded_resnext.orchestration.config import ConfigError, load_config
-from coded_resnext.orchestration.training import CosineSchedule, make_optimizer
+from coded_resnext.orchestration.optimizer import CosineSchedule, make_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SPE = 7  # steps per epoch

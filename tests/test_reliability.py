@@ -28,7 +28,7 @@ from coded_resnext.orchestration.checkpoint import (
     load_latest_checkpoint,
     save_checkpoint,
 )
-from coded_resnext.orchestration.tracking import TrackingError
+from coded_resnext.orchestration.store import TrackingError
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 

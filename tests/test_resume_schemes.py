@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import coded_resnext.orchestration.build as build
 import coded_resnext.orchestration.sessions as sessions
 import coded_resnext.orchestration.training as training
 from coded_resnext.coding import generate_scheme
@@ -32,14 +33,14 @@ def _state(**schemes) -> dict:
 
 
 def _built(cfg) -> dict:
-    return training.build_model(cfg, 10, 1).schemes
+    return build.build_model(cfg, 10, 1).schemes
 
 
 def test_a_checkpoint_with_the_configs_schemes_resumes_with_exactly_those_codewords():
     cfg = _cfg()
     built = _built(cfg)
-    schemes = training.resume_schemes(cfg, _state(**built), 10, 1)
-    model = training.build_model(cfg, 10, 1, schemes)
+    schemes = build.resume_schemes(cfg, _state(**built), 10, 1)
+    model = build.build_model(cfg, 10, 1, schemes)
     assert model.scheme_hashes() == {stage: s.content_hash for stage, s in built.items()}
     for info in model.coded_blocks:
         codewords = model.blocks[info.block_index].codewords.numpy()
@@ -52,7 +53,7 @@ def test_a_checkpoint_trained_with_another_scheme_is_a_one_line_error_naming_sta
     other = generate_scheme(10, 10, 4, 4, seed=1)  # what another generator might have given back then
     assert other.content_hash != built["c3"].content_hash
     with pytest.raises(UserError) as err:
-        training.resume_schemes(cfg, _state(c3=other, c4=built["c4"]), 10, 1)
+        build.resume_schemes(cfg, _state(c3=other, c4=built["c4"]), 10, 1)
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith("coding.c3: ")
@@ -65,7 +66,7 @@ def test_a_checkpoint_of_an_uncoded_stage_does_not_resume_into_a_coded_one():
     with pytest.raises(
         UserError, match=f"coding.c4: the checkpoint was trained with scheme off .*{built['c4'].content_hash}"
     ):
-        training.resume_schemes(cfg, _state(c3=built["c3"]), 10, 1)
+        build.resume_schemes(cfg, _state(c3=built["c3"]), 10, 1)
 
 
 def test_a_checkpoint_of_a_resized_stage_rebuilds_with_the_saved_branch_count(tmp_path: Path):
@@ -74,8 +75,8 @@ def test_a_checkpoint_of_a_resized_stage_rebuilds_with_the_saved_branch_count(tm
     scheme = generate_scheme(10, 12, 6, 4)
     scheme.save(tmp_path / "c3.json")
     cfg = load_config(None, ["data.name=synthetic", f"coding.c3={tmp_path / 'c3.json'}"])
-    schemes = training.resume_schemes(cfg, _state(**_built(cfg)), 10, 1)
-    assert training.build_model(cfg, 10, 1, schemes).schemes["c3"].num_branches == 12
+    schemes = build.resume_schemes(cfg, _state(**_built(cfg)), 10, 1)
+    assert build.build_model(cfg, 10, 1, schemes).schemes["c3"].num_branches == 12
 
 
 @pytest.mark.slow

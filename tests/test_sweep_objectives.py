@@ -301,13 +301,8 @@ def test_searching_the_epochs_is_refused_with_moasha(tmp_path):
 def test_moasha_sweep_wiring(tmp_path):
     from coded_resnext.orchestration.moasha import MultiObjectiveASHA
     from coded_resnext.orchestration.search_space import DEFAULT_OBJECTIVES
-    from coded_resnext.orchestration.sweep import (
-        REFERENCE_KEY,
-        Sweep,
-        reference_control_config,
-        reference_suggestion,
-        rung_epochs,
-    )
+    from coded_resnext.orchestration.sweep import Sweep, reference_suggestion
+    from coded_resnext.orchestration.trial import REFERENCE_KEY, reference_control_config, rung_epochs
 
     tune = {"algorithm": "random", "scheduler": "moasha", "reference_control": True, "max_t": 3}
     space = load_search_space(_space(tmp_path, tune, tracking={"experiment": "w"}))
@@ -339,9 +334,9 @@ def test_the_report_keeps_the_reference_infeasible_and_stopped_runs_off_the_fron
     import pandas as pd
 
     from coded_resnext.results.pareto import DEFAULT_OBJECTIVES
-    from coded_resnext.results.plots import front_scatter
+    from coded_resnext.results.plots import front_scatter, hypervolume_plot
     from coded_resnext.results.report import _ranked
-    from coded_resnext.results.sweep_progress import hypervolume_plot, reference_runs
+    from coded_resnext.results.sweep_progress import reference_runs
 
     runs = pd.DataFrame(
         {

@@ -10,6 +10,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+import coded_resnext.orchestration.build as build
 import coded_resnext.orchestration.sessions as sessions
 import coded_resnext.orchestration.training as training
 from coded_resnext.orchestration.checkpoint import list_checkpoints, load_checkpoint
@@ -122,7 +123,7 @@ def test_run_logs_metrics_params_artifacts_and_a_loadable_model(trained):
     model_uri = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")[0].model_uri
     loaded = mlflow.pytorch.load_model(model_uri)
     state = load_checkpoint(list_checkpoints(result.checkpoint_dir)[-1])
-    original = training.model_from_checkpoint(state)
+    original = build.model_from_checkpoint(state)
     x = torch.randn(2, 1, 28, 28)
     torch.testing.assert_close(loaded(x), original(x), rtol=1e-4, atol=1e-5)
 
@@ -179,7 +180,7 @@ def test_extract_writes_the_binary_classifier_of_a_trained_run(trained, tmp_path
     where = ["--checkpoint", str(checkpoint)] if source == "checkpoint" else ["--run-id", result.run_id]
     assert main(["extract", *where, "--class", "2", "--out", str(out), "--tracking-uri", cfg.tracking.uri]) == 0
     binary = torch.export.load(out).module()
-    model = training.model_from_checkpoint(load_checkpoint(checkpoint))
+    model = build.model_from_checkpoint(load_checkpoint(checkpoint))
     x = torch.randn(5, 1, 28, 28)
     expected = model.forward_with_aux(x, keep_paths_of=2).logits[:, 2]
     torch.testing.assert_close(binary(x), expected, rtol=1e-4, atol=1e-5)
@@ -202,11 +203,11 @@ def test_extract_refit_writes_the_classifier_refit_on_the_runs_training_data(tra
     assert main([*args, "--refit-samples", "300"]) == 0
     assert "output row refit on 300 training samples" in capsys.readouterr().out
     state = load_checkpoint(checkpoint)
-    model = training.model_from_checkpoint(state)
+    model = build.model_from_checkpoint(state)
     cfg = config_from_dict(yaml.safe_load(state["config"]))
     binary = extract_binary_classifier(model, 2)
-    fit_set = stratified_subset(build_dataset(training.data_spec(cfg)).train_eval, 300, cfg.seed)
-    loader = training.eval_loader(fit_set, cfg)
+    fit_set = stratified_subset(build_dataset(build.data_spec(cfg)).train_eval, 300, cfg.seed)
+    loader = build.eval_loader(fit_set, cfg)
     expected = refit_binary_classifier(binary, *pruned_features(binary, loader, torch.device("cpu")))
     x = torch.randn(5, 1, 28, 28)
     with torch.no_grad():

@@ -12,10 +12,11 @@ import torch
 import yaml
 
 from coded_resnext.layers.concat_expand import ConcatExpand
+from coded_resnext.orchestration.build import build_model, model_from_checkpoint, saved_schemes
+from coded_resnext.orchestration.checkpoint import training_state
 from coded_resnext.orchestration.config import ConfigError, load_config
 from coded_resnext.orchestration.errors import UserError
 from coded_resnext.orchestration.search_space import SearchSpaceError, load_search_space
-from coded_resnext.orchestration.training import _state, build_model, model_from_checkpoint, saved_schemes
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = "[{scheme: paper:cifar10/3/10, blocks: 1}, {scheme: {active: 5, min_distance: 4}, blocks: 1}]"
@@ -48,7 +49,7 @@ def test_a_checkpoint_rebuilds_a_model_with_per_block_schemes():
     model = build_model(cfg, 10, 1).eval()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-    state = _state(model, opt, scheduler, 0, "run", cfg, 28)
+    state = training_state(model, opt, scheduler, 0, "run", cfg, 28)
     saved = json.loads(state["schemes"])
     assert isinstance(saved["c3"], dict) and isinstance(saved["c4"], list) and len(saved["c4"]) == 2
     rebuilt = model_from_checkpoint(state)

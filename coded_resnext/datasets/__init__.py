@@ -5,7 +5,15 @@ Pure torchvision / numpy (scikit-learn only for ``digits``); a missing or corrup
 ``DataError`` saying where we looked and how to get the data.
 """
 
-from coded_resnext.datasets.registry import build_dataset, build_ood_dataset, list_datasets
+from coded_resnext.datasets.registry import build_dataset, build_ood_dataset, dataset_shape, list_datasets
 from coded_resnext.datasets.spec import DataError, DatasetBundle, DataSpec
 
-__all__ = ["DataError", "DataSpec", "DatasetBundle", "build_dataset", "build_ood_dataset", "list_datasets"]
+__all__ = [
+    "DataError",
+    "DataSpec",
+    "DatasetBundle",
+    "build_dataset",
+    "build_ood_dataset",
+    "dataset_shape",
+    "list_datasets",
+]

@@ -27,6 +27,23 @@ _DATASETS: dict[str, Builder] = {
 }
 
 
+# (num_classes, in_chans) of the datasets whose shape is fixed by their name, known without reading the data
+# (a search is validated on the driver, which on a cluster may not hold the dataset); an imagefolder's
+# shape is its folder's. A new dataset adds its builder above and, if its shape is fixed, a line here.
+_SHAPES: dict[str, tuple[int, int]] = {
+    "cifar10": (10, 3),
+    "cifar100": (100, 3),
+    "fashion-mnist": (10, 1),
+    "digits": (10, 1),
+    "synthetic": (10, 1),
+}
+
+
+def dataset_shape(name: str) -> tuple[int, int] | None:
+    """(num_classes, in_chans) of dataset ``name`` without reading it; None when only its data can tell."""
+    return _SHAPES.get(name)
+
+
 def list_datasets() -> list[str]:
     return sorted(_DATASETS)
 

@@ -44,6 +44,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from coded_resnext.orchestration.ablation import load_ablation, smoke_test_ablation, summarize
     from coded_resnext.orchestration.ray_runtime import ray_session
+    from coded_resnext.orchestration.search_space import CELL_KEY
     from coded_resnext.orchestration.sweep import Sweep, print_outcome
     from coded_resnext.orchestration.tracking import RunTracker
 
@@ -52,7 +53,7 @@ def _run(args: argparse.Namespace) -> int:
         space.tune = dataclasses.replace(space.tune, storage_path=args.storage_path)
     if args.smoke_test:
         smoke_test_ablation(space)
-    cells, seeds = space.domains["ablation_cell"].values, space.domains["seed"].values
+    cells, seeds = space.domains[CELL_KEY].values, space.domains["seed"].values
     print(
         f"ablation {space.name!r}: {len(cells)} cells (control included) x {len(seeds)} seeds = {len(cells) * len(seeds)} runs"
     )

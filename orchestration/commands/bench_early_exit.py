@@ -154,11 +154,11 @@ def _trained_source(args: argparse.Namespace, threshold):
     from mlflow.tracking import MlflowClient
 
     from coded_resnext.datasets import build_dataset
+    from coded_resnext.orchestration.build import data_spec, model_from_checkpoint
     from coded_resnext.orchestration.checkpoint import load_checkpoint
     from coded_resnext.orchestration.config import config_from_dict
     from coded_resnext.orchestration.operating_point import load_run_checkpoint, operating_point, run_curve
-    from coded_resnext.orchestration.tracking import default_tracking_uri
-    from coded_resnext.orchestration.training import data_spec, model_from_checkpoint
+    from coded_resnext.orchestration.store import default_tracking_uri
 
     uri = args.tracking_uri or default_tracking_uri()
     client = MlflowClient(uri)

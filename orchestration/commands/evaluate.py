@@ -55,7 +55,8 @@ def _run(args: argparse.Namespace) -> int:
         sweep_front,
         sweep_trials,
     )
-    from coded_resnext.orchestration.tracking import RunTracker, default_tracking_uri
+    from coded_resnext.orchestration.store import default_tracking_uri
+    from coded_resnext.orchestration.tracking import RunTracker
 
     if args.sweep and not (args.front or args.all):
         raise UserError("--sweep NAME needs --front (the runs on its Pareto front) or --all (every finished run)")

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from coded_resnext.orchestration.errors import UserError
+from coded_resnext.results.schema import Role, Tag
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,10 +69,11 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from coded_resnext import extract_binary_classifier, parameter_count
+    from coded_resnext.orchestration.build import model_from_checkpoint
     from coded_resnext.orchestration.checkpoint import load_checkpoint
     from coded_resnext.orchestration.operating_point import check_at_accuracy, load_run_checkpoint, parse_threshold
-    from coded_resnext.orchestration.tracking import RunTracker, default_tracking_uri
-    from coded_resnext.orchestration.training import model_from_checkpoint
+    from coded_resnext.orchestration.store import default_tracking_uri
+    from coded_resnext.orchestration.tracking import RunTracker
 
     if not args.out.parent.exists():
         raise UserError(f"output directory {args.out.parent} does not exist; create it first")
@@ -124,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
             uri,
             "coded-resnext-extracted",
             run_name=f"binary-class-{args.class_index}",
-            tags={"role": "extract", "source_checkpoint": source},
+            tags={Tag.ROLE: Role.EXTRACT, Tag.SOURCE_CHECKPOINT: source},
         )
         tracker.log_model(binary, example, name="binary_classifier", registered_model_name=args.register)
         tracker.finish()
@@ -140,8 +142,8 @@ def _refit(binary, state: dict, samples: int | None):
     from coded_resnext.datasets import build_dataset
     from coded_resnext.datasets.sampling import stratified_subset
     from coded_resnext.evaluation.refit import RefitError, pruned_features, refit_binary_classifier
+    from coded_resnext.orchestration.build import data_spec, eval_loader
     from coded_resnext.orchestration.config import config_from_dict
-    from coded_resnext.orchestration.training import data_spec, eval_loader
 
     cfg = config_from_dict(yaml.safe_load(state["config"]))
     samples = samples or cfg.eval.binary_fit_samples

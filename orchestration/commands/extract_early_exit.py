@@ -10,6 +10,7 @@ from pathlib import Path
 
 from coded_resnext.orchestration.errors import UserError
 from coded_resnext.orchestration.operating_point import OperatingPoint
+from coded_resnext.results.schema import Role, Tag
 
 DEFAULT_AT_ACCURACY = 0.99
 
@@ -109,7 +110,7 @@ def _register(uri: str, run_id: str | None, archive: Path, example, name: str) -
 
     output = EarlyExitPyfunc.from_archive(archive).predict(None, example.numpy())
     if run_id is None:
-        tracker = RunTracker(uri, "coded-resnext-extracted", run_name="early-exit", tags={"role": "extract"})
+        tracker = RunTracker(uri, "coded-resnext-extracted", run_name="early-exit", tags={Tag.ROLE: Role.EXTRACT})
     else:
         tracker = RunTracker.attach(uri, run_id)
     tracker.log_pyfunc_model(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from coded_resnext.orchestration.commands.options import check_option
 from coded_resnext.orchestration.errors import UserError
-from coded_resnext.orchestration.tracking import default_tracking_uri
+from coded_resnext.orchestration.store import default_tracking_uri
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -73,7 +73,8 @@ def attach_report(report, tracking_uri: str) -> list[str]:
     """Log the report (Markdown, HTML, figures) to the parent run of its runs, through the tracker
     (retries, buffering); the parent's status is left as it is. Returns the runs it was attached to; a
     report over several parents is attached to none (and says so in its notes)."""
-    from coded_resnext.orchestration.tracking import RunTracker, TrackingError
+    from coded_resnext.orchestration.store import TrackingError
+    from coded_resnext.orchestration.tracking import RunTracker
 
     targets = report.parent_runs
     if len(targets) > 1:

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from coded_resnext.orchestration.commands.options import add_overrides
-from coded_resnext.orchestration.tracking import default_tracking_uri
+from coded_resnext.orchestration.store import default_tracking_uri
+from coded_resnext.results.schema import Tag
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -87,12 +88,12 @@ def _run_distributed(cfg, args: argparse.Namespace, uri: str) -> int:
         raise UserError(f"--resume: no Ray Train run for this config in {storage}/{name}; run without --resume")
     # The run is found again by its run_key: across worker-group restarts (make_trainer draws one), and on
     # --resume by the key of this Ray Train run's earlier MLflow run (it may have died before a checkpoint).
-    lineage = Lineage(tracking_uri=uri, tags={"ray_train_run": f"{storage}/{name}"})
+    lineage = Lineage(tracking_uri=uri, tags={Tag.RAY_TRAIN_RUN: f"{storage}/{name}"})
     if args.resume:
-        from coded_resnext.orchestration.tracking import find_runs
+        from coded_resnext.orchestration.store import find_runs
 
-        earlier = find_runs(uri, cfg.tracking.experiment, {"ray_train_run": f"{storage}/{name}"})
-        lineage.run_key = earlier[0].data.tags.get("run_key") if earlier else None
+        earlier = find_runs(uri, cfg.tracking.experiment, {Tag.RAY_TRAIN_RUN: f"{storage}/{name}"})
+        lineage.run_key = earlier[0].data.tags.get(Tag.RUN_KEY) if earlier else None
     with ray_session(args.address, log_to_driver=True):
         trainer = make_trainer(cfg, lineage, storage_path=storage, name=name, measure_test=True)
         result = trainer.fit()
