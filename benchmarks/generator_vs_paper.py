@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import sys
@@ -69,13 +70,9 @@ def _row(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "stretch": name in STRETCH_SPREAD,
     }
 
-    def progress(line: str) -> None:
-        if args.verbose:
-            print(f"  {name}: {line}", file=sys.stderr, flush=True)
-
     started = time.monotonic()
     try:
-        result = search_scheme(k, n, a, d, seed=args.seed, time_budget=args.time_budget, progress=progress)
+        result = search_scheme(k, n, a, d, seed=args.seed, time_budget=args.time_budget)
     except CodingSchemeError as err:
         row.update(seconds=round(time.monotonic() - started, 2), error=str(err), passed=False)
         return row
@@ -133,6 +130,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
+    if args.verbose:  # the generator's progress lines
+        logging.basicConfig(level=logging.INFO, format="  %(message)s", stream=sys.stderr)
     _limit_threads()
     import numpy as np
 

@@ -154,7 +154,6 @@ def _rung_cost(args: argparse.Namespace) -> dict:
     steps = len(train_loader(bundle, cfg, 0))
     opt, scheduler = make_optimizer(model, cfg, steps)
     session = SimpleNamespace(rank=0, world_size=1)
-    quiet = SimpleNamespace(say=lambda _m: None)
 
     def timed(fn) -> float:
         started = time.perf_counter()
@@ -167,7 +166,7 @@ def _rung_cost(args: argparse.Namespace) -> dict:
         times["val_pass"].append(timed(lambda: distributed_evaluate(model, bundle.val, cfg, device, session)))
         times["rung_eval"].append(timed(lambda: rung_metrics(model, bundle, cfg, device)))
         if not args.no_suite:
-            times["suite"].append(timed(lambda: run_evaluation(model, bundle, cfg, device, quiet, test=False)))
+            times["suite"].append(timed(lambda: run_evaluation(model, bundle, cfg, device, test=False)))
     median = {k: statistics.median(v) for k, v in times.items() if v}
     epoch = train + median["val_pass"]
     figures = {

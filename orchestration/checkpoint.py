@@ -19,13 +19,12 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import random
 import re
 import struct
-import sys
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,19 +36,15 @@ from coded_resnext.orchestration.config import RunConfig
 from coded_resnext.orchestration.errors import UserError
 from coded_resnext.orchestration.redaction import redact
 
+logger = logging.getLogger(__name__)
+
 _NAME = re.compile(r"^epoch-(\d{4,})\.pt$")
 KEEP_LAST = 2
 FORMAT = "coded-resnext-checkpoint/1"
 
-Say = Callable[[str], None]
-
 
 class CheckpointError(UserError):
     pass
-
-
-def _warn(message: str) -> None:
-    print(f"coded-resnext: warning: {message}", file=sys.stderr, flush=True)
 
 
 def checkpoint_path(directory: Path, epoch: int) -> Path:
@@ -212,9 +207,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
-def load_latest_checkpoint(directory: Path, say: Say | None = _warn) -> tuple[Path, dict[str, Any]] | None:
+def load_latest_checkpoint(directory: Path) -> tuple[Path, dict[str, Any]] | None:
     """The newest checkpoint in ``directory`` that loads and verifies, with its state. Corrupt newer
-    ones are skipped, one line each through ``say``. None when there is no checkpoint; when every one
+    ones are skipped, a warning each. None when there is no checkpoint; when every one
     is corrupt, a single ``CheckpointError`` naming them and the fix (nothing is said before it)."""
     found = list_checkpoints(directory)
     skipped: list[str] = []
@@ -228,9 +223,8 @@ def load_latest_checkpoint(directory: Path, say: Say | None = _warn) -> tuple[Pa
             if i > 0:
                 skipped.append(f"{err}; falling back to {found[i - 1].name}")
             continue
-        if say is not None:
-            for line in skipped:
-                say(line)
+        for line in skipped:
+            logger.warning(line)
         return path, state
     if bad:
         raise CheckpointError(
@@ -240,11 +234,11 @@ def load_latest_checkpoint(directory: Path, say: Say | None = _warn) -> tuple[Pa
     return None
 
 
-def latest_checkpoint(directory: Path, say: Say | None = _warn) -> Path | None:
+def latest_checkpoint(directory: Path) -> Path | None:
     """The newest checkpoint in ``directory`` that verifies, or None when there is none. A corrupt newer
     one is skipped, and said so, so ``load_checkpoint(latest_checkpoint(d))`` resumes from the last good
     state; a ``CheckpointError`` when every checkpoint there is corrupt."""
-    found = load_latest_checkpoint(directory, say)
+    found = load_latest_checkpoint(directory)
     return found[0] if found else None
 
 

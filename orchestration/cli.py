@@ -1,7 +1,12 @@
 """The ``coded-resnext`` command line: one entry point, one subcommand per job.
 
 Users' mistakes (bad files, impossible requests, unknown names) end in a one-line
-``coded-resnext: error: ...`` and exit status 2, never a traceback.
+``coded-resnext: error: ...`` and exit status 2, never a traceback. Progress goes to standard error through
+the ``coded_resnext`` loggers (``logs.py``; ``-v`` for more, ``-q`` for warnings only); a command's result
+goes to standard output.
+
+The CLI layer (this module and ``commands/``) imports what a command needs inside the command's ``_run``,
+so ``coded-resnext --help`` and a mistyped argument do not pay for importing Ray, MLflow or matplotlib.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from coded_resnext.orchestration import logs
 from coded_resnext.orchestration.commands import ablate, bench, codes, evaluate, extract, models, report, train, tune
 from coded_resnext.orchestration.errors import USER_ERRORS
 
@@ -23,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
             "schemes, list model presets, benchmark the model."
         ),
     )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more detail on standard error")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines; warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (train, tune, ablate, evaluate, extract, codes, models, bench, report):
         module.register(sub)
@@ -36,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
+    logs.configure(logs.level_for(args.verbose, args.quiet))
     try:
         return int(args.run(args) or 0)
     except USER_ERRORS as err:

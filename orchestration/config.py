@@ -66,7 +66,7 @@ class SchemeGenerator:
     branches: int | None = None
 
     def __post_init__(self) -> None:
-        # ValueErrors, not ConfigErrors: _build prefixes them with where the mapping sits (coding.c3.active)
+        # ValueErrors, not ConfigErrors: build_dataclass prefixes them with where the mapping sits (coding.c3.active)
         check_bounds(self)
         if self.branches is not None and self.branches <= self.active:
             raise ValueError(f"branches: must be > active ({self.active}), got {self.branches}")
@@ -86,7 +86,7 @@ class SchemeRun:
             if self.scheme:
                 raise ValueError("scheme: true is not a scheme; give a name, a JSON path, generator parameters or off")
             self.scheme = "off"
-        check_bounds(self)  # _build prefixes the run's key
+        check_bounds(self)  # build_dataclass prefixes the run's key
 
 
 @dataclass
@@ -384,7 +384,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
     if dataclasses.is_dataclass(tp):
         _check(isinstance(value, dict), key, f"must be {_type_name(tp)}, got {value!r}")
-        return _build(tp, value, key)
+        return build_dataclass(tp, value, key)
     if tp is bool:
         _check(isinstance(value, bool), key, f"must be true or false, got {value!r}")
         return value
@@ -405,7 +405,9 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
 _EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+def build_dataclass(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """An instance of dataclass ``cls`` from plain data, every field checked against its type; errors are one
+    ``ConfigError`` line naming the key under ``prefix`` (``tune``, ``coding.c3``)."""
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
@@ -431,7 +433,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"config: expected a mapping of sections, got {type(data).__name__}")
-    return _build(RunConfig, data)
+    return build_dataclass(RunConfig, data)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -11,13 +11,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from coded_resnext.early_exit_export import load_early_exit
+
 
 class EarlyExitPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self._load(context.artifacts["early_exit"])
 
     def _load(self, archive: str | Path) -> None:
-        from coded_resnext.early_exit_export import load_early_exit
 
         self.early_exit = load_early_exit(archive)
 

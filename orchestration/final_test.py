@@ -16,9 +16,9 @@ it was.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +44,8 @@ from coded_resnext.results.runs import load_runs
 from coded_resnext.results.schema import PARENT_ROLES, Role, Tag, tag_column
 from coded_resnext.results.sweep_progress import off_the_front, unfinished_models
 
-Say = Callable[[str], None]
+logger = logging.getLogger(__name__)
+
 TESTED_TAG = Tag.TEST_EVALUATED  # when a run's test figures were measured (and by what)
 
 
@@ -103,7 +104,7 @@ def plan_run(client: MlflowClient, run_id: str, work: Path, *, force: bool, data
     return TestPlan(run_id, experiment, status, state, cache[spec], force)
 
 
-def measure(plan: TestPlan, tracking_uri: str, say: Say, device: str = "auto") -> dict[str, float]:
+def measure(plan: TestPlan, tracking_uri: str, device: str = "auto") -> dict[str, float]:
     """Measure the plan's run on the test split and log ``test/...`` metrics and tables to it."""
 
     state, bundle = plan.state, plan.bundle
@@ -113,8 +114,8 @@ def measure(plan: TestPlan, tracking_uri: str, say: Say, device: str = "auto") -
     model.to(target, memory_format=torch.channels_last)
     data = suite_data(bundle, cfg, test=True)
     data.measure_val = False  # the validation split only chooses the early-exit operating points
-    say(f"run {plan.run_id}: measuring the test split ({len(bundle.test)} images)")
-    result = run_suite(model, data, device=target, settings=cfg.eval, seed=cfg.seed, progress=say)
+    logger.info("run %s: measuring the test split (%d images)", plan.run_id, len(bundle.test))
+    result = run_suite(model, data, device=target, settings=cfg.eval, seed=cfg.seed)
     metrics = {k: v for k, v in result.metrics.items() if k.startswith("test/")}
     step = state["epoch"]
     if plan.forced:  # a later measurement: the next step, so the history keeps both

@@ -19,6 +19,7 @@ from ray.train import FailureConfig, ScalingConfig
 from ray.train import RunConfig as RayRunConfig
 from ray.train.torch import TorchTrainer
 
+from coded_resnext.orchestration import logs
 from coded_resnext.orchestration.config import RunConfig, config_from_dict
 from coded_resnext.orchestration.lineage import Lineage
 from coded_resnext.orchestration.sessions import TrainWorkerSession
@@ -29,6 +30,8 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
     """The function every Ray Train worker runs."""
     cfg = config_from_dict(loop_config["config"])
     session = TrainWorkerSession()
+    if session.rank == 0:  # its progress lines reach the driver's console (Ray forwards worker output)
+        logs.configure(loop_config.get("log_level", logs.NORMAL))
     progress = Progress(cfg.train.progress if session.rank == 0 else "none", cfg.train.epochs)
     train_loop(
         cfg,

@@ -36,7 +36,13 @@ from ray import tune
 from coded_resnext.bounds import bounded, check_bounds
 from coded_resnext.datasets import dataset_shape
 from coded_resnext.orchestration.build import build_model
-from coded_resnext.orchestration.config import ConfigError, RunConfig, _build, apply_overrides, config_from_dict
+from coded_resnext.orchestration.config import (
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    build_dataclass,
+    config_from_dict,
+)
 from coded_resnext.orchestration.constraints import ConstraintError, parse_constraints
 from coded_resnext.orchestration.errors import UserError
 from coded_resnext.orchestration.searcher import check_url
@@ -292,7 +298,7 @@ def space_from_document(raw: dict[str, Any], path: Path, text: str, overrides: l
         raise SearchSpaceError(f"{path}: search: expected a mapping of dotted config keys to domains")
     domains = {str(k): Domain.parse(str(k), v) for k, v in search.items()}
     try:
-        tune_section = _build(TuneSection, raw.get("tune") or {}, "tune")
+        tune_section = build_dataclass(TuneSection, raw.get("tune") or {}, "tune")
     except ConfigError as err:
         raise SearchSpaceError(f"{path}: {err}") from None
     return SearchSpace(path, merged, domains, tune_section, text)

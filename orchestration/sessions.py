@@ -12,6 +12,7 @@ Ray is imported lazily, so the local path works without starting it.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +29,7 @@ from torch import nn
 from coded_resnext.orchestration.checkpoint import load_latest_checkpoint, save_checkpoint
 from coded_resnext.orchestration.errors import UserError
 
-Say = Callable[[str], None]
+logger = logging.getLogger(__name__)
 
 
 class Session(Protocol):
@@ -54,9 +55,9 @@ class Session(Protocol):
         """Rank 0's ``value`` on every rank (a picklable object, e.g. the MLflow run id)."""
 
 
-def _state_from_directory(directory: Path, say: Say | None = None) -> dict[str, Any] | None:
+def _state_from_directory(directory: Path) -> dict[str, Any] | None:
     """The newest good checkpoint's state (a corrupt newer one is skipped, and said so)."""
-    found = load_latest_checkpoint(directory, say=say or print)
+    found = load_latest_checkpoint(directory)
     return None if found is None else found[1]
 
 
@@ -80,19 +81,18 @@ class _SingleProcess:
 class LocalSession(_SingleProcess):
     """Checkpoints in a local directory keyed by the config's hash; ``resume`` continues from them."""
 
-    def __init__(self, directory: Path, resume: bool, say: Say, epochs: int) -> None:
+    def __init__(self, directory: Path, resume: bool, epochs: int) -> None:
         self.directory = directory
         self.resume = resume
-        self.say = say
         self.epochs = epochs
 
     def restore(self) -> dict[str, Any] | None:
-        found = load_latest_checkpoint(self.directory, say=self.say)
+        found = load_latest_checkpoint(self.directory)
         if self.resume:
             if found is None:
                 raise UserError(f"--resume: no checkpoint in {self.directory} for this config; run without --resume")
             last, state = found
-            self.say(f"resuming from {last} (epoch {state['epoch'] + 1} of {self.epochs} done)")
+            logger.info("resuming from %s (epoch %d of %d done)", last, state["epoch"] + 1, self.epochs)
             return state
         if found is not None:
             done = found[1]

@@ -356,15 +356,14 @@ class Sweep:
     def run(self, resume: bool = False, extend: int | None = None) -> SweepOutcome:
         existing, parent_id = self.check(resume, extend)
         parent = self.open_parent(parent_id if (resume or extend) else None)
-        say = print
         extension = len(existing) if extend else 0
         name = existing[-1] if resume else self.space.name if not extend else f"{self.space.name}-ext{extension}"
         path = f"{self.storage_path}/{name}"
         try:
             if resume or extend:
-                self._reconcile(parent.run_id, path if resume else None, say)
+                self._reconcile(parent.run_id, path if resume else None)
             if resume:
-                say(f"resuming sweep {self.space.name!r} ({name}) from {path}")
+                logger.info("resuming sweep %r (%s) from %s", self.space.name, name, path)
                 ctx = TrialContext(
                     self.space, self.tracking_uri, parent.run_id, self.storage_path, name, self.smoke_test
                 )
@@ -379,9 +378,13 @@ class Sweep:
                 samples = extend or self.space.tune.num_samples
                 planned = self.planned_trials(samples)
                 parent.set_tags({f"{Tag.PLANNED_TRIALS}.{name}": str(planned)})
-                say(
-                    f"sweep {self.space.name!r}: {planned} trial(s), {self.space.tune.algorithm} search over "
-                    f"{', '.join(self.space.domains) or 'nothing'}; MLflow parent run {parent.run_id}"
+                logger.info(
+                    "sweep %r: %d trial(s), %s search over %s; MLflow parent run %s",
+                    self.space.name,
+                    planned,
+                    self.space.tune.algorithm,
+                    ", ".join(self.space.domains) or "nothing",
+                    parent.run_id,
                 )
                 tuner = self._tuner(name, parent.run_id, samples, extension)
             grid = tuner.fit()
@@ -414,7 +417,7 @@ class Sweep:
         value = tags.get(f"{Tag.PLANNED_TRIALS}.{name}")
         return int(value) if value and value.isdigit() else None
 
-    def _reconcile(self, parent_run_id: str, experiment_path: str | None, say) -> None:
+    def _reconcile(self, parent_run_id: str, experiment_path: str | None) -> None:
         """Before resuming ``experiment_path`` (or extending: None): close the child runs no restored trial
         will continue, and fail their Optuna trials."""
         known = set(trial_statuses(experiment_path)) if experiment_path else set()
@@ -428,9 +431,12 @@ class Sweep:
         )
         failed = fail_orphans(self.searcher_url, self.space.name, known) if self.searcher_url else 0
         if closed or failed:
-            say(
-                f"reconciled: {len(closed)} trial run(s) the killed driver left RUNNING closed as KILLED "
-                f"({', '.join(closed) or 'none'}); {failed} Optuna trial(s) marked failed"
+            logger.info(
+                "reconciled: %d trial run(s) the killed driver left RUNNING closed as KILLED (%s); %d Optuna "
+                "trial(s) marked failed",
+                len(closed),
+                ", ".join(closed) or "none",
+                failed,
             )
 
     def _close_interrupted(self, parent_run_id: str, path: str, select) -> list[str]:

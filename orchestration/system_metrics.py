@@ -16,6 +16,8 @@ import threading
 from mlflow.system_metrics import set_system_metrics_node_id
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
+logger = logging.getLogger(__name__)
+
 PREFIX = "system/"
 
 
@@ -42,7 +44,7 @@ class SystemMetrics(SystemMetricsMonitor):
             try:
                 self.publish_metrics(self.aggregate_metrics())
             except Exception as err:  # a refusal by the store: say it once and stop sampling
-                self.tracker.say(f"system metrics stopped: {type(err).__name__}: {err}")
+                logger.warning("system metrics stopped: %s: %s", type(err).__name__, err)
                 return
 
     def publish_metrics(self, metrics: dict[str, float]) -> None:

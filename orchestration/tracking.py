@@ -25,10 +25,10 @@ one is not uploaded.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -63,15 +63,11 @@ from coded_resnext.orchestration.store import (
 from coded_resnext.orchestration.system_metrics import SystemMetrics
 from coded_resnext.results.schema import Tag
 
+logger = logging.getLogger(__name__)
+
 _TEXT_SUFFIXES = {
     ".yaml", ".yml", ".json", ".txt", ".csv", ".md", ".log", ".toml", ".ini", ".cfg", ".html", ".patch", ".diff"
 }  # fmt: skip
-
-Say = Callable[[str], None]
-
-
-def _warn(message: str) -> None:
-    print(f"coded-resnext: warning: {message}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -107,7 +103,6 @@ class RunTracker:
         run_name: str | None = None,
         tags: dict[str, str] | None = None,
         parent_run_id: str | None = None,
-        say: Say | None = None,
         retry_base: float = 0.5,
         retry_max: float = 30.0,
         connect_timeout: float = 300.0,
@@ -115,7 +110,6 @@ class RunTracker:
         reattach: bool = True,
     ) -> None:
         self.uri = uri or default_tracking_uri()
-        self.say = say or _warn
         self.retry_base = retry_base
         self.retry_max = retry_max
         self.connect_timeout = connect_timeout
@@ -260,9 +254,11 @@ class RunTracker:
                 if self._down_since is None:
                     self._down_since = time.monotonic()
                     self.stats.outages += 1
-                    self.say(
-                        f"tracking store {self.display_uri} unreachable ({err}); buffering metrics and artifacts "
-                        "and retrying with backoff while training continues"
+                    logger.warning(
+                        "tracking store %s unreachable (%s); buffering metrics and artifacts and retrying with "
+                        "backoff while training continues",
+                        self.display_uri,
+                        err,
                     )
                 for waiting in self._pending:  # the caller may delete its files before the store is back
                     if waiting.spool is not None:
@@ -276,9 +272,10 @@ class RunTracker:
             self._pending.popleft()
             self.stats.sent[item.kind] = self.stats.sent.get(item.kind, 0) + item.size
         if self._down_since is not None:
-            self.say(
-                f"tracking store {self.display_uri} is back after {time.monotonic() - self._down_since:.0f} s; "
-                "buffered items flushed"
+            logger.warning(
+                "tracking store %s is back after %.0f s; buffered items flushed",
+                self.display_uri,
+                time.monotonic() - self._down_since,
             )
             self._down_since = None
         self._failures = 0
@@ -432,7 +429,7 @@ class RunTracker:
                 target.write_text(redact(text))
             else:
                 target.unlink()
-                self.say(f"artifact {original} holds a credential and is not uploaded; remove it from the file")
+                logger.warning("artifact %s holds a credential and is not uploaded; remove it from the file", original)
         return copy_root if copy_root.exists() else None
 
     def log_model(
@@ -537,6 +534,6 @@ def start_on_every_rank(settings, session, tracker, uri: str | None):
         return None
     if run_id is None or uri is None:
         return None
-    writer = RunTracker.attach(uri, run_id, say=lambda _line: None)
+    writer = RunTracker.attach(uri, run_id)
     writer.start_system_metrics(settings.system_metrics_interval, node_id)
     return writer

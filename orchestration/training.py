@@ -9,9 +9,10 @@ id; ``resume`` continues from the last one into the same MLflow run.
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,9 +48,9 @@ from coded_resnext.orchestration.optimizer import make_optimizer
 from coded_resnext.orchestration.run_records import finish_run, log_run_start
 from coded_resnext.orchestration.sessions import LocalSession, Session
 from coded_resnext.orchestration.tracking import start_on_every_rank
-from coded_resnext.results.schema import Role, Tag
+from coded_resnext.results.schema import Metric, Role, Tag
 
-Say = Callable[[str], None]
+logger = logging.getLogger(__name__)
 
 
 # ---- the loop -----------------------------------------------------------------------------------
@@ -68,8 +69,9 @@ class Progress:
         return tqdm(loader, desc=f"epoch {epoch + 1}/{self.epochs}", leave=False, file=sys.stderr, dynamic_ncols=True)
 
     def say(self, message: str) -> None:
+        """A progress line (``logger.info``), unless ``train.progress: none``."""
         if not self.quiet:
-            print(message, file=sys.stderr, flush=True)
+            logger.info(message)
 
 
 def train_epoch(
@@ -150,7 +152,7 @@ def fit(
     """Train, evaluate and track one run in this process; returns the final metrics."""
     progress = Progress(cfg.train.progress, cfg.train.epochs)
     ckpt_dir = checkpoint_dir_for(cfg, checkpoint_root)
-    session = LocalSession(ckpt_dir, resume, progress.say, cfg.train.epochs)
+    session = LocalSession(ckpt_dir, resume, cfg.train.epochs)
     lineage = Lineage(tracking_uri=tracking_uri, parent_run_id=parent_run_id, tags=dict(tags or {}))
     result = train_loop(cfg, session, lineage, progress, measure_test=True)  # a single run: test once, at its end
     assert result.run_id is not None  # rank 0
@@ -287,6 +289,7 @@ def train_loop(
 
     metrics: dict[str, float] = {}
     suite = None
+    train_seconds = float(state.get("train_seconds", 0.0)) if state is not None else 0.0  # earlier epochs' too
     try:
         for epoch in range(start_epoch, cfg.train.epochs):
             started = time.perf_counter()
@@ -297,7 +300,8 @@ def train_loop(
                 metrics["ddp/param_divergence"] = param_divergence(model, session)
             if bundle.val is not None:  # val_fraction 0 (the paper's protocol): no per-epoch validation
                 metrics.update(distributed_evaluate(model, bundle.val, cfg, device, session))
-            metrics["time/epoch_seconds"] = time.perf_counter() - started
+            metrics[Metric.EPOCH_SECONDS] = time.perf_counter() - started
+            train_seconds += metrics[Metric.EPOCH_SECONDS]
             metrics["epoch"] = epoch + 1
             last_epoch = epoch == cfg.train.epochs - 1
             every = suite_due(cfg, epoch) and bundle.val is not None  # without val, nothing to measure before the end
@@ -305,8 +309,12 @@ def train_loop(
             state = None
             if chief:
                 if last_epoch or every:
-                    suite = run_evaluation(model, bundle, cfg, device, progress, test=measure_test and last_epoch)
+                    evaluation_started = time.perf_counter()
+                    suite = run_evaluation(model, bundle, cfg, device, test=measure_test and last_epoch)
                     metrics.update(suite.metrics)
+                    if last_epoch:  # where a run's time went: training (all epochs) and its end-of-run suite
+                        metrics[Metric.TRAIN_SECONDS] = train_seconds
+                        metrics[Metric.EVALUATION_SECONDS] = time.perf_counter() - evaluation_started
                 elif epoch + 1 in rung_epochs:
                     metrics.update(rung_metrics(model, bundle, cfg, device))
                 # Log before checkpointing: a crash in between replays this epoch from the previous
@@ -314,6 +322,7 @@ def train_loop(
                 tracker.log_metrics(metrics, step=epoch)
                 if checkpoint:
                     state = training_state(model, opt, scheduler, epoch, tracker.run_id, cfg, bundle.image_size)
+                    state["train_seconds"] = train_seconds
                     if precision.scaler is not None:
                         state["grad_scaler"] = precision.scaler.state_dict()
                 if last_epoch:  # everything the run records lands before the final report
@@ -351,7 +360,7 @@ def _epoch_line(epoch: int, epochs: int, m: dict[str, float]) -> str:
     test = f" test acc {m['test/accuracy']:.4f}" if "test/accuracy" in m else ""
     return (
         f"epoch {epoch + 1}/{epochs}: loss {m['train/loss']:.4f} (coding {m['train/coding_loss']:.4f}){val}{last}"
-        f"{test} [{m['time/epoch_seconds']:.0f}s]"
+        f"{test} [{m[Metric.EPOCH_SECONDS]:.0f}s]"
     )
 
 
@@ -369,4 +378,4 @@ def run_evaluation(
     model, bundle: DatasetBundle, cfg: RunConfig, device, progress: Progress, *, test: bool
 ) -> SuiteResult:
     data = suite_data(bundle, cfg, test=test, device_type=device.type)
-    return run_suite(model, data, device=device, settings=cfg.eval, seed=cfg.seed, progress=progress.say)
+    return run_suite(model, data, device=device, settings=cfg.eval, seed=cfg.seed)

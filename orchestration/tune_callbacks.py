@@ -8,8 +8,8 @@ trials included), so no child run is left RUNNING.
 
 from __future__ import annotations
 
+import logging
 import math
-import sys
 import time
 
 from ray.tune import Callback
@@ -19,6 +19,8 @@ from coded_resnext.orchestration.store import find_runs
 from coded_resnext.orchestration.tracking import RunTracker
 from coded_resnext.results.hypervolume import costs, hypervolume, nondominated_ranks, reference_costs
 from coded_resnext.results.schema import Metric, Tag
+
+logger = logging.getLogger(__name__)
 
 
 def _short(key: str) -> str:
@@ -35,16 +37,17 @@ def _fmt(value) -> str:
 
 
 class LineReporter(Callback):
-    def __init__(self, searched: list[str], objectives: list[str], epochs: int, stream=None) -> None:
+    """A progress line per trial event (started, each epoch, done, failed), with the time since the sweep began."""
+
+    def __init__(self, searched: list[str], objectives: list[str], epochs: int) -> None:
         self.searched = searched
         self.objectives = objectives
         self.epochs = epochs
-        self.stream = stream
         self.started = time.monotonic()
         self.numbers: dict[str, int] = {}
 
     def _say(self, text: str) -> None:
-        print(f"[{time.monotonic() - self.started:6.0f}s] {text}", file=self.stream or sys.stdout, flush=True)
+        logger.info("[%6.0fs] %s", time.monotonic() - self.started, text)
 
     def _label(self, trial) -> str:
         number = self.numbers.setdefault(trial.trial_id, len(self.numbers) + 1)

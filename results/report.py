@@ -13,8 +13,9 @@ in the report; only an unknown experiment or one without finished runs stops it 
 
 from __future__ import annotations
 
+import logging
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,8 @@ from coded_resnext.results.runs import (
 )
 from coded_resnext.results.schema import CONTROL_CELL, Tag, tag_column
 from coded_resnext.results.sweep_progress import hypervolume_histories, off_the_front, reference_runs
+
+logger = logging.getLogger(__name__)
 
 # A test-split figure sits beside its validation one; its column appears only where some run has it
 # (``coded-resnext evaluate``, or the end of a single ``train``).
@@ -266,17 +269,14 @@ def _ranked(runs: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame
     return pd.concat([ranked, rest]).loc[runs.index]
 
 
-def build_report(
-    experiment: str, out_dir: Path, options: ReportOptions = ReportOptions(), say: Callable[[str], None] | None = None
-) -> Report:
+def build_report(experiment: str, out_dir: Path, options: ReportOptions = ReportOptions()) -> Report:
     """Write the report of ``experiment``'s finished trial runs to ``out_dir`` (see the module docstring)."""
-    say = say or (lambda _msg: None)
     out_dir = Path(out_dir)
     plots = out_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     runs, notes = _finished_runs(experiment, options)
     uri = options.tracking_uri
-    say(f"{len(runs)} finished runs; reading their tables and histories")
+    logger.info("%d finished runs; reading their tables and histories", len(runs))
     report = Report(out_dir, out_dir / "report.md", out_dir / "report.html", len(runs), notes=notes)
 
     objectives = options.objectives
@@ -305,7 +305,7 @@ def build_report(
         if have < len(runs):
             report.notes.append(f"{len(runs) - have} of {len(runs)} runs have no tables/{name}.csv")
 
-    say("writing Parquet tables")
+    logger.info("writing Parquet tables")
     parquet_dir = out_dir / "parquet"
     report.parquet["runs"] = write_parquet(runs, parquet_dir, "runs")
     for name, table in (("binary_classifiers", binary), ("early_exit_curve", curves), ("histories", histories)):
@@ -313,7 +313,7 @@ def build_report(
             report.parquet[name] = write_parquet(_with_experiment_id(table, runs), parquet_dir, name)
     ranked.to_csv(out_dir / "pareto.csv", index=False)
 
-    say("drawing figures")
+    logger.info("drawing figures")
     doc = Document(f"Coded ResNeXt results: {experiment}")
     parents = sorted(set(runs["parent_run_id"].dropna()))
     kind = (

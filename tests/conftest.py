@@ -46,3 +46,23 @@ def randomize_batchnorm(model: torch.nn.Module) -> None:
                 m.bias.uniform_(-0.2, 0.2)
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 1.5)
+
+
+@pytest.fixture
+def log_lines():
+    """The messages of the project's loggers (``coded_resnext...``, INFO and up) during the test, as a list."""
+    import logging
+
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("coded_resnext")
+    handler, level = Collect(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield lines
+    logger.removeHandler(handler)
+    logger.setLevel(level)

@@ -227,7 +227,7 @@ def _system_metrics(cfg: RunConfig) -> tuple | None:
             self.started = (interval, node_id)
 
     tracker = Recorder()
-    start_on_every_rank(cfg.tracking, LocalSession(Path("unused"), False, print, 1), tracker, tracker.uri)
+    start_on_every_rank(cfg.tracking, LocalSession(Path("unused"), False, 1), tracker, tracker.uri)
     return tracker.started
 
 
@@ -247,12 +247,12 @@ def _evaluation(cfg: RunConfig) -> tuple:
     """What the evaluation suite reports for a fixed small model on the synthetic data (16x16 images)."""
     from coded_resnext.datasets import build_dataset
     from coded_resnext.orchestration.build import data_spec
-    from coded_resnext.orchestration.training import Progress, run_evaluation
+    from coded_resnext.orchestration.training import run_evaluation
 
     cfg = _with(cfg, "data.image_size", 16)
     bundle = build_dataset(data_spec(cfg))
     model = _model(cfg).eval()
-    result = run_evaluation(model, bundle, cfg, torch.device("cpu"), Progress("none", 1), test=False)
+    result = run_evaluation(model, bundle, cfg, torch.device("cpu"), test=False)
     binary = result.tables["binary_classifiers"]
     return (
         tuple(r["class"] for r in binary),

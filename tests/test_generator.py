@@ -4,6 +4,7 @@ match, determinism (also against the clock), and one-line errors for impossible 
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from functools import cache
 from itertools import combinations
@@ -160,9 +161,10 @@ def test_result_depends_on_the_seed_but_not_on_the_time_budget() -> None:
     assert not np.array_equal(base.codewords, other.codewords)
 
 
-def test_progress_receives_one_line_messages() -> None:
-    lines: list[str] = []
-    generate_scheme(10, 10, 5, 4, progress=lines.append)
+def test_progress_is_one_line_log_messages(caplog) -> None:
+    with caplog.at_level(logging.INFO, logger="coded_resnext.coding.generator"):
+        generate_scheme(10, 10, 5, 4)
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("coded_resnext.coding.generator")]
     assert lines
     assert all(isinstance(line, str) and "\n" not in line for line in lines)
 

@@ -123,7 +123,7 @@ def test_the_trial_run_closer_closes_through_the_tracker_and_rides_out_an_outage
 def test_system_metrics_sample_into_the_run_through_an_outage_and_continue_after_resume(tmp_path, monkeypatch, store):
     monkeypatch.chdir(tmp_path)
     uri = store
-    tracker = RunTracker(uri, "system", retry_base=0.01, retry_max=0.05, say=lambda _line: None)
+    tracker = RunTracker(uri, "system", retry_base=0.01, retry_max=0.05)
     flaky = _FlakyClient(monkeypatch, ("log_batch",), failures=0)
     tracker.start_system_metrics(0.05)
     time.sleep(0.3)
@@ -335,7 +335,7 @@ def test_the_planned_trial_count_and_the_resume_command(tmp_path, monkeypatch):
 def test_close_removes_the_redacted_copies_it_made(tmp_path, monkeypatch, store):
     """A run's tracker that ends with ``close`` (a trial's, an attached writer's) leaves no spool behind."""
     monkeypatch.chdir(tmp_path)
-    tracker = RunTracker(store, "spool", say=lambda _line: None)
+    tracker = RunTracker(store, "spool")
     secret = tmp_path / "config.yaml"
     secret.write_text("tracking: {uri: 'http://alice:hunter2@mlflow.example:5000'}\n")
     tracker.log_artifact(secret)
@@ -351,7 +351,7 @@ def test_close_removes_the_redacted_copies_it_made(tmp_path, monkeypatch, store)
 def test_a_sqlite_stores_artifacts_land_beside_it_not_in_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     store = tmp_path / "elsewhere" / "mlflow.db"
-    tracker = RunTracker(f"sqlite:///{store}", "beside", say=lambda _line: None)
+    tracker = RunTracker(f"sqlite:///{store}", "beside")
     note = tmp_path / "note.txt"
     note.write_text("hello\n")
     tracker.log_artifact(note)

@@ -86,7 +86,7 @@ def test_checkpoint_round_trips_exactly_and_keeps_the_last_two(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["truncated", "bit-flip", "garbage", "empty"])
-def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one_and_says_so(tmp_path, damage):
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one_and_says_so(tmp_path, damage, log_lines):
     save_checkpoint(tmp_path, 0, _state(0))
     newest = save_checkpoint(tmp_path, 1, _state(1))
     if damage == "truncated":
@@ -100,8 +100,8 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one_and_says_so(
 
     with pytest.raises(CheckpointError, match=r"epoch-0001\.pt: (checksum mismatch|corrupt)"):
         load_checkpoint(newest)
-    said: list[str] = []
-    path, state = load_latest_checkpoint(tmp_path, say=said.append)
+    said = log_lines
+    path, state = load_latest_checkpoint(tmp_path)
     assert path.name == "epoch-0000.pt"
     _assert_same(state, _state(0))
     assert len(said) == 1 and "epoch-0001.pt" in said[0] and "falling back to epoch-0000.pt" in said[0]
@@ -109,7 +109,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one_and_says_so(
         assert "checksum mismatch" in said[0]
     # the path-only helper that training uses takes the same fallback
     said.clear()
-    assert latest_checkpoint(tmp_path, say=said.append).name == "epoch-0000.pt" and len(said) == 1
+    assert latest_checkpoint(tmp_path).name == "epoch-0000.pt" and len(said) == 1
 
 
 def test_when_every_checkpoint_is_corrupt_the_error_names_them_and_the_fix(tmp_path):
@@ -118,9 +118,9 @@ def test_when_every_checkpoint_is_corrupt_the_error_names_them_and_the_fix(tmp_p
     with pytest.raises(
         CheckpointError, match=r"every checkpoint in .* is corrupt \(epoch-0000.pt, epoch-0001.pt\).*delete"
     ):
-        load_latest_checkpoint(tmp_path, say=None)
+        load_latest_checkpoint(tmp_path)
     with pytest.raises(CheckpointError, match="every checkpoint"):
-        latest_checkpoint(tmp_path, say=None)
+        latest_checkpoint(tmp_path)
 
 
 def test_a_full_disk_is_a_clear_error_and_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
@@ -183,7 +183,7 @@ def test_a_checkpoint_crafted_to_run_code_is_refused_and_runs_nothing(tmp_path, 
     with pytest.raises(CheckpointError, match="corrupt or not a checkpoint"):
         load_checkpoint(path)
     with pytest.raises(CheckpointError):
-        load_latest_checkpoint(path.parent, say=None)
+        load_latest_checkpoint(path.parent)
     from coded_resnext.orchestration.cli import main
 
     assert main(["extract", "--checkpoint", str(path), "--class", "0", "--out", str(tmp_path / "x.pt2")]) == 2
@@ -237,20 +237,18 @@ class _Outage:
 def _tracker(tmp_path, **kwargs):
     from coded_resnext.orchestration.tracking import RunTracker
 
-    said: list[str] = []
     kwargs.setdefault("retry_base", 0.01)
     kwargs.setdefault("retry_max", 0.05)
-    tracker = RunTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "reliability", say=said.append, **kwargs)
-    return tracker, said
+    return RunTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "reliability", **kwargs)
 
 
 def _history(tracker, key):
     return [(m.step, m.value) for m in tracker.client.get_metric_history(tracker.run_id, key)]
 
 
-def test_an_outage_is_buffered_and_flushed_in_order_with_every_step_exactly_once(tmp_path, monkeypatch):
+def test_an_outage_is_buffered_and_flushed_in_order_with_every_step_exactly_once(tmp_path, monkeypatch, log_lines):
     monkeypatch.chdir(tmp_path)
-    tracker, said = _tracker(tmp_path)
+    tracker, said = _tracker(tmp_path), log_lines
     outage = _Outage(tracker)
     expected = {}
     for step in range(12):
@@ -279,7 +277,7 @@ def test_artifacts_logged_during_an_outage_arrive_after_the_caller_deleted_its_f
     import tempfile
 
     monkeypatch.chdir(tmp_path)
-    tracker, _ = _tracker(tmp_path)
+    tracker = _tracker(tmp_path)
     outage = _Outage(tracker)
     outage.down = True
     with tempfile.TemporaryDirectory() as tmp:  # what training does: write, log, delete
@@ -300,7 +298,7 @@ def test_artifacts_logged_during_an_outage_arrive_after_the_caller_deleted_its_f
 
 def test_a_store_that_stays_down_fails_the_flush_with_a_clear_count(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    tracker, _ = _tracker(tmp_path, flush_timeout=0.3)
+    tracker = _tracker(tmp_path, flush_timeout=0.3)
     outage = _Outage(tracker)
     outage.down = True
     tracker.log_metrics({"a": 1.0, "b": 2.0}, 0)
@@ -312,7 +310,7 @@ def test_a_refusal_is_an_error_not_a_retry(tmp_path, monkeypatch):
     from mlflow.exceptions import MlflowException
 
     monkeypatch.chdir(tmp_path)
-    tracker, _ = _tracker(tmp_path)
+    tracker = _tracker(tmp_path)
     calls = []
 
     def refuse(*args, **kwargs):
@@ -336,7 +334,7 @@ def test_an_unreachable_server_at_start_is_one_clear_line(tmp_path):
     assert "pw-hidden" not in str(info.value) and "\n" not in str(info.value)
 
 
-def test_no_secret_reaches_params_tags_or_artifacts(tmp_path, monkeypatch):
+def test_no_secret_reaches_params_tags_or_artifacts(tmp_path, monkeypatch, log_lines):
     monkeypatch.chdir(tmp_path)
     secrets = {
         "MLFLOW_TRACKING_PASSWORD": "pw-0123-secret",
@@ -346,7 +344,7 @@ def test_no_secret_reaches_params_tags_or_artifacts(tmp_path, monkeypatch):
     for name, value in secrets.items():
         monkeypatch.setenv(name, value)
     uri_secret = "http://alice:uri-pass-secret@tracking.example:5000"
-    tracker, said = _tracker(tmp_path, tags={"note": f"token {secrets['MLFLOW_TRACKING_TOKEN']}"})
+    tracker, said = _tracker(tmp_path, tags={"note": f"token {secrets['MLFLOW_TRACKING_TOKEN']}"}), log_lines
     tracker.log_params({"tracking.uri": uri_secret, "seed": 0, "x": f"key={secrets['AWS_SECRET_ACCESS_KEY']}"})
     tracker.set_tags({"store": f"postgresql+psycopg2://mlflow:{secrets['MLFLOW_TRACKING_PASSWORD']}@db/mlflow"})
     art = tmp_path / "art"
@@ -478,7 +476,6 @@ def _trial(uri: str, experiment: str, index: int, *, pace: float = 0.0, progress
         experiment,
         run_name=f"trial-{index}",
         tags={"role": "trial", "trial_index": str(index)},
-        say=lambda line: None,
         retry_base=0.2,
         retry_max=2.0,
         flush_timeout=180,

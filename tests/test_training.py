@@ -92,8 +92,12 @@ def test_run_logs_metrics_params_artifacts_and_a_loadable_model(trained):
         "test/early_exit/compute_at_99pct_accuracy",
         "test/early_exit/accuracy_kept_at_99pct",
         "test/removal/active_drop",
+        "time/train_s",  # where the run's time went: all epochs' training, and the end-of-run suite
+        "time/evaluation_s",
     ):
         assert key in metrics, key
+    epochs = sum(m.value for m in client.get_metric_history(result.run_id, "time/epoch_seconds"))
+    assert metrics["time/train_s"] == pytest.approx(epochs) and metrics["time/evaluation_s"] > 0
     assert [m.step for m in client.get_metric_history(result.run_id, "test/accuracy")] == [1]  # the last epoch only
     assert "coded-resnext train" in run.data.tags["test_evaluated"]
     # the roles' sizes (smoke limits: 512 train images, 256 val, 256 test)
@@ -234,7 +238,7 @@ def test_a_trial_never_measures_the_test_split(tmp_path):
     from coded_resnext.orchestration.lineage import Lineage
 
     cfg = _cfg(tmp_path, "train.epochs=1", "tracking.log_model=false")
-    session = sessions.LocalSession(tmp_path / "ckpt", False, lambda _m: None, 1)
+    session = sessions.LocalSession(tmp_path / "ckpt", False, 1)
     result = training.train_loop(cfg, session, Lineage(), training.Progress("none", 1))  # as a trial runs it
     assert "val/accuracy" in result.metrics and "binary/f1_mean" in result.metrics
     assert not [k for k in result.metrics if k.startswith("test/")]

@@ -21,6 +21,7 @@ N in file order".
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -52,7 +53,7 @@ from coded_resnext.evaluation.invariance import invariance_rows, invariance_summ
 from coded_resnext.evaluation.removal import removal_curves, removal_summary
 from coded_resnext.evaluation.settings import EvalSettings
 
-Say = Callable[[str], None]
+logger = logging.getLogger(__name__)
 
 
 def default_loader(dataset: Dataset) -> DataLoader:
@@ -136,14 +137,13 @@ def run_suite(
     device: torch.device,
     settings: EvalSettings,
     seed: int = 0,
-    progress: Say | None = None,
 ) -> SuiteResult:
-    """Fit on training samples, then measure the validation split and, when given, the test split."""
-    say = progress or (lambda _msg: None)
+    """Fit on training samples, then measure the validation split and, when given, the test split.
+    Says what it is doing as progress lines (``logging``, INFO)."""
     model.eval()
     fit_set = stratified_subset(data.fit, settings.binary_fit_samples, seed)
     fit_loader = data.loader(fit_set)
-    say(f"evaluation: fitting thresholds on {len(fit_set)} training samples")
+    logger.info(f"evaluation: fitting thresholds on {len(fit_set)} training samples")
     fit = collect(model, fit_loader, device)
     classes = choose_classes(model.num_classes, settings.binary_classes, seed)
     fitted = _Fitted(
@@ -161,14 +161,14 @@ def run_suite(
             continue
         if role == "val" and not data.measure_val:
             if model.coded_blocks:
-                say("evaluation: early-exit operating points on the val split")
+                logger.info("evaluation: early-exit operating points on the val split")
                 part = stratified_subset(dataset, settings.limit_val, seed)
                 collected = collect(model, data.loader(part), device)
                 curve = early_exit_curve(model, collected, fitted.fractions, settings.early_exit_thresholds)
                 fitted.operating = operating_points(curve, collected.accuracy)
             continue
-        say(f"evaluation: {role} split")
-        metrics, tables, energy = _measure(model, role, dataset, data, fitted, device, settings, seed, say)
+        logger.info(f"evaluation: {role} split")
+        metrics, tables, energy = _measure(model, role, dataset, data, fitted, device, settings, seed)
         if role == "test":
             metrics = {as_test_metric(k): v for k, v in metrics.items()}
             tables = {f"test_{k}": v for k, v in tables.items()}
@@ -179,7 +179,7 @@ def run_suite(
     return result
 
 
-def _measure(model, role, dataset, data: SuiteData, fitted: _Fitted, device, settings: EvalSettings, seed, say):
+def _measure(model, role, dataset, data: SuiteData, fitted: _Fitted, device, settings: EvalSettings, seed):
     """(metrics, tables, energy by class) of one split, named as for validation."""
     part = stratified_subset(dataset, settings.limit_val if role == "val" else None, seed)
     loader = data.loader(part)
@@ -197,7 +197,7 @@ def _measure(model, role, dataset, data: SuiteData, fitted: _Fitted, device, set
         ]
     }
     if fitted.classes:
-        say(f"evaluation: binary classifiers for {len(fitted.classes)} classes ({role})")
+        logger.info(f"evaluation: binary classifiers for {len(fitted.classes)} classes ({role})")
         ood = None
         if data.ood is not None:
             ood = OodNegatives(data.loader(data.ood), getattr(data.ood, "source_targets", data.ood.targets))
@@ -215,7 +215,7 @@ def _measure(model, role, dataset, data: SuiteData, fitted: _Fitted, device, set
         tables["binary_score_histograms"] = histograms
         metrics.update(binary_summary(rows))
     if model.coded_blocks:
-        say(f"evaluation: early exit ({role})")
+        logger.info(f"evaluation: early exit ({role})")
         curve = early_exit_curve(model, collected, fitted.fractions, settings.early_exit_thresholds)
         tables["early_exit_curve"] = curve
         tables["exit_points"] = [
@@ -234,14 +234,14 @@ def _measure(model, role, dataset, data: SuiteData, fitted: _Fitted, device, set
             )
             metrics.update(at)
 
-        say(f"evaluation: branch removal ({role})")
+        logger.info(f"evaluation: branch removal ({role})")
         removal_set = data.loader(stratified_subset(dataset, settings.removal_samples, seed))
         rows = removal_curves(model, removal_set, device, settings.removal_block, None, seed)
         tables["removal_curve"] = rows
         metrics.update(removal_summary(rows))
 
         if settings.invariance_samples:
-            say(f"evaluation: invariance of the paths ({role})")
+            logger.info(f"evaluation: invariance of the paths ({role})")
             invariance_set = data.loader(stratified_subset(dataset, settings.invariance_samples, seed))
             rows = invariance_rows(model, invariance_set, device, None)
             tables["invariance"] = rows

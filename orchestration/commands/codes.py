@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 from pathlib import Path
 
 from coded_resnext.coding import CodingScheme, list_paper_schemes, resolve_scheme
@@ -75,10 +75,8 @@ def _generate(args: argparse.Namespace) -> int:
     if args.out.parent and not args.out.parent.exists():
         raise UserError(f"output directory {args.out.parent} does not exist; create it first")
 
-    def progress(message: str) -> None:
-        if not args.quiet:
-            print(f"  {message}", file=sys.stderr, flush=True)
-
+    if args.quiet:  # the subcommand's own -q, as `coded-resnext -q codes generate`
+        logging.getLogger("coded_resnext.coding.generator").setLevel(logging.WARNING)
     scheme = generate_scheme(
         args.classes,
         args.branches,
@@ -86,7 +84,6 @@ def _generate(args: argparse.Namespace) -> int:
         args.min_distance,
         seed=args.seed,
         time_budget=args.time_budget,
-        progress=progress,
     )
     if args.name:
         scheme = CodingScheme(scheme.codewords, name=args.name)

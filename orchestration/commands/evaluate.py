@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 import tempfile
 from pathlib import Path
 
 from coded_resnext.orchestration.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -66,12 +68,11 @@ def _run(args: argparse.Namespace) -> int:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
-    say = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="coded-resnext-evaluate-") as tmp:
         work, cache = Path(tmp), {}
         if args.run_id:
             plan = plan_run(client, args.run_id, work, force=args.force, data_cache=cache)
-            metrics = measure(plan, uri, say, args.device)
+            metrics = measure(plan, uri, args.device)
             print(f"\nrun {args.run_id}: test figures logged")
             for key in sorted(metrics):
                 print(f"  {key:<48} {metrics[key]:.4f}")
@@ -79,9 +80,9 @@ def _run(args: argparse.Namespace) -> int:
         front = sweep_front(client, args.sweep) if args.front else sweep_trials(client, args.sweep)
         ids = list(front.front["run_id"])
         which = f"on the front over {', '.join(front.objectives)}" if args.front else "finished"
-        say(f"{args.sweep!r}: {len(ids)} run(s) {which}")
+        logger.info("%r: %d run(s) %s", args.sweep, len(ids), which)
         plans = [plan_run(client, run_id, work / run_id, force=args.force, data_cache=cache) for run_id in ids]
-        measured = {plan.run_id: measure(plan, uri, say, args.device) for plan in plans}
+        measured = {plan.run_id: measure(plan, uri, args.device) for plan in plans}
         table = front_table(front, measured)
         summary = ablation_test_summary(client, front)
         parent = RunTracker.attach(uri, front.parent.info.run_id)  # the parent's status stays as it is

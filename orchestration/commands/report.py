@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from coded_resnext.orchestration.commands.options import check_option
@@ -57,7 +56,7 @@ def _run(args: argparse.Namespace) -> int:
         objectives=objectives,
         top=args.top,
     )
-    report = build_report(args.experiment, args.out, options, say=lambda m: print(m, file=sys.stderr, flush=True))
+    report = build_report(args.experiment, args.out, options)
     attached = attach_report(report, options.tracking_uri) if not args.no_attach else []
     for note in report.notes:
         print(f"note: {note}")

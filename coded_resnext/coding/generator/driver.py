@@ -8,6 +8,7 @@ D = 2, 4, ... with a fixed effort per level and keeps the last level met with th
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ _MAX_DOUBLINGS = 5
 # With target_spread=None, once the distance is met, this many further restarts try for the target.
 _BALANCE_PATIENCE = 2
 _PROGRESS_EVERY = 3.0  # seconds between progress lines (output only: never read by the search)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -94,24 +96,22 @@ class _Search:
         target: int,
         soft_target: bool,
         deadline: Deadline,
-        progress: Callable[[str], None] | None,
     ) -> None:
         self.k, self.n, self.w = k, n, w
         self.seed, self.target, self.soft_target = seed, target, soft_target
         self.deadline = deadline
-        self.progress = progress
         self.attempts = 0
         self.steps = 0
         self.last_report = now()
 
     def say(self, message: str) -> None:
-        if self.progress is not None:
-            self.progress(f"[{self.deadline.elapsed():6.1f}s] {message}")
+        """A progress line (``logger.info``), with the seconds since the search began."""
+        logger.info("[%6.1fs] %s", self.deadline.elapsed(), message)
         self.last_report = now()
 
     def _reporter(self, distance: int, restart: int, search: LocalSearch) -> Callable[[], None]:
         def report() -> None:
-            if self.progress is not None and now() - self.last_report >= _PROGRESS_EVERY:
+            if logger.isEnabledFor(logging.INFO) and now() - self.last_report >= _PROGRESS_EVERY:
                 spread = int(search.sums.max() - search.sums.min())
                 self.say(
                     f"D>={distance} spread<={self.target}: restart {restart}, {search.steps} moves, "
@@ -222,7 +222,6 @@ def search_scheme(
     seed: int = 0,
     time_budget: float = 120.0,
     target_spread: int | None = None,
-    progress: Callable[[str], None] | None = None,
 ) -> GeneratorResult:
     """Like :func:`generate_scheme`, with statistics about the search."""
     deadline = Deadline(time_budget)
@@ -238,7 +237,6 @@ def search_scheme(
         target=target,
         soft_target=target_spread is None,
         deadline=deadline,
-        progress=progress,
     )
     try:
         if distance is None:
@@ -297,7 +295,6 @@ def generate_scheme(
     seed: int = 0,
     time_budget: float = 120.0,
     target_spread: int | None = None,
-    progress: Callable[[str], None] | None = None,
 ) -> CodingScheme:
     """A coding scheme with ``num_classes`` codewords of ``num_active`` ones over ``num_branches``.
 
@@ -305,7 +302,7 @@ def generate_scheme(
     ``min_distance`` (odd values mean the next even one; None: the largest distance that a fixed,
     counted effort per level reaches, trying D = 2, 4, ... up to :func:`max_distance_bound`); (C)
     column spread <= ``target_spread`` (None: aim for :func:`best_spread` and, if that is not reached,
-    return the most balanced scheme found that meets the distance, saying so through ``progress``;
+    return the most balanced scheme found that meets the distance, saying so in a progress line (``logging``);
     an explicit target is a requirement).
 
     The scheme is a function of (classes, branches, active, min_distance, target_spread, seed): the
@@ -319,5 +316,4 @@ def generate_scheme(
         seed=seed,
         time_budget=time_budget,
         target_spread=target_spread,
-        progress=progress,
     ).scheme
