@@ -1,4 +1,4 @@
-"""The MLflow pyfunc face of an early-exit archive (``coded_resnext.early_exit_export``): images in,
+"""The MLflow pyfunc face of an early-exit archive (``coded_resnext.early_exit.export``): images in,
 a frame of ``prediction`` and ``exit_block`` out. ``mlflow.pyfunc.load_model("models:/NAME/1")`` runs it
 with coded_resnext installed; the archive itself holds no pickled code."""
 
@@ -15,7 +15,7 @@ class EarlyExitPyfunc(mlflow.pyfunc.PythonModel):
         self._load(context.artifacts["early_exit"])
 
     def _load(self, archive: str | Path) -> None:
-        from coded_resnext.early_exit_export import load_early_exit
+        from coded_resnext.early_exit.export import load_early_exit
 
         self.early_exit = load_early_exit(archive)
 

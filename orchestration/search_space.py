@@ -31,9 +31,9 @@ from typing import Any, Literal
 
 import yaml
 
-from coded_resnext.bounds import bounded, check_bounds
 from coded_resnext.orchestration.config import ConfigError, RunConfig, _build, apply_overrides, config_from_dict
 from coded_resnext.orchestration.errors import UserError
+from coded_resnext.validation import bounded, check_bounds
 
 DOMAIN_KINDS = ("choice", "grid", "uniform", "loguniform", "randint")
 JSON_PREFIX = "json:"

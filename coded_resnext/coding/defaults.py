@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from coded_resnext.coding.paper import _paper_entries, paper_scheme, resolve_scheme
+from coded_resnext.coding.generator import generate_scheme
+from coded_resnext.coding.paper import paper_entries, paper_scheme, resolve_scheme
 from coded_resnext.coding.scheme import CodingScheme, CodingSchemeError
 
 # A generated scheme is a function of its request and seed (the generator's effort is counted in
@@ -28,7 +29,7 @@ class GeneratedScheme:
 
 def published_scheme_for(num_classes: int, num_branches: int, num_active: int) -> CodingScheme | None:
     """The first published scheme with these sizes, or None."""
-    for name, entry in _paper_entries().items():
+    for name, entry in paper_entries().items():
         if (entry["num_classes"], entry["num_branches"], entry["num_active"]) == (
             num_classes,
             num_branches,
@@ -42,8 +43,6 @@ def published_scheme_for(num_classes: int, num_branches: int, num_active: int) -
 def generated_scheme(
     num_classes: int, num_branches: int, num_active: int, min_distance: int | None, seed: int
 ) -> CodingScheme:
-    from coded_resnext.coding.generator import generate_scheme
-
     return generate_scheme(
         num_classes,
         num_branches,

@@ -17,19 +17,20 @@ PAPER_PREFIX = "paper:"
 
 
 @cache
-def _paper_entries() -> dict[str, dict]:
+def paper_entries() -> dict[str, dict]:
+    """The release's JSON entries by full name (``paper:cifar10/5/10``), as stored (read once)."""
     text = resources.files("coded_resnext").joinpath("data/paper_coding_schemes.json").read_text()
     return {f"{PAPER_PREFIX}{e['dataset']}/{e['name']}": e for e in json.loads(text)["schemes"]}
 
 
 def list_paper_schemes() -> list[str]:
-    return list(_paper_entries())
+    return list(paper_entries())
 
 
 def paper_scheme(name: str) -> CodingScheme:
     """A published scheme by name (``paper:cifar10/5/10``; the prefix may be left out)."""
     key = name if name.startswith(PAPER_PREFIX) else PAPER_PREFIX + name
-    entries = _paper_entries()
+    entries = paper_entries()
     if key not in entries:
         raise CodingSchemeError(f"unknown published scheme {name!r}; choose one of: {', '.join(entries)}")
     entry = dict(entries[key])

@@ -1,3 +1,8 @@
+"""The Coded ResNeXt network, its typed config and presets, and what is computed from a model alone:
+its size and FLOPs, branch-removal masks, and the entries of a checkpoint that rebuild it."""
+
+from coded_resnext.models.accounting import flop_count, parameter_count
+from coded_resnext.models.branch_removal import removal_logits, removal_masks
 from coded_resnext.models.coded_resnext import CodedOutput, CodedResNeXt, LossParts
 from coded_resnext.models.config import CodedResNeXtConfig, ModelConfigError, StageConfig
 from coded_resnext.models.presets import create_model, list_models, model_config
@@ -10,6 +15,10 @@ __all__ = [
     "ModelConfigError",
     "StageConfig",
     "create_model",
+    "flop_count",
     "list_models",
     "model_config",
+    "parameter_count",
+    "removal_logits",
+    "removal_masks",
 ]

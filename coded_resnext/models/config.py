@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
-from coded_resnext.bounds import bounded, check_bounds
 from coded_resnext.coding import CodingScheme
 from coded_resnext.coding.defaults import GeneratedScheme
+from coded_resnext.validation import bounded, check_bounds
 
 # A stage's coding scheme: a published name ("paper:cifar10/5/10"), a JSON file path, a scheme value,
 # generator parameters, or "off". None: the published scheme for (classes, branches, active) if there is
