@@ -1,12 +1,19 @@
-"""Typed configuration of a Coded ResNeXt (PAPER.md Table 1): stages as data, not strings."""
+"""Typed configuration of a Coded ResNeXt (PAPER.md Table 1): stages as data, not strings.
+
+The config also says which scheme each block gets, and sizes a stage to its schemes: a scheme of another
+branch count than the preset's stage (``paper:cifar100/8/20`` on a 10-branch stage, or
+``GeneratedScheme(..., num_branches=12)``) gives the stage that many branches of the same width. So
+``config.stages`` is always the shape that is built, whoever builds it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from coded_resnext.coding import CodingScheme
-from coded_resnext.coding.defaults import GeneratedScheme
+from coded_resnext.coding.defaults import SCHEME_OFF, GeneratedScheme, scheme_for_stage, scheme_size
 from coded_resnext.validation import bounded, check_bounds
 
 # A stage's coding scheme: a published name ("paper:cifar10/5/10"), a JSON file path, a scheme value,
@@ -16,7 +23,6 @@ SchemeSpec = str | CodingScheme | GeneratedScheme | None
 # A stage's schemes: one spec for all its blocks, or a sequence with one spec per block (Appendix B: a
 # scheme that changes inside a stage, e.g. c4 as 3 blocks at 16/32 then 3 at 8/32).
 StageSchemes = SchemeSpec | tuple[SchemeSpec, ...] | list[SchemeSpec]
-SCHEME_OFF = "off"  # as a stage's (or a block's) scheme: plain ResNeXt blocks there
 
 
 class ModelConfigError(ValueError):
@@ -99,8 +105,9 @@ class CodedResNeXtConfig:
         ):
             if getattr(self, key) not in choices:
                 raise ModelConfigError(f"{key} must be one of {list(choices)}, got {getattr(self, key)!r}")
+        # per-block counts and branch counts checked here, before anything is built
+        object.__setattr__(self, "stages", tuple(self._sized_to_schemes(stage) for stage in self.stages))
         for stage in self.stages:
-            self.block_scheme_specs(stage)  # per-block counts checked here, before anything is built
             width = max(1, round(stage.out_channels * self.width_multiplier))
             if self.branch_merge == "concat" and width < stage.num_branches:
                 raise ModelConfigError(
@@ -120,6 +127,42 @@ class CodedResNeXtConfig:
             )
         return list(spec)
 
+    def _sized_to_schemes(self, stage: StageConfig) -> StageConfig:
+        """``stage`` with the (branches, active) of its schemes, the first block's that asks for a size;
+        the blocks of a stage share one branch count."""
+        sizes = [size for size in map(scheme_size, self.block_scheme_specs(stage)) if size is not None]
+        if len({branches for branches, _ in sizes}) > 1:
+            raise ModelConfigError(
+                f"schemes[{stage.name!r}]: the blocks of stage {stage.name} must share one branch count, got "
+                f"schemes with {sorted({branches for branches, _ in sizes})} branches; give them codewords of one length"
+            )
+        if not sizes or sizes[0] == (stage.num_branches, stage.num_active):
+            return stage
+        branches, active = sizes[0]
+        return dataclasses.replace(stage, num_branches=branches, num_active=active)
+
+    def block_schemes(self, stage: StageConfig) -> tuple[CodingScheme | None, ...]:
+        """The scheme of each of ``stage``'s blocks (None: a plain block); equal specs resolve once, so a
+        generated scheme is built once. Coded where the preset says so (N_act < N) or a scheme is given;
+        never in the control; ``"off"`` makes plain ResNeXt blocks."""
+        resolved: list[tuple[SchemeSpec, CodingScheme | None]] = []
+        for spec in self.block_scheme_specs(stage):
+            known = [scheme for seen, scheme in resolved if _same_spec(seen, spec)]
+            resolved.append((spec, known[0] if known else self._block_scheme(stage, spec)))
+        return tuple(scheme for _, scheme in resolved)
+
+    def _block_scheme(self, stage: StageConfig, spec: SchemeSpec) -> CodingScheme | None:
+        if self.control or spec == SCHEME_OFF or not (stage.coded or spec is not None):
+            return None
+        scheme = scheme_for_stage(spec, self.num_classes, stage.num_branches, stage.num_active)
+        scheme.check_compatible(self.num_classes, stage.num_branches, where=f"stage {stage.name}")
+        return scheme
+
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+def _same_spec(a: SchemeSpec, b: SchemeSpec) -> bool:
+    """Equal scheme specs (a CodingScheme compares by content, the rest by value)."""
+    return type(a) is type(b) and a == b
