@@ -4,15 +4,20 @@ The config also says which scheme each block gets, and sizes a stage to its sche
 branch count than the preset's stage (``paper:cifar100/8/20`` on a 10-branch stage, or
 ``GeneratedScheme(..., num_branches=12)``) gives the stage that many branches of the same width. So
 ``config.stages`` is always the shape that is built, whoever builds it.
+
+``to_dict`` / ``from_dict`` make it plain data for a checkpoint (``models.checkpoint``), with every stage's
+schemes stored as codewords: a model rebuilt from it has exactly the codes it was trained with, even where
+a scheme file has moved or the generator would now give another scheme.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Literal
+from typing import Any, Literal
 
-from coded_resnext.coding import CodingScheme
+from coded_resnext.coding import CodingScheme, CodingSchemeError
 from coded_resnext.coding.defaults import SCHEME_OFF, GeneratedScheme, scheme_for_stage, scheme_size
 from coded_resnext.validation import bounded, check_bounds
 
@@ -158,6 +163,63 @@ class CodedResNeXtConfig:
         scheme.check_compatible(self.num_classes, stage.num_branches, where=f"stage {stage.name}")
         return scheme
 
+    def resolved(self, block_schemes: Mapping[str, Sequence[CodingScheme | None]] | None = None) -> CodedResNeXtConfig:
+        """This config with every stage's schemes given as values: one ``CodingScheme`` for a stage whose blocks
+        share it, one per block (``"off"`` for a plain block) otherwise, ``"off"`` for a coded stage left plain.
+        ``block_schemes`` is a built model's (``CodedResNeXt.block_schemes``: stages without a coded block left
+        out), which saves resolving the specs again; without it they are resolved here."""
+        schemes: dict[str, StageSchemes] = {}
+        for stage in self.stages:
+            if block_schemes is None:
+                per_block = self.block_schemes(stage)
+            else:
+                per_block = tuple(block_schemes.get(stage.name, (None,) * stage.depth))
+            if all(scheme is None for scheme in per_block):
+                if stage.coded:
+                    schemes[stage.name] = SCHEME_OFF
+            elif len(set(per_block)) == 1:
+                schemes[stage.name] = per_block[0]
+            else:
+                schemes[stage.name] = tuple(SCHEME_OFF if s is None else s for s in per_block)
+        return dataclasses.replace(self, schemes=schemes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON, and ``torch.load(weights_only=True)`` safe): every field, the stages as dicts, and
+        every stage's schemes as codewords (``CodingScheme.to_dict``; per block a list, ``"off"`` a plain
+        block). Resolves the schemes: a generated one is built (cached per process)."""
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["stages"] = [dataclasses.asdict(stage) for stage in self.stages]
+        out["schemes"] = {
+            name: [_scheme_entry(s) for s in spec] if isinstance(spec, tuple) else _scheme_entry(spec)
+            for name, spec in self.resolved().schemes.items()
+        }
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CodedResNeXtConfig:
+        """The config ``to_dict`` wrote; a one-line ``ModelConfigError`` naming the key for anything else."""
+        if not isinstance(data, Mapping):
+            raise ModelConfigError(f"a model config must be a mapping of its fields, got {type(data).__name__}")
+        unknown = sorted(set(data) - set(cls.field_names()))
+        if unknown:
+            raise ModelConfigError(f"unknown model config key(s) {unknown}; valid keys: {', '.join(cls.field_names())}")
+        missing = [key for key in ("num_classes", "stages") if key not in data]
+        if missing:
+            raise ModelConfigError(f"model config: missing {missing}; a config written by to_dict has both")
+        stages = data["stages"]
+        if not isinstance(stages, Sequence) or isinstance(stages, str):
+            raise ModelConfigError(f"model config: stages must be a list of stage dicts, got {type(stages).__name__}")
+        schemes = data.get("schemes") or {}
+        if not isinstance(schemes, Mapping):
+            raise ModelConfigError(f"model config: schemes must be a mapping by stage, got {type(schemes).__name__}")
+        return cls(
+            **{
+                **data,
+                "stages": tuple(_stage_from_dict(i, entry) for i, entry in enumerate(stages)),
+                "schemes": {name: _stage_schemes_from_dict(name, entry) for name, entry in schemes.items()},
+            }
+        )
+
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
@@ -166,3 +228,40 @@ class CodedResNeXtConfig:
 def _same_spec(a: SchemeSpec, b: SchemeSpec) -> bool:
     """Equal scheme specs (a CodingScheme compares by content, the rest by value)."""
     return type(a) is type(b) and a == b
+
+
+def _scheme_entry(spec: SchemeSpec) -> dict[str, Any] | str:
+    """A resolved config's scheme spec as data: codewords, or ``"off"``."""
+    return spec.to_dict() if isinstance(spec, CodingScheme) else SCHEME_OFF
+
+
+def _stage_from_dict(index: int, entry: Any) -> StageConfig:
+    if not isinstance(entry, Mapping):
+        raise ModelConfigError(f"model config: stages[{index}] must be a dict of StageConfig fields")
+    names = [f.name for f in fields(StageConfig)]
+    unknown = sorted(set(entry) - set(names))
+    if unknown:
+        raise ModelConfigError(f"model config: stages[{index}] has unknown keys {unknown}; its keys are {names}")
+    required = [f.name for f in fields(StageConfig) if f.default is dataclasses.MISSING]
+    missing = [name for name in required if name not in entry]
+    if missing:
+        raise ModelConfigError(f"model config: stages[{index}] lacks {missing}; a config written by to_dict has them")
+    return StageConfig(**entry)
+
+
+def _stage_schemes_from_dict(name: str, entry: Any) -> StageSchemes:
+    """A stage's stored schemes: codewords (a dict), ``"off"``, or a list with one of these per block."""
+    if isinstance(entry, list | tuple):
+        return tuple(_block_scheme_from_dict(f"schemes[{name!r}][{i}]", e) for i, e in enumerate(entry))
+    return _block_scheme_from_dict(f"schemes[{name!r}]", entry)
+
+
+def _block_scheme_from_dict(where: str, entry: Any) -> CodingScheme | str:
+    if entry == SCHEME_OFF:
+        return SCHEME_OFF
+    if not isinstance(entry, Mapping):
+        raise ModelConfigError(f"model config: {where} must be codewords (a scheme dict) or 'off', got {entry!r}")
+    try:
+        return CodingScheme.from_dict(dict(entry), source=f"model config: {where}")
+    except CodingSchemeError as err:
+        raise ModelConfigError(str(err)) from None
