@@ -36,7 +36,7 @@ def _write_tree(root: Path, per_class: int, test_per_class: int) -> list[str]:
     import numpy as np
     from PIL import Image
 
-    from coded_resnext.datasets.fashion_mnist import CLASS_NAMES, _read_split, find_files
+    from coded_resnext.datasets.fashion_mnist import CLASS_NAMES, find_files, read_split
 
     files = find_files(None)
     if files is None:
@@ -46,7 +46,7 @@ def _write_tree(root: Path, per_class: int, test_per_class: int) -> list[str]:
         ("train", "train_images", "train_labels", per_class),
         ("val", "test_images", "test_labels", test_per_class),
     ):
-        images, labels = _read_split(files[images_key], files[labels_key])
+        images, labels = read_split(files[images_key], files[labels_key])
         for k, name in enumerate(names):
             folder = root / split / name
             folder.mkdir(parents=True)

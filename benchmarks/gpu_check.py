@@ -34,9 +34,9 @@ from pathlib import Path
 import torch
 
 from coded_resnext import CodedResNeXt, CodedResNeXtConfig, EarlyExit, StageConfig, create_model
-from coded_resnext.early_exit_benchmark import threshold_for_exit_rate
 from coded_resnext.extraction import extract_binary_classifier
-from coded_resnext.fusion import fuse_for_inference
+from coded_resnext.extraction.fusion import fuse_for_inference
+from coded_resnext.measure.early_exit_benchmark import threshold_for_exit_rate
 from coded_resnext.orchestration import acceleration
 from coded_resnext.orchestration.training import TrainStep
 

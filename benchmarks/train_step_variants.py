@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from coded_resnext import create_model
-    from coded_resnext.benchmark import _train_step, default_image_size
-    from coded_resnext.cpu_allocator import retain_freed_memory
+    from coded_resnext.measure.cpu_allocator import retain_freed_memory
+    from coded_resnext.measure.model_benchmark import default_image_size, train_step
 
     retain_freed_memory()
     clock = time.thread_time if args.clock == "thread-cpu" else time.perf_counter
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
                 torch.manual_seed(0)
                 model = create_model(args.preset, control=variant == "control").to(memory_format=torch.channels_last)
                 name = f"{variant} {precision} {'compiled' if compiled else 'eager'}"
-                steps[name] = _train_step(model.train(), x, y, dtype, compiled)
+                steps[name] = train_step(model.train(), x, y, dtype, compiled)
                 started = time.perf_counter()
                 steps[name]()  # compiles here
                 print(f"  {name}: first step {time.perf_counter() - started:.1f} s", flush=True)

@@ -17,8 +17,8 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, DistributedSampler
 
-from coded_resnext import CodedResNeXt, model_config
-from coded_resnext.coding import CodingScheme, resolve_scheme
+from coded_resnext import CodedResNeXt, load_checkpoint, model_config
+from coded_resnext.coding import CodingScheme
 from coded_resnext.coding.defaults import GeneratedScheme
 from coded_resnext.datasets import DatasetBundle, DataSpec, build_ood_dataset
 from coded_resnext.evaluation import SuiteData
@@ -62,8 +62,8 @@ def data_spec(cfg: RunConfig) -> DataSpec:
 
 
 def _scheme_spec(value: str | SchemeGenerator | None) -> str | GeneratedScheme | None:
-    if isinstance(value, SchemeGenerator):  # branches, when given, resize the stage (see build_model)
-        return GeneratedScheme(value.active, value.min_distance, value.seed)
+    if isinstance(value, SchemeGenerator):  # branches, when given, resize the stage (the library sizes it)
+        return GeneratedScheme(value.active, value.min_distance, value.seed, num_branches=value.branches or None)
     return value
 
 
@@ -101,25 +101,25 @@ def build_model(cfg: RunConfig, num_classes: int, in_chans: int, schemes: dict[s
                 )
             schemes[item.name] = _stage_spec(cfg, stages[stage_names.index(item.name)])
     overrides = {} if cfg.loss.mu is None else {"coding_loss_weight": cfg.loss.mu}  # None: the preset's own mu
-    config = model_config(
-        cfg.model.name,
-        num_classes,
-        in_chans=in_chans,
-        width_multiplier=cfg.model.width_multiplier,
-        control=cfg.model.control,
-        energy_impl=cfg.model.energy_impl,
-        label_smoothing=cfg.loss.label_smoothing,
-        branch_merge=cfg.model.branch_merge,
-        mask_grads=cfg.model.mask_grads,
-        expand_init=cfg.model.expand_init,
-        coding_loss_power=cfg.loss.power,
-        coding_loss_threshold=cfg.loss.threshold,
-        drop_prob=cfg.loss.p_drop,
-        schemes=schemes,
-        **overrides,
+    model = CodedResNeXt(
+        model_config(
+            cfg.model.name,
+            num_classes,
+            in_chans=in_chans,
+            width_multiplier=cfg.model.width_multiplier,
+            control=cfg.model.control,
+            energy_impl=cfg.model.energy_impl,
+            label_smoothing=cfg.loss.label_smoothing,
+            branch_merge=cfg.model.branch_merge,
+            mask_grads=cfg.model.mask_grads,
+            expand_init=cfg.model.expand_init,
+            coding_loss_power=cfg.loss.power,
+            coding_loss_threshold=cfg.loss.threshold,
+            drop_prob=cfg.loss.p_drop,
+            schemes=schemes,
+            **overrides,
+        )
     )
-    resized = tuple(_stage_for_scheme(stage, schemes.get(stage.name), cfg.coding) for stage in config.stages)
-    model = CodedResNeXt(dataclasses.replace(config, stages=resized))
     count, block = len(model.coded_blocks), cfg.eval.removal_block
     if block is not None and count and not -count <= block < count:
         # checked here, before training, rather than when the evaluation suite reaches it
@@ -128,35 +128,6 @@ def build_model(cfg: RunConfig, num_classes: int, in_chans: int, schemes: dict[s
             f"give 0..{count - 1}, -1 for the last, or null for all of them"
         )
     return model
-
-
-def _stage_for_scheme(stage: StageConfig, spec: Any, coding) -> StageConfig:
-    """``stage`` with the branch count of its schemes (all of a stage's schemes must agree on it)."""
-    value = getattr(coding, stage.name, None)
-    raw = [run.scheme for run in value] if isinstance(value, list) else [value]
-    specs = list(spec) if isinstance(spec, tuple | list) else [spec]
-    sizes = [size for size in map(_scheme_size, raw + specs) if size is not None]
-    if len({branches for branches, _ in sizes}) > 1:
-        raise UserError(
-            f"coding.{stage.name}: the schemes inside one stage must have one branch count, got "
-            f"{sorted({branches for branches, _ in sizes})}"
-        )
-    if not sizes or sizes[0] == (stage.num_branches, stage.num_active):
-        return stage
-    branches, active = sizes[0]
-    return dataclasses.replace(stage, num_branches=branches, num_active=active)
-
-
-def _scheme_size(spec: Any) -> tuple[int, int] | None:
-    """(branches, active) a stage spec asks for, or None when the stage decides."""
-    if isinstance(spec, SchemeGenerator) and spec.branches:
-        return spec.branches, spec.active
-    if isinstance(spec, CodingScheme):
-        return spec.num_branches, spec.num_active
-    if isinstance(spec, str) and spec != SCHEME_OFF:
-        scheme = resolve_scheme(spec)
-        return scheme.num_branches, scheme.num_active
-    return None
 
 
 def train_loader(
@@ -245,7 +216,11 @@ def checkpoint_config(state: dict[str, Any]) -> RunConfig:
 
 def model_from_checkpoint(state: dict[str, Any]) -> CodedResNeXt:
     """Rebuild the trained model from a checkpoint alone: its config, its schemes (as codewords, so a
-    moved scheme file or a regenerated scheme cannot change it) and its weights."""
+    moved scheme file or a regenerated scheme cannot change it) and its weights. A checkpoint that carries
+    the model's own config (``coded_resnext.checkpoint_state``) is the library's to load; one written before
+    checkpoints carried it is rebuilt from its run config."""
+    if "model_config" in state:
+        return load_checkpoint(state)
     cfg = checkpoint_config(state)
     model = build_model(cfg, state["num_classes"], state["in_chans"], checkpoint_schemes(cfg, state))
     model.load_state_dict(state["model"])

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from coded_resnext import checkpoint_state
 from coded_resnext.orchestration.build import saved_schemes
 from coded_resnext.orchestration.config import RunConfig
 from coded_resnext.orchestration.errors import UserError
@@ -261,7 +262,7 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 def training_state(model, opt, scheduler, epoch: int, run_id: str, cfg: RunConfig, image_size: int) -> dict[str, Any]:
     return {
-        "model": model.state_dict(),
+        **checkpoint_state(model),  # the weights and the model's own config: the library loads it alone
         "optimizer": opt.state_dict(),
         "scheduler": scheduler.state_dict(),
         "epoch": epoch,

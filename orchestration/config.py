@@ -23,11 +23,11 @@ from typing import Any, Literal
 
 import yaml
 
-from coded_resnext.bounds import bounded, check_bounds
 from coded_resnext.datasets import list_datasets
 from coded_resnext.evaluation.settings import EvalSettings
 from coded_resnext.models import list_models
 from coded_resnext.orchestration.errors import UserError
+from coded_resnext.validation import bounded, check_bounds
 
 
 class ConfigError(UserError):

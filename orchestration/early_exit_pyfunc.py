@@ -1,4 +1,4 @@
-"""The MLflow pyfunc face of an early-exit archive (``coded_resnext.early_exit_export``): images in,
+"""The MLflow pyfunc face of an early-exit archive (``coded_resnext.early_exit.export``): images in,
 a frame of ``prediction`` and ``exit_block`` out. ``mlflow.pyfunc.load_model("models:/NAME/1")`` runs it
 with coded_resnext installed; the archive itself holds no pickled code."""
 
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from coded_resnext.early_exit_export import load_early_exit
+from coded_resnext.early_exit.export import load_early_exit
 
 
 class EarlyExitPyfunc(mlflow.pyfunc.PythonModel):

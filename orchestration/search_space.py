@@ -33,7 +33,6 @@ import torch
 import yaml
 from ray import tune
 
-from coded_resnext.bounds import bounded, check_bounds
 from coded_resnext.datasets import dataset_shape
 from coded_resnext.orchestration.build import build_model
 from coded_resnext.orchestration.config import (
@@ -47,6 +46,7 @@ from coded_resnext.orchestration.constraints import ConstraintError, parse_const
 from coded_resnext.orchestration.errors import UserError
 from coded_resnext.orchestration.searcher import check_url
 from coded_resnext.results.schema import DEFAULT_OBJECTIVES, Role, Tag
+from coded_resnext.validation import bounded, check_bounds
 
 DOMAIN_KINDS = ("choice", "grid", "uniform", "loguniform", "randint")
 JSON_PREFIX = "json:"

@@ -4,7 +4,7 @@
 import pytest
 import torch
 
-from coded_resnext.decoding import decode
+from coded_resnext.coding.decoding import decode
 from coded_resnext.layers.coded_block import CodedBlock
 from coded_resnext.layers.energy import (
     branch_energies_gram,

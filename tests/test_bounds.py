@@ -1,6 +1,6 @@
 """Every validated numeric bound, tested at both of its ends.
 
-Bounds on config fields are declared on the fields (``coded_resnext.bounds.bounded``), and the numeric
+Bounds on config fields are declared on the fields (``coded_resnext.validation.bounded``), and the numeric
 command-line options' in ``OPTION_BOUNDS``; the walk below takes each one from there, so a bound added
 later is tested without a new line here. At each finite end: the end itself is accepted exactly when the
 interval is closed there, and a value just past it is refused, just inside accepted. Bounds that relate
@@ -15,7 +15,6 @@ import typing
 
 import pytest
 
-from coded_resnext.bounds import Bound, bounded, field_bounds
 from coded_resnext.evaluation.settings import EvalSettings
 from coded_resnext.models.config import CodedResNeXtConfig, ModelConfigError, StageConfig
 from coded_resnext.models.presets import model_config
@@ -25,6 +24,7 @@ from coded_resnext.orchestration.commands.options import OPTION_BOUNDS, check_op
 from coded_resnext.orchestration.config import ConfigError, load_config
 from coded_resnext.orchestration.errors import UserError
 from coded_resnext.orchestration.search_space import TuneSection
+from coded_resnext.validation import Bound, bounded, field_bounds
 
 # Every dataclass whose fields carry bounds, with a valid instance to vary one field of.
 CONFIGS = {

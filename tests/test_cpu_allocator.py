@@ -11,7 +11,7 @@ import pytest
 
 PROBE = """
 import resource, sys, torch
-from coded_resnext.cpu_allocator import retain_freed_memory
+from coded_resnext.measure.cpu_allocator import retain_freed_memory
 if sys.argv[1] == "retain":
     assert retain_freed_memory()
 torch.set_num_threads(1)

@@ -70,8 +70,8 @@ def test_extract_early_exit_writes_logs_and_registers_the_operating_point(finish
     from mlflow.tracking import MlflowClient
 
     from coded_resnext import EarlyExit
-    from coded_resnext.early_exit_export import load_early_exit
-    from coded_resnext.fusion import fuse_for_inference
+    from coded_resnext.early_exit.export import load_early_exit
+    from coded_resnext.extraction.fusion import fuse_for_inference
     from coded_resnext.orchestration.build import model_from_checkpoint
     from coded_resnext.orchestration.operating_point import load_run_checkpoint, run_curve
 

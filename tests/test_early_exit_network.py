@@ -14,7 +14,7 @@ import coded_resnext as cr
 from coded_resnext.early_exit import EarlyExitError
 from coded_resnext.evaluation.collect import collect
 from coded_resnext.evaluation.early_exit import early_exit_curve, exit_compute_fractions, simulated_exits
-from coded_resnext.fusion import fuse_for_inference
+from coded_resnext.extraction.fusion import fuse_for_inference
 from tests.conftest import randomize_batchnorm
 
 BATCH = 16
@@ -158,7 +158,7 @@ def test_training_mode_is_refused():
 
 @pytest.mark.slow
 def test_exported_archive_decides_as_the_module(data, tmp_path):
-    from coded_resnext.early_exit_export import export_early_exit, load_early_exit
+    from coded_resnext.early_exit.export import export_early_exit, load_early_exit
 
     x, _ = data
     model = fuse_for_inference(_model())
@@ -174,9 +174,9 @@ def test_exported_archive_decides_as_the_module(data, tmp_path):
 
 
 def test_pool_gives_whole_batches_oldest_first_and_keeps_the_rest():
-    from coded_resnext.early_exit_pool import _Pool
+    from coded_resnext.early_exit.pool import SamplePool
 
-    pool = _Pool()
+    pool = SamplePool()
     for start, n in ((0, 4), (4, 3), (7, 5)):  # three chunks of 4, 3 and 5 samples
         index = torch.arange(start, start + n)
         pool.add(

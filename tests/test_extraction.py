@@ -5,7 +5,7 @@ import torch
 
 import coded_resnext as cr
 from coded_resnext.extraction import kept_branches
-from coded_resnext.fusion import fuse_for_inference
+from coded_resnext.extraction.fusion import fuse_for_inference
 from tests.conftest import randomize_batchnorm
 
 

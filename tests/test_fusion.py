@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import coded_resnext as cr
-from coded_resnext.fusion import fuse_for_inference
+from coded_resnext.extraction.fusion import fuse_for_inference
 from tests.conftest import randomize_batchnorm
 
 
@@ -57,7 +57,7 @@ def test_fused_coded_model_cannot_be_trained():
 
 
 def test_projection_shortcut_conv_stays_at_index_0():
-    """accounting.py finds the projection-shortcut conv as shortcut[0]."""
+    """models/accounting.py finds the projection-shortcut conv as shortcut[0]."""
     fused = fuse_for_inference(_model())
     shortcuts = [b.shortcut for b in fused.blocks if isinstance(b.shortcut, torch.nn.Sequential)]
     assert shortcuts and all(isinstance(s[0], torch.nn.Conv2d) and s[0].bias is not None for s in shortcuts)

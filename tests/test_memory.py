@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from coded_resnext import create_model
-from coded_resnext.memory import peak_memory
+from coded_resnext.measure.memory import peak_memory
 
 MIB = 2**20
 

@@ -18,6 +18,7 @@ PAPER_PREFIX = "paper:"
 
 @cache
 def paper_entries() -> dict[str, dict]:
+    """The release's JSON entries by full name (``paper:cifar10/5/10``), as stored (read once)."""
     text = resources.files("coded_resnext").joinpath("data/paper_coding_schemes.json").read_text()
     return {f"{PAPER_PREFIX}{e['dataset']}/{e['name']}": e for e in json.loads(text)["schemes"]}
 

@@ -49,7 +49,8 @@ def find_files(root: str | None) -> dict[str, Path] | None:
     return next((files for d in search_dirs(root) if (files := _files_in(d)) is not None), None)
 
 
-def _read_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+def read_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, H, H) uint8 and labels (N,) of one split's IDX pair; a one-line DataError naming the file."""
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1] != images.shape[2]:
         raise DataError(f"{images_path}: expected uint8 images (N, H, H), got {images.dtype} {images.shape}")
@@ -85,8 +86,8 @@ def build_fashion_mnist(spec: DataSpec) -> DatasetBundle:
             f"Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], ...) not found in {where}; "
             f"apt-get install dataset-fashion-mnist, or set data.download=true, or data.root=DIR with the IDX files"
         )
-    train_images, train_labels = _read_split(files["train_images"], files["train_labels"])
-    test_images, test_labels = _read_split(files["test_images"], files["test_labels"])
+    train_images, train_labels = read_split(files["train_images"], files["train_labels"])
+    test_images, test_labels = read_split(files["test_images"], files["test_labels"])
     size = train_images.shape[1]
     transforms = Transforms(
         *small_image_transforms(

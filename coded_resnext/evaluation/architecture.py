@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import torch
 
-from coded_resnext.accounting import parameter_count
 from coded_resnext.extraction import extract_binary_classifier
 from coded_resnext.models import CodedResNeXt
+from coded_resnext.models.accounting import parameter_count
 
 
 @torch.no_grad()

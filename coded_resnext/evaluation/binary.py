@@ -27,12 +27,12 @@ import torch
 from sklearn.metrics import f1_score, precision_recall_curve, precision_score, recall_score
 from torch import Tensor
 
-from coded_resnext.accounting import parameter_count
 from coded_resnext.datasets.sampling import stratified_sample
 from coded_resnext.evaluation.collect import Collected
 from coded_resnext.evaluation.refit import fit_score_row, pruned_features, with_score_row
 from coded_resnext.extraction import BinaryClassifier, extract_binary_classifier
 from coded_resnext.models import CodedResNeXt
+from coded_resnext.models.accounting import parameter_count
 
 # score rows: the paper's classifier (row k of the final layer), its refit copy, and the full network
 # one-vs-rest by its softmax and by its raw logit k

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
-from coded_resnext.decoding import decode
+from coded_resnext.coding.decoding import decode
 from coded_resnext.evaluation.collect import Collected
 from coded_resnext.models import CodedResNeXt
 

@@ -9,7 +9,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
-from coded_resnext.decoding import decode
+from coded_resnext.coding.decoding import decode
 from coded_resnext.evaluation.collect import take
 from coded_resnext.models import CodedResNeXt
 

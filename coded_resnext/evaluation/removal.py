@@ -13,9 +13,9 @@ from collections.abc import Iterable
 
 import torch
 
-from coded_resnext.diagnostics import removal_logits
 from coded_resnext.evaluation.collect import take
 from coded_resnext.models import CodedResNeXt
+from coded_resnext.models.branch_removal import removal_logits
 
 
 @torch.no_grad()

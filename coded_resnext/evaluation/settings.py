@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from coded_resnext.bounds import bounded, check_bounds
+from coded_resnext.validation import bounded, check_bounds
 
 
 @dataclass

@@ -31,8 +31,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from coded_resnext.coding import CodingScheme
+from coded_resnext.coding.decoding import decode
 from coded_resnext.datasets.sampling import stratified_subset
-from coded_resnext.decoding import decode
 from coded_resnext.evaluation.binary import (
     FittedClass,
     OodNegatives,

@@ -98,7 +98,7 @@ class CodedBlock(nn.Module):
             self.shortcut = nn.Identity()
         if zero_init_last:
             nn.init.zeros_(self.bn_sum.weight)
-        # (N, d, d) Gram matrices of the expand weight, frozen by ``coded_resnext.fusion`` before it
+        # (N, d, d) Gram matrices of the expand weight, frozen by ``coded_resnext.extraction.fusion`` before it
         # folds bn_sum into that weight; None (computed from the live weight each forward) otherwise.
         self.register_buffer("expand_gram", None, persistent=False)
 

@@ -51,7 +51,7 @@ def branch_energies_from_gram(h: Tensor, gram: Tensor, out_channels: int | Tenso
     """E(t_n) per sample and branch, (B, N), from h and the branches' Gram matrices ``gram`` (N, d, d).
 
     An inference copy keeps the Gram matrices of the expand weight as it was before a BatchNorm was
-    folded into it (``coded_resnext.fusion``), so energies never depend on the folded weight."""
+    folded into it (``coded_resnext.extraction.fusion``), so energies never depend on the folded weight."""
     layout = _BranchLayout(h, gram.shape[0])
     dtype = torch.promote_types(_energy_dtype(h), gram.dtype)
     with torch.autocast(device_type=h.device.type, enabled=False):

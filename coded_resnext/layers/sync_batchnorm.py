@@ -6,7 +6,7 @@ on two ranks), a different and noisier model than one worker training on the who
 Why not ``torch.nn.SyncBatchNorm``: it refuses CPU tensors ("expected input tensor to be on GPU"), and
 its CUDA kernels (``batch_norm_stats`` and the rest) have no CPU implementation, so a CPU data-parallel
 run (gloo, this project's CI and 2-core machines) cannot use it; and it is not a ``BatchNorm2d``, so
-the code that looks for BatchNorm2d after training (folding in ``coded_resnext.fusion``, extraction of
+the code that looks for BatchNorm2d after training (folding in ``coded_resnext.extraction.fusion``, extraction of
 binary classifiers) would pass it by. This subclass of ``BatchNorm2d`` behaves exactly like it except
 in training mode inside an initialized process group of more than one rank: there, each rank's count,
 mean and variance are combined by one differentiable all-reduce per layer (``_AllReduceSum``), the same

@@ -20,11 +20,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from coded_resnext.coding import CodingScheme
-from coded_resnext.coding.defaults import scheme_for_stage
 from coded_resnext.layers.coded_block import CodedBlock
 from coded_resnext.layers.drop_subnns import drop_subnns_mask
 from coded_resnext.layers.energy import coding_loss
-from coded_resnext.models.config import SCHEME_OFF, CodedResNeXtConfig, SchemeSpec, StageConfig
+from coded_resnext.models.config import CodedResNeXtConfig
 
 
 class CodedOutput(NamedTuple):
@@ -81,7 +80,7 @@ class CodedResNeXt(nn.Module):
         previous_scheme: CodingScheme | None = None
         drop_group = -1
         for stage in config.stages:
-            stage_schemes = self._stage_block_schemes(stage)
+            stage_schemes = config.block_schemes(stage)
             if any(scheme is not None for scheme in stage_schemes):
                 self.block_schemes[stage.name] = stage_schemes
             for i, scheme in enumerate(stage_schemes):
@@ -131,26 +130,6 @@ class CodedResNeXt(nn.Module):
                     runs.append(scheme)
             out.update({f"{stage}.{i}": scheme for i, scheme in enumerate(runs) if scheme is not None})
         return out
-
-    def _stage_block_schemes(self, stage: StageConfig) -> tuple[CodingScheme | None, ...]:
-        """Each block's scheme; equal specs resolve once (a generated scheme is built once)."""
-        resolved: list[tuple[SchemeSpec, CodingScheme | None]] = []
-        out = []
-        for spec in self.config.block_scheme_specs(stage):
-            known = [scheme for seen, scheme in resolved if _same_spec(seen, spec)]
-            scheme = known[0] if known else self._block_scheme(stage, spec)
-            resolved.append((spec, scheme))
-            out.append(scheme)
-        return tuple(out)
-
-    def _block_scheme(self, stage: StageConfig, spec: SchemeSpec) -> CodingScheme | None:
-        """Coded when the preset says so (N_act < N) or a scheme is given; never in the control;
-        ``"off"`` makes plain ResNeXt blocks."""
-        if self.config.control or spec == SCHEME_OFF or not (stage.coded or spec is not None):
-            return None
-        scheme = scheme_for_stage(spec, self.config.num_classes, stage.num_branches, stage.num_active)
-        scheme.check_compatible(self.config.num_classes, stage.num_branches, where=f"stage {stage.name}")
-        return scheme
 
     def _init_weights(self) -> None:
         for module in self.modules():
@@ -269,8 +248,3 @@ class CodedResNeXt(nn.Module):
         kind = "control (plain ResNeXt)" if self.config.control else f"coded stages {list(self.block_schemes)}"
         params = sum(p.numel() for p in self.parameters())
         return f"num_classes={self.num_classes}, {kind}, params={params / 1e6:.2f}M"
-
-
-def _same_spec(a: SchemeSpec, b: SchemeSpec) -> bool:
-    """Equal scheme specs (a CodingScheme compares by content, the rest by value)."""
-    return type(a) is type(b) and a == b

@@ -1,13 +1,25 @@
-"""Typed configuration of a Coded ResNeXt (PAPER.md Table 1): stages as data, not strings."""
+"""Typed configuration of a Coded ResNeXt (PAPER.md Table 1): stages as data, not strings.
+
+The config also says which scheme each block gets, and sizes a stage to its schemes: a scheme of another
+branch count than the preset's stage (``paper:cifar100/8/20`` on a 10-branch stage, or
+``GeneratedScheme(..., num_branches=12)``) gives the stage that many branches of the same width. So
+``config.stages`` is always the shape that is built, whoever builds it.
+
+``to_dict`` / ``from_dict`` make it plain data for a checkpoint (``models.checkpoint``), with every stage's
+schemes stored as codewords: a model rebuilt from it has exactly the codes it was trained with, even where
+a scheme file has moved or the generator would now give another scheme.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Literal
+from typing import Any, Literal
 
-from coded_resnext.bounds import bounded, check_bounds
-from coded_resnext.coding import CodingScheme
-from coded_resnext.coding.defaults import GeneratedScheme
+from coded_resnext.coding import CodingScheme, CodingSchemeError
+from coded_resnext.coding.defaults import SCHEME_OFF, GeneratedScheme, scheme_for_stage, scheme_size
+from coded_resnext.validation import bounded, check_bounds
 
 # A stage's coding scheme: a published name ("paper:cifar10/5/10"), a JSON file path, a scheme value,
 # generator parameters, or "off". None: the published scheme for (classes, branches, active) if there is
@@ -16,7 +28,6 @@ SchemeSpec = str | CodingScheme | GeneratedScheme | None
 # A stage's schemes: one spec for all its blocks, or a sequence with one spec per block (Appendix B: a
 # scheme that changes inside a stage, e.g. c4 as 3 blocks at 16/32 then 3 at 8/32).
 StageSchemes = SchemeSpec | tuple[SchemeSpec, ...] | list[SchemeSpec]
-SCHEME_OFF = "off"  # as a stage's (or a block's) scheme: plain ResNeXt blocks there
 
 
 class ModelConfigError(ValueError):
@@ -99,8 +110,9 @@ class CodedResNeXtConfig:
         ):
             if getattr(self, key) not in choices:
                 raise ModelConfigError(f"{key} must be one of {list(choices)}, got {getattr(self, key)!r}")
+        # per-block counts and branch counts checked here, before anything is built
+        object.__setattr__(self, "stages", tuple(self._sized_to_schemes(stage) for stage in self.stages))
         for stage in self.stages:
-            self.block_scheme_specs(stage)  # per-block counts checked here, before anything is built
             width = max(1, round(stage.out_channels * self.width_multiplier))
             if self.branch_merge == "concat" and width < stage.num_branches:
                 raise ModelConfigError(
@@ -120,6 +132,136 @@ class CodedResNeXtConfig:
             )
         return list(spec)
 
+    def _sized_to_schemes(self, stage: StageConfig) -> StageConfig:
+        """``stage`` with the (branches, active) of its schemes, the first block's that asks for a size;
+        the blocks of a stage share one branch count."""
+        sizes = [size for size in map(scheme_size, self.block_scheme_specs(stage)) if size is not None]
+        if len({branches for branches, _ in sizes}) > 1:
+            raise ModelConfigError(
+                f"schemes[{stage.name!r}]: the blocks of stage {stage.name} must share one branch count, got "
+                f"schemes with {sorted({branches for branches, _ in sizes})} branches; give them codewords of one length"
+            )
+        if not sizes or sizes[0] == (stage.num_branches, stage.num_active):
+            return stage
+        branches, active = sizes[0]
+        return dataclasses.replace(stage, num_branches=branches, num_active=active)
+
+    def block_schemes(self, stage: StageConfig) -> tuple[CodingScheme | None, ...]:
+        """The scheme of each of ``stage``'s blocks (None: a plain block); equal specs resolve once, so a
+        generated scheme is built once. Coded where the preset says so (N_act < N) or a scheme is given;
+        never in the control; ``"off"`` makes plain ResNeXt blocks."""
+        resolved: list[tuple[SchemeSpec, CodingScheme | None]] = []
+        for spec in self.block_scheme_specs(stage):
+            known = [scheme for seen, scheme in resolved if _same_spec(seen, spec)]
+            resolved.append((spec, known[0] if known else self._block_scheme(stage, spec)))
+        return tuple(scheme for _, scheme in resolved)
+
+    def _block_scheme(self, stage: StageConfig, spec: SchemeSpec) -> CodingScheme | None:
+        if self.control or spec == SCHEME_OFF or not (stage.coded or spec is not None):
+            return None
+        scheme = scheme_for_stage(spec, self.num_classes, stage.num_branches, stage.num_active)
+        scheme.check_compatible(self.num_classes, stage.num_branches, where=f"stage {stage.name}")
+        return scheme
+
+    def resolved(self, block_schemes: Mapping[str, Sequence[CodingScheme | None]] | None = None) -> CodedResNeXtConfig:
+        """This config with every stage's schemes given as values: one ``CodingScheme`` for a stage whose blocks
+        share it, one per block (``"off"`` for a plain block) otherwise, ``"off"`` for a coded stage left plain.
+        ``block_schemes`` is a built model's (``CodedResNeXt.block_schemes``: stages without a coded block left
+        out), which saves resolving the specs again; without it they are resolved here."""
+        schemes: dict[str, StageSchemes] = {}
+        for stage in self.stages:
+            if block_schemes is None:
+                per_block = self.block_schemes(stage)
+            else:
+                per_block = tuple(block_schemes.get(stage.name, (None,) * stage.depth))
+            if all(scheme is None for scheme in per_block):
+                if stage.coded:
+                    schemes[stage.name] = SCHEME_OFF
+            elif len(set(per_block)) == 1:
+                schemes[stage.name] = per_block[0]
+            else:
+                schemes[stage.name] = tuple(SCHEME_OFF if s is None else s for s in per_block)
+        return dataclasses.replace(self, schemes=schemes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON, and ``torch.load(weights_only=True)`` safe): every field, the stages as dicts, and
+        every stage's schemes as codewords (``CodingScheme.to_dict``; per block a list, ``"off"`` a plain
+        block). Resolves the schemes: a generated one is built (cached per process)."""
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["stages"] = [dataclasses.asdict(stage) for stage in self.stages]
+        out["schemes"] = {
+            name: [_scheme_entry(s) for s in spec] if isinstance(spec, tuple) else _scheme_entry(spec)
+            for name, spec in self.resolved().schemes.items()
+        }
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CodedResNeXtConfig:
+        """The config ``to_dict`` wrote; a one-line ``ModelConfigError`` naming the key for anything else."""
+        if not isinstance(data, Mapping):
+            raise ModelConfigError(f"a model config must be a mapping of its fields, got {type(data).__name__}")
+        unknown = sorted(set(data) - set(cls.field_names()))
+        if unknown:
+            raise ModelConfigError(f"unknown model config key(s) {unknown}; valid keys: {', '.join(cls.field_names())}")
+        missing = [key for key in ("num_classes", "stages") if key not in data]
+        if missing:
+            raise ModelConfigError(f"model config: missing {missing}; a config written by to_dict has both")
+        stages = data["stages"]
+        if not isinstance(stages, Sequence) or isinstance(stages, str):
+            raise ModelConfigError(f"model config: stages must be a list of stage dicts, got {type(stages).__name__}")
+        schemes = data.get("schemes") or {}
+        if not isinstance(schemes, Mapping):
+            raise ModelConfigError(f"model config: schemes must be a mapping by stage, got {type(schemes).__name__}")
+        return cls(
+            **{
+                **data,
+                "stages": tuple(_stage_from_dict(i, entry) for i, entry in enumerate(stages)),
+                "schemes": {name: _stage_schemes_from_dict(name, entry) for name, entry in schemes.items()},
+            }
+        )
+
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+def _same_spec(a: SchemeSpec, b: SchemeSpec) -> bool:
+    """Equal scheme specs (a CodingScheme compares by content, the rest by value)."""
+    return type(a) is type(b) and a == b
+
+
+def _scheme_entry(spec: SchemeSpec) -> dict[str, Any] | str:
+    """A resolved config's scheme spec as data: codewords, or ``"off"``."""
+    return spec.to_dict() if isinstance(spec, CodingScheme) else SCHEME_OFF
+
+
+def _stage_from_dict(index: int, entry: Any) -> StageConfig:
+    if not isinstance(entry, Mapping):
+        raise ModelConfigError(f"model config: stages[{index}] must be a dict of StageConfig fields")
+    names = [f.name for f in fields(StageConfig)]
+    unknown = sorted(set(entry) - set(names))
+    if unknown:
+        raise ModelConfigError(f"model config: stages[{index}] has unknown keys {unknown}; its keys are {names}")
+    required = [f.name for f in fields(StageConfig) if f.default is dataclasses.MISSING]
+    missing = [name for name in required if name not in entry]
+    if missing:
+        raise ModelConfigError(f"model config: stages[{index}] lacks {missing}; a config written by to_dict has them")
+    return StageConfig(**entry)
+
+
+def _stage_schemes_from_dict(name: str, entry: Any) -> StageSchemes:
+    """A stage's stored schemes: codewords (a dict), ``"off"``, or a list with one of these per block."""
+    if isinstance(entry, list | tuple):
+        return tuple(_block_scheme_from_dict(f"schemes[{name!r}][{i}]", e) for i, e in enumerate(entry))
+    return _block_scheme_from_dict(f"schemes[{name!r}]", entry)
+
+
+def _block_scheme_from_dict(where: str, entry: Any) -> CodingScheme | str:
+    if entry == SCHEME_OFF:
+        return SCHEME_OFF
+    if not isinstance(entry, Mapping):
+        raise ModelConfigError(f"model config: {where} must be codewords (a scheme dict) or 'off', got {entry!r}")
+    try:
+        return CodingScheme.from_dict(dict(entry), source=f"model config: {where}")
+    except CodingSchemeError as err:
+        raise ModelConfigError(str(err)) from None

@@ -3,7 +3,9 @@
 Each preset is a function of ``num_classes`` returning a ``CodedResNeXtConfig``; stage settings are
 plain data. Schemes are not named here: a coded stage gets the published scheme matching its
 (classes, branches, active) when there is one (so the paper's nets at their datasets' class counts
-use the paper's codes), else a generated one; override with ``schemes={"c3": ...}``.
+use the paper's codes), else a generated one; override with ``schemes={"c3": ...}``. A scheme of another
+branch count resizes its stage (``CodedResNeXtConfig``): ``schemes={"c3": "paper:cifar100/8/20"}`` on a
+10-branch stage gives it 20 branches of the preset's width.
 """
 
 from __future__ import annotations
@@ -109,7 +111,8 @@ def list_models() -> list[str]:
 
 
 def model_config(name: str, num_classes: int | None = None, **overrides: Any) -> CodedResNeXtConfig:
-    """A preset's config with ``overrides`` (any ``CodedResNeXtConfig`` field) applied."""
+    """A preset's config with ``overrides`` (any ``CodedResNeXtConfig`` field) applied; its stages are sized
+    to the schemes given (``schemes={"c4": GeneratedScheme(4, num_branches=12)}``: c4 with 12 branches)."""
     if name not in _PRESETS:
         raise ModelConfigError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
     valid = set(CodedResNeXtConfig.field_names()) - {"num_classes", "stages"}

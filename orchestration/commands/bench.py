@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=("retain", "default"),
         default="retain",
         help="'retain' (default) makes glibc keep freed tensor memory for reuse instead of page-faulting "
-        "activations in on every forward (coded_resnext.cpu_allocator); 'default' leaves glibc as it is",
+        "activations in on every forward (coded_resnext.measure.cpu_allocator); 'default' leaves glibc as it is",
     )
     model.add_argument(
         "--train-layout",
@@ -70,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from coded_resnext.benchmark import run_benchmark
+    from coded_resnext.measure.model_benchmark import run_benchmark
 
     if args.preset not in list_models():
         raise UserError(f"unknown preset {args.preset!r}; choose one of: {', '.join(list_models())}")
@@ -82,7 +82,7 @@ def _run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     allocator = "glibc default"
     if args.malloc == "retain":
-        from coded_resnext.cpu_allocator import retain_freed_memory
+        from coded_resnext.measure.cpu_allocator import retain_freed_memory
 
         allocator = "glibc, freed memory retained" if retain_freed_memory() else "unchanged (not glibc)"
     result = run_benchmark(

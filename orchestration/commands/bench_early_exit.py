@@ -82,7 +82,7 @@ def _check(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from coded_resnext.early_exit_benchmark import run_early_exit_benchmark, threshold_for_exit_rate
+    from coded_resnext.measure.early_exit_benchmark import run_early_exit_benchmark, threshold_for_exit_rate
     from coded_resnext.orchestration.operating_point import check_at_accuracy, check_threshold_count, parse_threshold
 
     _check(args)
@@ -127,7 +127,7 @@ def _run(args: argparse.Namespace) -> int:
 def _allocator(choice: str) -> str:
     if choice != "retain":
         return "glibc default"
-    from coded_resnext.cpu_allocator import retain_freed_memory
+    from coded_resnext.measure.cpu_allocator import retain_freed_memory
 
     return "glibc, freed memory retained" if retain_freed_memory() else "unchanged (not glibc)"
 
@@ -137,7 +137,7 @@ def _source(args: argparse.Namespace, threshold):
     import torch
 
     from coded_resnext import create_model
-    from coded_resnext.benchmark import default_image_size
+    from coded_resnext.measure.model_benchmark import default_image_size
 
     if args.preset:
         torch.manual_seed(0)

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "With --early-exit instead of --class: the network that stops for each sample at the first coded "
             "block whose Eq. 7 confidence reaches a threshold, BatchNorms folded, saved as one PT2 archive of "
             "torch.export programs, one per segment between exits (load with "
-            "coded_resnext.early_exit_export.load_early_exit; it returns prediction and exit_block). The "
+            "coded_resnext.early_exit.export.load_early_exit; it returns prediction and exit_block). The "
             "threshold is the least-compute point of the run's validation early-exit curve that keeps "
             "--at-accuracy of the full accuracy, or --threshold. The file is also logged to the run."
         ),

@@ -20,8 +20,8 @@ def extract_early_exit(model, state: dict, args: argparse.Namespace, uri: str, t
     from mlflow.tracking import MlflowClient
 
     from coded_resnext import EarlyExit
-    from coded_resnext.early_exit_export import export_early_exit
-    from coded_resnext.fusion import fuse_for_inference
+    from coded_resnext.early_exit.export import export_early_exit
+    from coded_resnext.extraction.fusion import fuse_for_inference
     from coded_resnext.orchestration.operating_point import check_threshold_count, operating_point, run_curve
 
     if not model.coded_blocks:

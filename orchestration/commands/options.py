@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from coded_resnext.bounds import Bound
 from coded_resnext.orchestration.errors import UserError
+from coded_resnext.validation import Bound
 
 # The numeric options' ranges, by option name (walked by tests/test_bounds.py at both ends of each).
 OPTION_BOUNDS: dict[str, Bound] = {

@@ -1,6 +1,8 @@
 """Size and compute of a network: parameters (all, or the paper's accounting) and FLOPs.
 
-FLOPs are counted by ``torch.utils.flop_counter`` (convs, matmuls), not estimated by hand.
+FLOPs are counted by ``torch.utils.flop_counter`` (convs, matmuls), not estimated by hand. Here, with the
+models, rather than with the timing code (``coded_resnext.measure``), because the evaluation suite reports
+these counts too, and the timing code depends on the evaluation suite.
 """
 
 from __future__ import annotations

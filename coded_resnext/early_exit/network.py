@@ -1,50 +1,33 @@
 """Early exit that stops computing: a Coded ResNeXt run segment by segment, each sample leaving at the
-first coded block whose Eq. 7 decoding is confident enough (PAPER.md section 7, "early decoding").
+first coded block whose Eq. 7 decoding is confident enough (the paper's section 7, "early decoding").
 
 ``coded_resnext.evaluation.early_exit`` *simulates* this on a full forward pass to draw the accuracy vs
 compute curve; ``EarlyExit`` is what one deploys. After each coded block the samples whose confidence
-(the margin between the nearest and second-nearest codeword, ``decoding.decode``) reaches the threshold
-leave with their decoded class, and the rest go on as a smaller batch, so the work saved is real
-wall-clock time, not only FLOPs. Per sample it takes the same decisions as the simulation at the same
-threshold: in eval mode every layer treats samples independently, and the decoder is computed so that
-its result does not depend on the other samples in the batch.
+(the margin between the nearest and second-nearest codeword, ``coding.decoding.decode``) reaches the
+threshold leave with their decoded class, and the rest go on as a smaller batch (``early_exit.routing``),
+so the work saved is real wall-clock time, not only FLOPs. Per sample it takes the same decisions as the
+simulation at the same threshold: in eval mode every layer treats samples independently, and the decoder
+is computed so that its result does not depend on the other samples in the batch.
 
 The network is cut into ``ExitSegment``s: segment i runs (the stem and) the blocks after coded block
 i - 1 up to and including coded block i, and decodes; ``ExitTail`` runs the rest and the head. The
 segments hold the model's own modules (no copies), so wrap the model as it will run, e.g.
-``EarlyExit(fuse_for_inference(model), 0.5)``. ``coded_resnext.early_exit_export`` saves the segments
-with ``torch.export`` and loads them back into the same routing.
+``EarlyExit(fuse_for_inference(model), 0.5)``. ``early_exit.export`` saves the segments with
+``torch.export`` and loads them back into the same routing.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
-from numbers import Real
-from typing import NamedTuple
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from coded_resnext.decoding import decode
+from coded_resnext.coding.decoding import decode
+from coded_resnext.early_exit.pool import route_pooled
+from coded_resnext.early_exit.routing import EarlyExitOutput, SegmentOutput, route
+from coded_resnext.early_exit.thresholds import EarlyExitError, check_thresholds
 from coded_resnext.models import CodedResNeXt
-
-FINAL_HEAD = -1  # exit_block of samples that went through the whole network
-
-
-class EarlyExitError(ValueError):
-    """A threshold that is not usable (one-line message naming the value and what to give instead)."""
-
-
-class EarlyExitOutput(NamedTuple):
-    prediction: Tensor  # (B,) class index
-    exit_block: Tensor  # (B,) index into model.coded_blocks where the sample left; -1: the final head
-
-
-class SegmentOutput(NamedTuple):
-    features: Tensor  # the coded block's output, input of the next segment
-    prediction: Tensor  # (B,) Eq. 7 decision at this coded block
-    confidence: Tensor  # (B,) its margin (second-nearest minus nearest codeword distance)
 
 
 class ExitSegment(nn.Module):
@@ -82,59 +65,6 @@ class ExitTail(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))  # CodedResNeXt.head
 
 
-def check_thresholds(threshold: float | Sequence[float], num_exits: int) -> list[float]:
-    """One float per coded block from a float (shared) or a per-block sequence; NaN and non-numbers are
-    refused. ``math.inf`` never exits."""
-    if isinstance(threshold, Real) and not isinstance(threshold, bool):
-        values = [float(threshold)] * num_exits
-    elif isinstance(threshold, Sequence) and not isinstance(threshold, str | bytes):
-        if len(threshold) != num_exits:
-            raise EarlyExitError(
-                f"threshold: got {len(threshold)} per-block values but the model has {num_exits} coded blocks; "
-                f"give one number, or a list of {num_exits}"
-            )
-        values = list(threshold)
-    else:
-        raise EarlyExitError(
-            f"threshold: {threshold!r} is not a number; give a float (math.inf: never exit) "
-            f"or a list of {num_exits} floats, one per coded block"
-        )
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, Real) or math.isnan(value):
-            raise EarlyExitError(
-                f"threshold: {value!r} is not a number; give a float (math.inf: never exit) "
-                f"or a list of {num_exits} floats, one per coded block"
-            )
-    return [float(v) for v in values]
-
-
-def route(segments: Sequence[Callable], tail: Callable, thresholds: Sequence[float], x: Tensor) -> EarlyExitOutput:
-    """Run ``segments`` in turn; after each, the samples whose confidence reaches its threshold leave and
-    the rest continue as a smaller batch; whoever is left at the end gets the tail's argmax.
-
-    Shared by ``EarlyExit`` and the exported program, so both take the same decisions. Rows are taken
-    with advanced indexing, which keeps a channels-last batch channels-last (``index_select`` would not).
-    """
-    batch = x.shape[0]
-    prediction = torch.full((batch,), FINAL_HEAD, dtype=torch.long, device=x.device)
-    exit_block = torch.full((batch,), FINAL_HEAD, dtype=torch.long, device=x.device)
-    remaining = torch.arange(batch, device=x.device)  # original index of each row of x
-    for i, (segment, threshold) in enumerate(zip(segments, thresholds, strict=True)):
-        out = segment(x)
-        x = out.features
-        leave = out.confidence >= threshold
-        if not bool(leave.any()):
-            continue
-        prediction[remaining[leave]] = out.prediction[leave].long()
-        exit_block[remaining[leave]] = i
-        stay = (~leave).nonzero().squeeze(1)
-        if stay.numel() == 0:
-            return EarlyExitOutput(prediction, exit_block)
-        remaining, x = remaining[stay], x[stay]
-    prediction[remaining] = tail(x).argmax(1)
-    return EarlyExitOutput(prediction, exit_block)
-
-
 def split_model(model: CodedResNeXt) -> tuple[list[ExitSegment], ExitTail]:
     """The model cut after every coded block; the pieces share the model's modules."""
     segments: list[ExitSegment] = []
@@ -152,7 +82,7 @@ class EarlyExit(nn.Module):
 
     ``forward(x)`` returns ``EarlyExitOutput(prediction, exit_block)`` for one batch; ``predict(inputs,
     batch_size)`` the same for many samples, pooling the ones that go on across batches so every segment
-    runs on full batches (``coded_resnext.early_exit_pool``). Inference only: the model is put in eval
+    runs on full batches (``early_exit.pool``). Inference only: the model is put in eval
     mode (BatchNorm with batch statistics would make a sample's decision depend on the batch).
     """
 
@@ -177,8 +107,6 @@ class EarlyExit(nn.Module):
     def predict(self, inputs: Tensor, batch_size: int = 64) -> EarlyExitOutput:
         """``forward``'s decisions for every sample of ``inputs``, each segment run on batches of
         ``batch_size`` filled with the samples that reached it from any input batch."""
-        from coded_resnext.early_exit_pool import route_pooled  # it imports this module
-
         if self.training:
             raise RuntimeError("EarlyExit is for inference; call .eval() (train the wrapped model instead)")
         return route_pooled(self.segments, self.tail, self.thresholds, inputs, batch_size)

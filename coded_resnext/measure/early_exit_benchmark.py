@@ -1,5 +1,5 @@
 """Wall-clock of ``EarlyExit`` against the full model with the same folding, beside its FLOP fraction
-(DESIGN.md, performance stance: side by side in one process, interleaved, as ratios).
+(side by side in one process, interleaved, as ratios).
 
 Both run fused (``fuse_for_inference``: BatchNorms folded, channels-last), so the ratio is what exiting
 buys, not what folding does. At each batch size the inputs are cut into batches; one round times every
@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
-from coded_resnext.decoding import decode
-from coded_resnext.early_exit import EarlyExit
+from coded_resnext.coding.decoding import decode
+from coded_resnext.early_exit.network import EarlyExit
 from coded_resnext.evaluation.early_exit import exit_compute_fractions
-from coded_resnext.fusion import fuse_for_inference
+from coded_resnext.extraction.fusion import fuse_for_inference
 from coded_resnext.models import CodedResNeXt
 
 

@@ -1,9 +1,12 @@
-"""The specialization diagnostic (PAPER.md section 7, Fig. 2a).
+"""The specialization diagnostic (the paper's section 7, Fig. 2a).
 
 In one chosen coded block, remove k branches that are *active* for each input's true class (or k
 *inactive* ones), chosen at random per sample, and look at the accuracy. If the branches specialise,
 removing active ones hurts as k grows and removing inactive ones does not. It needs the true class,
 so it is a diagnostic, not a classifier.
+
+It lives with the model because it is model logic: keep masks for ``forward_with_branch_masks``, built
+from the blocks' codewords like the model's own ``path_masks``; ``evaluation.removal`` draws the curves.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,6 @@ def _cuda_peak(step: Callable[[], object], device: torch.device) -> MemoryUse:
 
 
 def _cpu_peak(step: Callable[[], object]) -> MemoryUse:
-    from torch.profiler import ProfilerActivity, profile
-
     # kineto logs "gpuGetDeviceCount failed" as an ERROR on every profile of a machine without a GPU;
     # read when the profiler starts, so quiet it here unless the user set the level
     os.environ.setdefault("KINETO_LOG_LEVEL", "5")

@@ -1,6 +1,6 @@
 """Early exit over many samples: the samples that go on past an exit are pooled across input batches.
 
-``route`` (``coded_resnext.early_exit``) classifies one batch: after every exit the batch shrinks, so the
+``route`` (``early_exit.routing``) classifies one batch: after every exit the batch shrinks, so the
 deep segments run on a few samples, where a convolution's fixed cost per call outweighs its cost per
 sample (on a 2-core CPU, a coded block of the quickstart net costs about 0.19 ms at batch 1 and 0.85 ms at
 batch 64). When there are many samples to classify (a data set, a queue of requests), MSDNet's budgeted
@@ -8,7 +8,7 @@ batch classification setting, the survivors of each segment can instead wait in 
 batch, so every segment runs on full batches and the time follows the FLOPs more closely.
 
 Each sample's decision is the same as ``route``'s: in eval mode nothing mixes samples, and Eq. 7 is
-computed per sample (``decoding.codeword_distances``).
+computed per sample (``coding.decoding.codeword_distances``).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from coded_resnext.early_exit import FINAL_HEAD, EarlyExitOutput
+from coded_resnext.early_exit.routing import FINAL_HEAD, EarlyExitOutput
 
 
-class _Pool:
+class SamplePool:
     """Features and original sample indices waiting for one segment."""
 
     def __init__(self) -> None:
@@ -67,7 +67,7 @@ def route_pooled(
     total = len(inputs)
     prediction = torch.full((total,), FINAL_HEAD, dtype=torch.long, device=inputs.device)
     exit_block = torch.full((total,), FINAL_HEAD, dtype=torch.long, device=inputs.device)
-    pools = [_Pool() for _ in range(len(segments) + 1)]  # pools[i]: waiting for segment i (the tail last)
+    pools = [SamplePool() for _ in range(len(segments) + 1)]  # pools[i]: waiting for segment i (the tail last)
 
     def run(stage: int, x: Tensor, index: Tensor) -> None:
         if stage == len(segments):

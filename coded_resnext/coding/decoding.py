@@ -1,4 +1,7 @@
-"""Early decoding (PAPER.md Eq. 7): a class decision from one coded block's energies.
+"""Early decoding (Eq. 7 of the paper, arXiv 2202.05343): a class decision from one coded block's energies.
+
+Part of ``coding`` because it is the other half of a coding scheme: the codewords say which branches
+work for a class, decoding reads a class back from where the energy went.
 
 At coded block l, the normalized energy vector (rows sum to N) is scaled to sum N_act, i.e.
 multiplied by r = N_act / N, and the class whose codeword is nearest in Euclidean distance wins.
@@ -13,7 +16,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from coded_resnext.coding import CodingScheme
+from coded_resnext.coding.scheme import CodingScheme
 
 
 class Decoded(NamedTuple):

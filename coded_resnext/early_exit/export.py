@@ -7,7 +7,7 @@ the energy code's layout checks, every conv) would have to run on a batch of unb
 export cannot guard on; ``torch.cond`` does not help, since its branches must return the same shapes.
 So each segment (``ExitSegment``: blocks up to a coded block and its decoder; ``ExitTail``: the rest and
 the head) is exported on its own with a dynamic batch dimension, and the routing between them (about
-twenty lines, ``coded_resnext.early_exit.route``) stays in Python, the same function ``EarlyExit`` runs.
+twenty lines, ``early_exit.routing.route``) stays in Python, the same function ``EarlyExit`` runs.
 
 The file is one PT2 archive (``torch.export.pt2_archive``, the format ``torch.export.save`` and
 AOTInductor packages use) holding every segment's program and a JSON manifest (thresholds, classes,
@@ -24,7 +24,9 @@ import torch
 from torch import Tensor, nn
 from torch.export import Dim
 
-from coded_resnext.early_exit import EarlyExit, EarlyExitError, EarlyExitOutput, SegmentOutput, check_thresholds, route
+from coded_resnext.early_exit.network import EarlyExit
+from coded_resnext.early_exit.routing import EarlyExitOutput, SegmentOutput, route
+from coded_resnext.early_exit.thresholds import EarlyExitError, check_thresholds
 
 FORMAT = "coded-resnext-early-exit"
 FORMAT_VERSION = 1

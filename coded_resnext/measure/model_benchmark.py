@@ -1,16 +1,16 @@
 """Side-by-side speed of the coded model, its plain control, the materialized reference and the
-extracted binary classifier, measured interleaved in one process (DESIGN.md, performance stance).
+extracted binary classifier, measured interleaved in one process.
 
 Each round times one step of every variant in turn, so drift in machine load hits all of them
 alike; the report gives medians and ratios, with parameter and FLOP fractions beside the time ratio
 of the binary classifier. Nothing here asserts a time.
 
 Memory is measured like time: the peak and the volume allocated during one train step and one
-inference of coded, control and materialized (``coded_resnext.memory``), as MiB and ratios. Avoiding the
+inference of coded, control and materialized (``measure.memory``), as MiB and ratios. Avoiding the
 materialized N x C_out branch outputs is half of why the Gram-matrix block exists.
 
 The binary classifier as extracted is pruned *and* made ready for inference (BatchNorms folded,
-channels-last; ``coded_resnext.fusion``). So that no one credits pruning with what folding does, the
+channels-last; ``extraction.fusion``). So that no one credits pruning with what folding does, the
 full model is timed both as it is and with the same ``fuse_for_inference``, and the pruned
 classifier both with and without it; the ratios name which is which.
 """
@@ -25,11 +25,11 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
-from coded_resnext.accounting import flop_count, parameter_count
-from coded_resnext.extraction import extract_binary_classifier
-from coded_resnext.fusion import fuse_for_inference
-from coded_resnext.memory import MemoryUse, peak_memory
+from coded_resnext.extraction.classifiers import extract_binary_classifier
+from coded_resnext.extraction.fusion import fuse_for_inference
+from coded_resnext.measure.memory import MemoryUse, peak_memory
 from coded_resnext.models import CodedResNeXt, create_model
+from coded_resnext.models.accounting import flop_count, parameter_count
 
 
 @dataclass
@@ -39,7 +39,7 @@ class BenchResult:
     image_size: int
     threads: int
     rounds: int
-    allocator: str = "glibc default"  # see coded_resnext.cpu_allocator
+    allocator: str = "glibc default"  # see coded_resnext.measure.cpu_allocator
     train_layout: str = "channels-last"
     train_precision: str = "fp32"  # autocast of the train steps: fp32 (none) or bf16
     train_compiled: bool = False  # train steps' forward and loss through torch.compile
@@ -85,7 +85,7 @@ def default_image_size(model: CodedResNeXt) -> int:
     return 32 if model.config.stem == "cifar" else 160  # the paper trains ImageNet at 160x160
 
 
-def _train_step(
+def train_step(
     model: CodedResNeXt, x: Tensor, y: Tensor, autocast: torch.dtype | None = None, compiled: bool = False
 ) -> Callable[[], None]:
     """Forward, coding loss, backward and SGD step, as the trainer runs them (``orchestration/training.py``:
@@ -154,9 +154,9 @@ def run_benchmark(
     coded_fused = fuse_for_inference(infer_coded)
 
     steps: dict[str, Callable[[], None]] = {
-        "train/coded": _train_step(coded.train(), x, y, autocast, train_compiled),
-        "train/control": _train_step(control.train(), x, y, autocast, train_compiled),
-        "train/materialized": _train_step(materialized.train(), x, y, autocast, train_compiled),
+        "train/coded": train_step(coded.train(), x, y, autocast, train_compiled),
+        "train/control": train_step(control.train(), x, y, autocast, train_compiled),
+        "train/materialized": train_step(materialized.train(), x, y, autocast, train_compiled),
         "infer/coded": _inference(infer_coded, x),
         "infer/control": _inference(infer_control, x),
         "infer/materialized": _inference(infer_materialized, x),
@@ -231,7 +231,7 @@ MEMORY_STEPS = (
 
 def _memory(steps: dict[str, Callable[[], None]], trained: dict[str, nn.Module]) -> dict[str, MemoryUse]:
     """One measured call of each step; train steps start without gradients (freed blocks from before the
-    measurement would be invisible to the CPU profiler, see ``coded_resnext.memory``)."""
+    measurement would be invisible to the CPU profiler, see ``measure.memory``)."""
     out = {}
     for name in MEMORY_STEPS:
         if name in trained:
