@@ -11,6 +11,7 @@ where it left (``exit_compute_fractions``; 1 for the head) over the full forward
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 import time
@@ -25,6 +26,8 @@ from coded_resnext.early_exit.network import EarlyExit
 from coded_resnext.evaluation.early_exit import exit_compute_fractions
 from coded_resnext.extraction.fusion import fuse_for_inference
 from coded_resnext.models import CodedResNeXt
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -133,7 +136,6 @@ def run_early_exit_benchmark(
     warmup: int = 1,
     targets: Tensor | None = None,
     allocator: str = "glibc default",
-    progress: Callable[[str], None] | None = None,
     clock: str = "wall",
 ) -> EarlyExitBenchResult:
     """Time the fused full model and ``EarlyExit`` of it on ``inputs`` at each batch size, and beside them
@@ -153,9 +155,8 @@ def run_early_exit_benchmark(
         if count == 0:
             raise ValueError(f"{len(inputs)} inputs are fewer than one batch of {batch_size}")
         batches = [inputs[i : i + batch_size] for i in range(0, count, batch_size)]
-        say = (lambda msg, b=batch_size: progress(f"batch {b}: {msg}")) if progress else None
         pooled = {} if batch_size == 1 else {"pooled": lambda b=batch_size, n=count: early.predict(inputs[:n], b)}
-        seconds = _interleaved(variants, batches, rounds, warmup, say, CLOCKS[clock], pooled)
+        seconds = _interleaved(variants, batches, rounds, warmup, CLOCKS[clock], pooled)
         exit_blocks = torch.cat([early(x).exit_block for x in batches])
         exits = [int((exit_blocks == b).sum()) for b in range(blocks)] + [int((exit_blocks < 0).sum())]
         exit_times = [seconds[f"exit {b}"] / seconds["full"] for b in range(blocks)]
@@ -185,7 +186,6 @@ def _interleaved(
     batches: list[Tensor],
     rounds: int,
     warmup: int,
-    say,
     clock: Callable[[], float],
     whole: dict[str, Callable[[], object]],
 ) -> dict[str, float]:
@@ -203,8 +203,8 @@ def _interleaved(
         if r >= warmup:
             for name, seconds in round_total.items():
                 totals[name].append(seconds)
-        if say is not None:
-            say(f"warm-up {r + 1}/{warmup}" if r < warmup else f"round {r + 1 - warmup}/{rounds}")
+        phase = f"warm-up {r + 1}/{warmup}" if r < warmup else f"round {r + 1 - warmup}/{rounds}"
+        logger.info("batch %d: %s", len(batches[0]), phase)
     return {name: statistics.median(t) for name, t in totals.items()}
 
 

@@ -17,6 +17,7 @@ classifier both with and without it; the ratios name which is which.
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from collections.abc import Callable
@@ -30,6 +31,8 @@ from coded_resnext.extraction.fusion import fuse_for_inference
 from coded_resnext.measure.memory import MemoryUse, peak_memory
 from coded_resnext.models import CodedResNeXt, create_model
 from coded_resnext.models.accounting import flop_count, parameter_count
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -122,7 +125,6 @@ def run_benchmark(
     warmup: int = 2,
     image_size: int | None = None,
     num_classes: int | None = None,
-    progress: Callable[[str], None] | None = None,
     allocator: str = "glibc default",
     train_channels_last: bool = True,
     train_precision: str = "fp32",
@@ -172,9 +174,8 @@ def run_benchmark(
             step()
             if r >= warmup:
                 times[name].append(time.perf_counter() - start)
-        if progress is not None:
-            phase = "warm-up" if r < warmup else "round"
-            progress(f"{phase} {r + 1 - (0 if r < warmup else warmup)}/{warmup if r < warmup else rounds}")
+        phase = "warm-up" if r < warmup else "round"
+        logger.info("%s %d/%d", phase, r + 1 - (0 if r < warmup else warmup), warmup if r < warmup else rounds)
 
     med = {name: statistics.median(t) * 1e3 for name, t in times.items()}
     result = BenchResult(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from coded_resnext import list_models
@@ -92,7 +91,6 @@ def _run(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         image_size=args.image_size,
         num_classes=args.num_classes,
-        progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True),
         allocator=allocator,
         train_channels_last=args.train_layout == "channels-last",
         train_precision=args.precision,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from coded_resnext import list_models
@@ -113,7 +112,6 @@ def _run(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         targets=targets,
         allocator=allocator,
-        progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True),
         clock=args.clock,
     )
     print(result.table())
