@@ -374,8 +374,7 @@ def rung_metrics(model, bundle: DatasetBundle, cfg: RunConfig, device) -> dict[s
     return metrics
 
 
-def run_evaluation(
-    model, bundle: DatasetBundle, cfg: RunConfig, device, progress: Progress, *, test: bool
-) -> SuiteResult:
+def run_evaluation(model, bundle: DatasetBundle, cfg: RunConfig, device, *, test: bool) -> SuiteResult:
+    """The evaluation suite of a run of ``cfg`` on ``bundle`` (the test split only when ``test``)."""
     data = suite_data(bundle, cfg, test=test, device_type=device.type)
     return run_suite(model, data, device=device, settings=cfg.eval, seed=cfg.seed)

@@ -276,10 +276,12 @@ def _space(tmp_path: Path, name: str = "study", algorithm: str = "motpe", **tune
     return path
 
 
-def test_resume_closes_runs_and_fails_optuna_trials_the_restored_experiment_does_not_know(tmp_path, monkeypatch, store):
+def test_resume_closes_runs_and_fails_optuna_trials_the_restored_experiment_does_not_know(
+    tmp_path, monkeypatch, store, log_lines
+):
     import optuna
 
-    import coded_resnext.orchestration.reconcile as reconcile
+    import coded_resnext.orchestration.sweep as sweep_module
     from coded_resnext.orchestration.search_space import load_search_space
     from coded_resnext.orchestration.searcher import TRIAL_ATTR, storage_url
     from coded_resnext.orchestration.sweep import Sweep
@@ -297,9 +299,9 @@ def test_resume_closes_runs_and_fails_optuna_trials_the_restored_experiment_does
     study = optuna.create_study(study_name="study", storage=url, directions=["maximize", "minimize", "minimize"])
     for trial_id in ("known", "orphan"):
         study.ask().set_user_attr(TRIAL_ATTR, trial_id)
-    monkeypatch.setattr(reconcile, "trial_statuses", lambda path: {"known": "RUNNING"})
-    said = []
-    sweep._reconcile(parent.run_id, "restored-experiment", said.append)
+    monkeypatch.setattr(sweep_module, "trial_statuses", lambda path: {"known": "RUNNING"})
+    sweep._reconcile(parent.run_id, "restored-experiment")
+    said = [line for line in log_lines if line.startswith("reconciled")]
     client = MlflowClient(uri)
     orphan = client.get_run(runs["orphan"].run_id)
     assert (
