@@ -1,18 +1,32 @@
-"""The docs cite what exists. Every ``*.md`` name and every repo-relative path (``<top-level folder>/...`` with a file
-extension, globs included) written in the docs, the README, the search spaces, pyproject.toml, the
-scripts and any ``.py`` file of the project (library, orchestration, results, tests, benchmarks) must
-name a file of the repository, read relative to the repository root or to the citing file's folder.
-``docs/method.md section N`` must name one of its numbered sections. Files the project writes (not
-cites) are listed in GENERATED_NAMES; a line that mentions a path on purpose without citing it (a file a
-test writes into tmp_path) ends with the comment ``# not a citation``.
+"""The docs cite what exists, and their YAML examples load.
+
+1. Citations. Every ``*.md`` name and every repo-relative path (``<top-level folder>/...`` with a file
+   extension, globs included) written in the docs, the README, the search spaces, pyproject.toml, the
+   scripts and any ``.py`` file of the project (library, orchestration, results, tests, benchmarks) must
+   name a file of the repository, read relative to the repository root or to the citing file's folder.
+   ``docs/method.md section N`` must name one of its numbered sections. Files the project writes (not
+   cites) are listed in GENERATED_NAMES; a line that mentions a path on purpose without citing it (a file a
+   test writes into tmp_path) ends with the comment ``# not a citation``.
+2. YAML examples. A fenced ``yaml`` block in README.md or docs/*.md must parse. It claims to be a search
+   space when its top-level keys are among base/config/search/tune, and a run config when they are among
+   the run config's sections; either way it must load with the loader the CLI uses (a relative ``base:``
+   reads from search_spaces/). A block whose first line is ``# fragment of search_spaces/<name>.yaml`` is
+   merged into that file before loading; a block of search-space sections without ``search:`` or
+   ``base:`` must say which file it is a fragment of. Any other block (a Ray cluster file) claims nothing.
+3. A figure stated in several places is the same figure in each (the quickstart's measured wall time).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
 import pytest
+import yaml
+
+from coded_resnext.orchestration.config import RunConfig, load_config
+from coded_resnext.orchestration.search_space import load_search_space
 
 pytestmark = pytest.mark.unit
 
@@ -146,3 +160,101 @@ def test_cited_sections_of_the_method_exist():
                 cited += [(f"{path.relative_to(ROOT)}:{number}", n) for n in range(int(first), int(last or first) + 1)]
     assert cited, "nothing cites docs/method.md by section"
     assert [(where, n) for where, n in cited if n not in sections] == []
+
+
+# ---- the YAML examples ---------------------------------------------------------------------------------
+SEARCH_SPACE_KEYS = {"base", "config", "search", "tune"}
+RUN_CONFIG_KEYS = {f.name for f in dataclasses.fields(RunConfig)}
+FENCED_YAML = re.compile(r"^```ya?ml[^\n]*\n(.*?)^```", re.S | re.M)
+FRAGMENT = re.compile(r"#\s*fragment of (search_spaces/[\w.-]+\.ya?ml)")
+
+
+def yaml_blocks() -> list[tuple[str, str]]:
+    blocks = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = path.read_text(encoding="utf-8")
+        for match in FENCED_YAML.finditer(text):
+            line = text[: match.start()].count("\n") + 2  # the block's first line
+            blocks.append((f"{path.relative_to(ROOT)}:{line}", match.group(1)))
+    return blocks
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = (
+            _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
+    return merged
+
+
+def claim(block: str) -> tuple[str | None, dict]:
+    """What a block claims to be ("search space", "run config" or None) and the document to load."""
+    document = yaml.safe_load(block)
+    fragment = FRAGMENT.match(block.lstrip())
+    if fragment:
+        whole = yaml.safe_load((ROOT / fragment.group(1)).read_text())
+        document = _merge(whole, document)
+    if not isinstance(document, dict) or not document:
+        return None, {}
+    if set(document) <= SEARCH_SPACE_KEYS:
+        if not ({"search", "base"} & set(document) or fragment):
+            raise ValueError(
+                f"search-space sections {sorted(document)} alone: start the block with a comment "
+                "'# fragment of search_spaces/<name>.yaml' naming the file they belong in"
+            )
+        return "search space", document
+    if set(document) <= RUN_CONFIG_KEYS:
+        return "run config", document
+    return None, document
+
+
+def load_block(block: str, tmp_path: Path) -> str | None:
+    kind, document = claim(block)
+    if kind is None:
+        return None
+    if isinstance(document.get("base"), str):
+        document["base"] = str((ROOT / "search_spaces" / document["base"]).resolve())
+    path = tmp_path / "block.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    (load_search_space if kind == "search space" else load_config)(path)
+    return kind
+
+
+BLOCKS = yaml_blocks()
+
+
+def test_the_readmes_search_space_example_is_found():
+    assert any(where.startswith("README.md:") and claim(block)[0] == "search space" for where, block in BLOCKS)
+
+
+@pytest.mark.parametrize(("where", "block"), BLOCKS, ids=[where for where, _ in BLOCKS])
+def test_a_yaml_example_in_the_docs_loads(where, block, tmp_path):
+    yaml.safe_load(block)  # every YAML block parses, whatever it is
+    load_block(block, tmp_path)
+
+
+def test_a_yaml_example_that_stops_loading_fails(tmp_path):
+    space = "base: quickstart_train.yaml\nsearch:\n  seed: {grid: [0, 1]}\ntune: {algorithm: motpe}\n"
+    with pytest.raises(Exception, match=r"grid values need tune\.algorithm random or grid"):
+        load_block(space, tmp_path)
+    assert load_block(space.replace("motpe", "random"), tmp_path) == "search space"
+    with pytest.raises(Exception, match=r"loss\.mu"):
+        load_block("model: {name: coded_resnext_mini}\nloss: {mu: -1}\n", tmp_path)
+    fragment = "# fragment of search_spaces/quickstart.yaml\ntune: {algorithm: nope}\n"
+    with pytest.raises(Exception, match="nope"):
+        load_block(fragment, tmp_path)
+    assert load_block("cluster_name: x\nmax_workers: 4\n", tmp_path) is None
+    with pytest.raises(ValueError, match="fragment of"):
+        load_block("tune: {algorithm: motpe}\n", tmp_path)
+
+
+# ---- figures stated in several places ------------------------------------------------------------------
+def test_the_quickstarts_wall_time_is_stated_alike_where_it_is_stated():
+    """The quickstart's measured wall time appears in the README, its search space and scripts/run.sh."""
+    stated = {}
+    for name in ("README.md", "search_spaces/quickstart.yaml", "scripts/run.sh"):
+        text = (ROOT / name).read_text(encoding="utf-8")
+        stated[name] = set(re.findall(r"\((\d+) s measured", text))
+        assert re.search(r"about \d+ minutes", text, re.I), name
+    assert len({frozenset(v) for v in stated.values()}) == 1 and all(len(v) == 1 for v in stated.values()), stated
