@@ -9,8 +9,9 @@ unit test runs (its fixtures' set-up and teardown included):
   the inner loop into the whole suite. Neither library has to be imported for this: a module the test
   imports for the first time is patched as soon as it has loaded.
 - torch computes on one intra-op thread. Unit tests use tiny tensors, and on a 2-core machine shared with
-  other jobs torch's default thread pool spins against them: the tier measured 92 s of CPU and 4 minutes
-  with the default, 25 s and 69 s with one thread, in the same busy minutes.
+  other jobs torch's default thread pool spins against them: ``time .venv/bin/python -m pytest -m unit -q
+  -p no:cacheprovider`` measured 102 s of CPU (5 min 11 s) with torch's default threads and 26 s of CPU
+  with one, run back to back at load averages of 6 to 14.
 
 Everything is undone when the test ends, so the other tiers see the real functions and thread count.
 ``tests/conftest.py`` wires it in; ``tests/test_unit_tier.py`` checks it in a fresh pytest process.
