@@ -21,6 +21,8 @@ from coded_resnext.datasets import DataError, DataSpec, build_dataset, build_ood
 from coded_resnext.datasets import fashion_mnist as fm
 from coded_resnext.datasets.base import ArrayImages
 
+pytestmark = pytest.mark.unit
+
 SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
 # published training-set statistics, pinned here so a wrong constant in the package fails the pixel checks
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
