@@ -1,4 +1,4 @@
-"""The paper's reported numbers (Avranas & Kountouris, arXiv 2202.05343; ``reference/PAPER.md``), and a
+"""The paper's reported numbers (Avranas & Kountouris, arXiv 2202.05343; ``docs/method.md``, section 6), and a
 side-by-side of the best tracked runs with its Table 2 for the datasets it reports on."""
 
 from __future__ import annotations

@@ -39,38 +39,6 @@ GENERATED_NAMES = {"report.md"}  # coded-resnext report's Markdown report (resul
 
 NOT_A_CITATION = "# not a citation"
 
-# Citations of files that are not in the repository, in .py files this branch must not edit while the
-# library and orchestration are being restructured. The report of the docs branch lists each with its
-# replacement: docs/method.md for the method's page (same section, equation and table numbers), and
-# docs/architecture.md, X for the design's section X. Whoever applies them deletes the entries here: an
-# entry whose citation is gone fails the test too, so this list only shrinks.
-KNOWN_MISSING = {
-    ("coded_resnext/benchmark.py", "DESIGN.md"),  # not a citation
-    ("coded_resnext/coding/scheme.py", "PAPER.md"),  # not a citation
-    ("coded_resnext/datasets/cifar.py", "PAPER.md"),  # not a citation
-    ("coded_resnext/datasets/imagefolder.py", "PAPER.md"),  # not a citation
-    ("coded_resnext/datasets/spec.py", "DESIGN.md"),  # not a citation
-    ("coded_resnext/datasets/transforms.py", "PAPER.md"),  # not a citation
-    ("coded_resnext/decoding.py", "PAPER.md"),  # not a citation
-    ("coded_resnext/diagnostics.py", "PAPER.md"),  # not a citation
-    ("coded_resnext/early_exit.py", "PAPER.md"),  # not a citation
-    ("coded_resnext/early_exit_benchmark.py", "DESIGN.md"),  # not a citation
-    ("coded_resnext/evaluation/binary.py", "PAPER.md"),  # not a citation
-    ("coded_resnext/evaluation/removal.py", "PAPER.md"),  # not a citation
-    ("coded_resnext/evaluation/suite.py", "DESIGN.md"),  # not a citation
-    ("coded_resnext/extraction.py", "PAPER.md"),  # not a citation
-    ("coded_resnext/layers/coded_block.py", "PAPER.md"),  # not a citation
-    ("coded_resnext/layers/concat_expand.py", "PAPER.md"),  # not a citation
-    ("coded_resnext/layers/drop_subnns.py", "PAPER.md"),  # not a citation
-    ("coded_resnext/layers/energy.py", "PAPER.md"),  # not a citation
-    ("coded_resnext/models/coded_resnext.py", "PAPER.md"),  # not a citation
-    ("coded_resnext/models/config.py", "PAPER.md"),  # not a citation
-    ("orchestration/config.py", "PAPER.md"),  # not a citation
-    ("orchestration/operating_point.py", "DESIGN.md"),  # not a citation
-    ("orchestration/training.py", "PAPER.md"),  # not a citation
-    ("results/paper.py", "reference/PAPER.md"),  # not a citation
-}
-
 _NAME = r"[\w][\w.-]*"
 MD_NAME = re.compile(rf"(?<![\w./-])((?:\.\.?/)?(?:{_NAME}/)*{_NAME}\.md)\b")
 REPO_PATH = re.compile(
@@ -114,14 +82,8 @@ def missing_citations(root: Path) -> dict[tuple[str, str], list[int]]:
 
 def test_every_cited_file_is_in_the_repository():
     missing = missing_citations(ROOT)
-    new = {
-        f"{path}:{lines[0]} cites {name}"
-        for (path, name), lines in missing.items()
-        if (path, name) not in KNOWN_MISSING
-    }
-    assert not new, f"citations of files not in the repository: {sorted(new)}"
-    gone = KNOWN_MISSING - set(missing)
-    assert not gone, f"fixed, so delete from KNOWN_MISSING: {sorted(gone)}"
+    cited = sorted(f"{path}:{lines[0]} cites {name}" for (path, name), lines in missing.items())
+    assert not cited, f"citations of files not in the repository: {cited}"
 
 
 def test_the_citation_scan_sees_names_paths_globs_and_relative_links(tmp_path):
@@ -258,3 +220,43 @@ def test_the_quickstarts_wall_time_is_stated_alike_where_it_is_stated():
         stated[name] = set(re.findall(r"\((\d+) s measured", text))
         assert re.search(r"about \d+ minutes", text, re.I), name
     assert len({frozenset(v) for v in stated.values()}) == 1 and all(len(v) == 1 for v in stated.values()), stated
+
+
+def test_the_architecture_pages_module_table_is_the_import_graph():
+    """docs/architecture.md's table of orchestration/ modules names every module once, and for each row the
+    orchestration modules its modules import at module level: a split, a new module or a new import that
+    the page does not show fails here."""
+    import ast
+
+    section = (ROOT / "docs" / "architecture.md").read_text().split("## orchestration/ modules", 1)[1]
+    rows = [line.split("|")[1:4] for line in section.splitlines() if line.startswith("| `")]
+    listed: dict[str, set[str]] = {}
+    for modules, _, imports in rows:
+        names = re.findall(r"`(\w+)\.py`", modules)
+        said = set(re.findall(r"`(\w+)`", imports))
+        for name in names:
+            listed[name] = said
+    actual: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "orchestration").glob("*.py")):
+        if path.stem in ("__init__", "cli"):
+            continue
+        deps = set()
+        for node in ast.parse(path.read_text()).body:
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.startswith("coded_resnext.orchestration")
+            ):
+                parts = node.module.split(".")
+                deps |= {parts[2]} if len(parts) > 2 else {a.name for a in node.names}
+        actual[path.stem] = deps - {path.stem}
+    assert set(listed) - {"cli"} == set(actual), "modules missing from the table, or rows for modules that are gone"
+    groups = {}
+    for modules, _, imports in rows:
+        names = tuple(re.findall(r"`(\w+)\.py`", modules))
+        groups[names] = set(re.findall(r"`(\w+)`", imports))
+    for names, said in groups.items():
+        if names == ("cli",):
+            continue
+        real = set().union(*(actual[n] for n in names)) - set(names)
+        assert real == said, f"{names}: the page says {sorted(said)}, the code imports {sorted(real)}"
