@@ -140,8 +140,8 @@ def test_the_library_refuses_a_checkpoint_written_before_it_carried_the_model_co
 
 
 def test_orchestration_still_loads_a_checkpoint_written_before_to_its_saved_outputs():
+    from coded_resnext.orchestration.build import model_from_checkpoint
     from coded_resnext.orchestration.checkpoint import load_checkpoint
-    from coded_resnext.orchestration.training import model_from_checkpoint
 
     model = model_from_checkpoint(load_checkpoint(BEFORE))
     saved = torch.load(BEFORE_LOGITS, weights_only=True)

@@ -147,7 +147,7 @@ def test_ctrl_c_of_an_ablation_says_so_and_closes_its_runs(tmp_path):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(driver.pid, signal.SIGKILL)
     assert out.splitlines()[0] == "ablation 'abl': 2 cells (control included) x 2 seeds = 4 runs"  # smoke: a few
-    assert "4 trial(s)" in out
+    assert "4 trial(s)" in err  # a progress line (stderr); the result goes to stdout
     assert driver.returncode == 130, err[-2000:]
     assert "INTERRUPTED: 1 of 4 trials done" in out and "coded-resnext ablate" in out and "--resume" in out
     assert "trials (0 failed)" not in out  # no summary as if the batch were complete
