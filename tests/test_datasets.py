@@ -15,6 +15,7 @@ import torch
 import torchvision.datasets.cifar as tv_cifar
 from PIL import Image
 from timm.data.auto_augment import RandAugment
+from timm.data.transforms import RandomResizedCropAndInterpolation
 from torchvision import transforms as T
 
 from coded_resnext.datasets import DataError, DataSpec, build_dataset, build_ood_dataset, list_datasets
@@ -22,8 +23,12 @@ from coded_resnext.datasets import fashion_mnist as fm
 from coded_resnext.datasets.base import ArrayImages
 
 SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
-# published training-set statistics, pinned here so a wrong constant in the package fails the pixel checks
-CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+# the statistics the authors' CIFAR code normalizes with (their CIFAR-10 std is the widely copied
+# (0.2023, 0.1994, 0.2010), not the training set's (0.2470, 0.2435, 0.2616)), pinned here so a wrong constant
+# in the package fails the pixel checks
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4867, 0.4408), (0.2673, 0.2564, 0.2762)
+CIFAR100_STATS = (CIFAR100_MEAN, CIFAR100_STD)
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
 
 
@@ -176,7 +181,8 @@ def test_cifar100_reads_fine_labels_and_meta(tmp_path, no_md5):
     assert bundle.targets("train").tolist() == files["train_y"].tolist()
     assert bundle.train[1][1] == files["train_y"][1]
     assert bundle.targets("test").tolist() == files["test_y"].tolist()
-    assert bundle.mean != CIFAR10_MEAN  # its own statistics
+    assert (bundle.mean, bundle.std) == (CIFAR100_MEAN, CIFAR100_STD)  # its own statistics, the authors' values
+    torch.testing.assert_close(bundle.test[2][0], normalized(files["test_x"][2].reshape(3, 32, 32), *CIFAR100_STATS))
 
 
 def test_cifar_missing_dir_is_a_one_line_error_naming_it(tmp_path):
@@ -315,9 +321,28 @@ def test_imagefolder_with_val_dir(tmp_path):
     assert bundle.class_names == ["cat", "dog", "eel"]
     assert bundle.targets("test").tolist() == [0, 0, 1, 1, 2, 2]
     assert bundle.train[0][0].shape == (3, 16, 16) and bundle.test[0][0].shape == (3, 16, 16)
-    assert T.RandomResizedCrop in _transform_types(bundle.train) and RandAugment in _transform_types(bundle.train)
+    assert RandomResizedCropAndInterpolation in _transform_types(bundle.train)
+    assert RandAugment in _transform_types(bundle.train)
     assert _transform_types(bundle.val)[:2] == [T.Resize, T.CenterCrop]
     assert _transform_types(bundle.test)[:2] == [T.Resize, T.CenterCrop]
+
+
+def test_imagenet_transforms_are_timms_as_the_authors_ran_them(tmp_path):
+    """The authors' ImageNet run is timm's train.py at 160 px: eval resizes the short side to
+    floor(160 / 0.875) = 182, bicubic, then center-crops; training crops interpolate at random."""
+    from timm.data.transforms_factory import transforms_imagenet_eval
+
+    write_image_tree(tmp_path / "train", ("cat", "dog"), per_class=2, size=(211, 250))
+    write_image_tree(tmp_path / "val", ("cat", "dog"), per_class=1, size=(211, 250))
+    bundle = build_dataset(DataSpec("imagefolder", root=str(tmp_path), val_fraction=0))
+    resize, crop = bundle.test.transform.transforms[:2]
+    assert (resize.size, resize.interpolation, crop.size) == (182, T.InterpolationMode.BICUBIC, (160, 160))
+    timm_eval = transforms_imagenet_eval(160, crop_pct=0.875, interpolation="bicubic")
+    image, _ = bundle.test.base[0]
+    torch.testing.assert_close(bundle.test[0][0], timm_eval(image))  # timm's pixels exactly
+    (train_crop,) = [t for t in bundle.train.transform.transforms if isinstance(t, RandomResizedCropAndInterpolation)]
+    assert set(train_crop.interpolation) == {T.InterpolationMode.BILINEAR, T.InterpolationMode.BICUBIC}
+    assert (train_crop.size, train_crop.scale, train_crop.ratio) == ((160, 160), (0.08, 1.0), (3 / 4, 4 / 3))
 
 
 def test_imagefolder_without_val_splits_train_and_defaults_to_160(tmp_path):
