@@ -444,22 +444,25 @@ def test_ood_digits_match_a_fashion_mnist_bundle(tmp_path, no_system_fashion):
     assert len(ood) == 1797  # no test split of its own: every digit is unseen by the model
     image, label = ood[0]
     assert image.shape == (1, 28, 28) and label == -1
-    # normalized with the Fashion-MNIST statistics: the black digit background maps to (0 - mean) / std
-    background = (0.0 - FASHION_MNIST_MEAN[0]) / FASHION_MNIST_STD[0]
-    assert image.min().item() == pytest.approx(background, abs=1e-5)
+    # normalized with the digits' own statistics (as the authors read CIFAR-100 through its own loader):
+    # the black digit background maps to (0 - mean) / std
+    digits = build_dataset(DataSpec("digits", image_size=28))
+    assert digits.mean != FASHION_MNIST_MEAN
+    assert image.min().item() == pytest.approx((0.0 - digits.mean[0]) / digits.std[0], abs=1e-5)
     limited = build_ood_dataset("digits", like, limit=100)
     assert len(limited) == 100 and torch.equal(limited[5][0], build_ood_dataset("digits", like, limit=100)[5][0])
 
 
-def test_ood_cifar100_for_cifar10_uses_its_test_split_and_cifar10_stats(tmp_path, no_md5):
+def test_ood_cifar100_for_cifar10_is_its_whole_test_split_under_its_own_stats(tmp_path, no_md5):
+    """The authors' CIFAR-10 evaluation reads every CIFAR-100 test image through CIFAR-100's own loader."""
     write_cifar10(tmp_path)
     c100 = write_cifar100(tmp_path)
     like = build_dataset(DataSpec("cifar10", root=str(tmp_path)))
     ood = build_ood_dataset("cifar100", like, root=str(tmp_path))
-    assert len(ood) == 5
+    assert len(ood) == 5  # every test image
     image, label = ood[2]
     assert label == -1
-    torch.testing.assert_close(image, normalized(c100["test_x"][2].reshape(3, 32, 32), CIFAR10_MEAN, CIFAR10_STD))
+    torch.testing.assert_close(image, normalized(c100["test_x"][2].reshape(3, 32, 32), *CIFAR100_STATS))
 
 
 def test_ood_converts_channels_and_size_to_match(tmp_path, no_md5):

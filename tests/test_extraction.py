@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 import coded_resnext as cr
 from coded_resnext.extraction import kept_branches
@@ -104,8 +105,11 @@ def test_full_logit_reference_is_what_a_control_models_binary_classifier_scores(
     y = (z + 0.5 * torch.randn(z.shape, generator=generator)).argmax(1)  # labels the logits predict, noisily
     batches = lambda lo, hi: [(x[i : i + 100], y[i : i + 100]) for i in range(lo, hi, 100)]  # noqa: E731
     cpu = torch.device("cpu")
-    fit_loader, loader = batches(0, 300), batches(300, 600)
-    fitted = fit_binary_classifiers(control, range(10), fit_loader, collect(control, fit_loader, cpu), cpu, refit=False)
+    fit_set, loader = TensorDataset(x[:300], y[:300]), batches(300, 600)
+    fit_set.targets = y[:300]
+    in_batches = lambda dataset: DataLoader(dataset, batch_size=100)  # noqa: E731
+    fit = collect(control, in_batches(fit_set), cpu)
+    fitted = fit_binary_classifiers(control, range(10), fit_set, in_batches, fit, cpu, refit=False)
     rows, _ = measure_binary_classifiers(control, fitted, loader, collect(control, loader, cpu), cpu)
     for row in rows:
         for metric in ("f1", "precision", "recall"):
