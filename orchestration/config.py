@@ -45,7 +45,8 @@ class ModelSection:
     width_multiplier: float = bounded(1.0, gt=0)  # scales stem, branch widths and block outputs
     control: bool = False  # plain ResNeXt with the same shape (every block N/N)
     energy_impl: Literal["gram", "materialized"] = "gram"
-    branch_merge: Literal["sum", "concat"] = "sum"  # Section 4.3.1: sum (the method) or concatenate branch outputs
+    # Section 4.3.1: sum (the method), or concatenate branch outputs in the coded blocks or in every block
+    branch_merge: Literal["sum", "concat", "concat_coded"] = "sum"
     mask_grads: bool = False  # footnote 5: each sample's classification gradient reaches its class's branches only
     # coded expand conv's init: kaiming fan-out N*C_out (authors' grouped conv; the paper is silent) or C_out
     expand_init: Literal["fan_out_grouped", "fan_out_dense"] = "fan_out_grouped"
