@@ -183,6 +183,19 @@ def test_data_limited_ablation_is_coded_against_control_on_five_seeds():
     assert cfg.data.limit_train == 6000 and cfg.train.epochs >= 30 and cfg.model.width_multiplier > 1
 
 
+def test_the_overfitting_follow_up_drops_the_augmentation_and_keeps_five_paired_seeds():
+    """ablation_data_limited.yaml's control never over-fitted under RandAugment; its follow-up removes the
+    augmentation on fewer images and reports binary and early-exit figures beside accuracy."""
+    from coded_resnext.orchestration.ablation import load_ablation
+
+    space, metrics = load_ablation(ROOT / "search_spaces" / "ablation_data_limited_overfit.yaml")
+    raw = yaml.safe_load((ROOT / "search_spaces" / "ablation_data_limited_overfit.yaml").read_text())
+    assert set(space.cells) == {"control", "coded"} and len(raw["seeds"]) == 5
+    cfg = space.base_config()
+    assert (cfg.data.augment, cfg.data.randaugment) == (False, None) and cfg.data.limit_train < 6000
+    assert {"val/loss", "train/accuracy", "binary/f1_mean", "early_exit/compute_at_99pct_accuracy"} <= set(metrics)
+
+
 def test_a_paper_recipes_smoke_test_keeps_its_warmup_and_removes_branches_in_one_block():
     from coded_resnext.orchestration.config import smoke_test_config
 
