@@ -132,7 +132,7 @@ class LossSection:
 
 @dataclass
 class OptimSection:
-    """SGD with Nesterov momentum and a cosine schedule with optional linear warm-up (PAPER.md 5)."""
+    """SGD with Nesterov momentum and a cosine schedule with optional linear warm-up (docs/method.md section 5)."""
 
     lr: float = bounded(0.1, gt=0)
     lr_min: float = 1e-4  # cosine end value, in [0, lr]

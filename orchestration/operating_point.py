@@ -2,7 +2,7 @@
 ``tables/early_exit_curve.csv``: threshold, accuracy, compute_fraction, exit_rate) gives for keeping a
 share of the full network's accuracy, and the thresholds a user types on the command line.
 
-Thresholds are chosen on the validation curve, never on test data (DESIGN.md, Data).
+Thresholds are chosen on the validation curve, never on test data (docs/architecture.md, Data).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ class CosineSchedule:
 
 
 def make_optimizer(model: nn.Module, cfg: RunConfig, steps_per_epoch: int):
-    """SGD + Nesterov and the lr schedule of ``CosineSchedule`` (PAPER.md section 5), stepped every batch.
+    """SGD + Nesterov and the lr schedule of ``CosineSchedule`` (docs/method.md section 5), stepped every batch.
 
     ``optim.decay_norm_and_bias: false`` leaves BatchNorm parameters and biases out of weight decay, as
     timm's optimizer factory does by default (the authors' ImageNet run); their CIFAR code decays all.

@@ -8,7 +8,7 @@ search:                              # any config key, dotted; one domain each
   loss.p_drop: {choice: [0.0, 0.1, 0.2]}
   coding.c3: {choice: ["paper:cifar10/5/10", {active: 4, min_distance: 4}, "off"]}
   model.width_multiplier: {uniform: [0.75, 1.25]}
-  seed: {grid: [0, 1]}
+  seed: {choice: [0, 1]}                 # grid: every value, with algorithm random or grid
 tune: {algorithm: nsga2, num_samples: 8, max_concurrent_trials: 2}
 ```
 

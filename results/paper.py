@@ -1,5 +1,5 @@
-"""The paper's reported numbers (Avranas & Kountouris, arXiv 2202.05343, Table 2 and Section 4.3) and its
-Table 2 beside the runs of an experiment.
+"""The paper's reported numbers (Avranas & Kountouris, arXiv 2202.05343, Table 2 and Section 4.3;
+``docs/method.md``, section 6) and its Table 2 beside the runs of an experiment.
 
 Table 2 is top-1 accuracy on the test split (ImageNet's validation set) of the paper's recipes: 300 epochs
 on CIFAR, 150 on ImageNet. Beside it go the runs' own test accuracy, ``test/accuracy``: the paper recipes

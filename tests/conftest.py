@@ -4,6 +4,9 @@ from pathlib import Path
 import pytest
 import torch
 
+# The unit tier (`pytest -m unit`): one torch thread, Ray and MLflow stores refused (tests/unit_tier.py).
+from unit_tier import check_markers, pytest_ignore_collect, pytest_runtest_protocol  # noqa: F401 (hooks: registered here)
+
 # The reference data the tests check against (the block test vectors, the published schemes) ships with
 # the tests, so a clone on its own runs every test; a missing file is a failure, never a skip.
 REFERENCE = Path(__file__).resolve().parent / "data"
@@ -22,6 +25,7 @@ FAST_TEST_TIMEOUT_S = 300
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    check_markers(items)
     for item in items:
         if not any(item.get_closest_marker(mark) for mark in ("slow", "ray", "timeout")):
             item.add_marker(pytest.mark.timeout(FAST_TEST_TIMEOUT_S))

@@ -14,6 +14,8 @@ from coded_resnext.layers.energy import (
     normalizer_scale,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def _inputs(v):
     h = torch.tensor(v["h"], dtype=torch.float64)  # (B, N, d, H, W)

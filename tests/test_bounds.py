@@ -26,6 +26,8 @@ from coded_resnext.orchestration.errors import UserError
 from coded_resnext.orchestration.search_space import TuneSection
 from coded_resnext.validation import Bound, bounded, field_bounds
 
+pytestmark = pytest.mark.unit
+
 # Every dataclass whose fields carry bounds, with a valid instance to vary one field of.
 CONFIGS = {
     "model": run_config.ModelSection(),

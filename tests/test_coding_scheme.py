@@ -8,6 +8,8 @@ from coded_resnext.coding import CodingScheme, CodingSchemeError, list_paper_sch
 from coded_resnext.coding.defaults import GeneratedScheme
 from tests.conftest import reference_json
 
+pytestmark = pytest.mark.unit
+
 
 def _one_line(err: pytest.ExceptionInfo) -> str:
     message = str(err.value)

@@ -6,6 +6,8 @@ import pytest
 
 from coded_resnext.orchestration.config import ConfigError, load_config, smoke_test_config
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "search_spaces").glob("*_train.yaml")) + sorted((ROOT / "search_spaces").glob("*_paper.yaml"))
 

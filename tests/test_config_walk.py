@@ -365,6 +365,7 @@ def _all_keys() -> list[str]:
     return keys
 
 
+@pytest.mark.unit
 def test_every_config_key_has_a_probe_or_a_reason():
     keys = set(_all_keys())
     covered = set(PROBES) | END_TO_END | set(INERT)
@@ -404,6 +405,7 @@ END_TO_END_VALUES = {
 }
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("key", sorted(PROBES) + sorted(END_TO_END))
 def test_a_key_changes_the_experiment_hash_unless_it_changes_only_how_a_run_computes(key, tmp_path):
     """The hash names a run's checkpoints and identifies its results: every key of the walk changes it,
@@ -422,6 +424,7 @@ def test_a_key_changes_the_experiment_hash_unless_it_changes_only_how_a_run_comp
         assert changed.experiment_hash != base.experiment_hash, f"{key}={value!r} changes results, not the hash"
 
 
+@pytest.mark.unit
 def test_every_hash_neutral_key_is_a_key_the_walk_knows():
     from coded_resnext.orchestration.config import HASH_NEUTRAL_KEYS
 
@@ -435,6 +438,7 @@ def getattr_path(cfg: RunConfig, key: str) -> Any:
     return node
 
 
+@pytest.mark.unit
 def test_mu_null_means_the_presets_own_weight():
     from coded_resnext.orchestration.build import build_model
 

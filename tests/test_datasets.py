@@ -22,6 +22,8 @@ from coded_resnext.datasets import DataError, DataSpec, build_dataset, build_ood
 from coded_resnext.datasets import fashion_mnist as fm
 from coded_resnext.datasets.base import ArrayImages
 
+pytestmark = pytest.mark.unit
+
 SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
 # the statistics the authors' CIFAR code normalizes with (their CIFAR-10 std is the widely copied
 # (0.2023, 0.1994, 0.2010), not the training set's (0.2470, 0.2435, 0.2616)), pinned here so a wrong constant

@@ -7,6 +7,8 @@ import coded_resnext as cr
 from coded_resnext.coding import paper_scheme
 from coded_resnext.evaluation.removal import removal_curves, removal_summary
 
+pytestmark = pytest.mark.unit
+
 
 def test_decoding_picks_the_class_whose_codeword_the_energies_follow():
     scheme = paper_scheme("paper:cifar10/3/10")

@@ -13,6 +13,8 @@ from torch import nn
 import coded_resnext as cr
 from coded_resnext.evaluation.early_exit import exit_compute_fractions
 
+pytestmark = pytest.mark.unit
+
 
 class _Out(NamedTuple):
     out: torch.Tensor

@@ -44,6 +44,7 @@ def _run(early_exit: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return torch.cat([o.prediction for o in outs]), torch.cat([o.exit_block for o in outs])
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("fused", [False, True], ids=["as-is", "fused-channels-last"])
 def test_decisions_equal_the_simulated_curve_at_its_thresholds(data, fused):
     x, y = data
@@ -66,6 +67,7 @@ def test_decisions_equal_the_simulated_curve_at_its_thresholds(data, fused):
         assert compute == pytest.approx(row["compute_fraction"], abs=1e-6)
 
 
+@pytest.mark.unit
 def test_per_block_thresholds_equal_the_simulation(data):
     x, y = data
     model = _model()
@@ -82,6 +84,7 @@ def test_per_block_thresholds_equal_the_simulation(data):
     assert 0 not in exit_block.tolist() and len(set(exit_block.tolist())) > 1
 
 
+@pytest.mark.unit
 def test_pooled_prediction_decides_as_the_simulation(data):
     """predict() pools the samples that go on across input batches; every sample still decides alone."""
     x, y = data
@@ -95,6 +98,7 @@ def test_pooled_prediction_decides_as_the_simulation(data):
         assert torch.equal(out.exit_block, expected_exit) and torch.equal(out.prediction, expected_prediction)
 
 
+@pytest.mark.unit
 def test_threshold_inf_is_the_full_model(data):
     x, _ = data
     model = _model()
@@ -104,6 +108,7 @@ def test_threshold_inf_is_the_full_model(data):
         assert (out.exit_block == -1).all()
 
 
+@pytest.mark.unit
 def test_samples_that_exit_are_not_computed_further(data):
     """The point of it: blocks after an exit see only the samples that stayed; none run the head."""
     x, _ = data
@@ -128,6 +133,7 @@ def test_samples_that_exit_are_not_computed_further(data):
             hook.remove()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "threshold, message",
     [
@@ -144,11 +150,13 @@ def test_bad_thresholds_are_one_line_errors(threshold, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.unit
 def test_a_control_model_cannot_exit_early():
     with pytest.raises(EarlyExitError, match="no coded blocks"):
         cr.EarlyExit(cr.create_model("coded_resnext_mini", 10, in_chans=1, control=True), 0.5)
 
 
+@pytest.mark.unit
 def test_training_mode_is_refused():
     early = cr.EarlyExit(_model(), 0.5)
     early.train()
@@ -173,6 +181,7 @@ def test_exported_archive_decides_as_the_module(data, tmp_path):
     assert (reloaded(x[:8]).exit_block == -1).all()
 
 
+@pytest.mark.unit
 def test_pool_gives_whole_batches_oldest_first_and_keeps_the_rest():
     from coded_resnext.early_exit.pool import SamplePool
 

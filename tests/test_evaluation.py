@@ -62,6 +62,7 @@ def _best_f1_by_hand(labels: np.ndarray, scores: np.ndarray) -> float:
     return best_t
 
 
+@pytest.mark.unit
 def test_every_threshold_is_the_best_f1_point_of_the_fit_samples(model):
     fit, val = _images(60, seed=1), _images(40, seed=2, shift=0.7)  # val differs: its own best point would too
     result = run_suite(model, SuiteData(fit=fit, val=val), device=CPU, settings=SMALL)

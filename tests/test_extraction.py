@@ -17,6 +17,7 @@ def mini():
     return model.eval()
 
 
+@pytest.mark.unit
 def test_binary_classifier_equals_masked_full_model_for_every_class(mini):
     x = torch.randn(4, 1, 28, 28)
     for k in range(mini.num_classes):
@@ -27,6 +28,7 @@ def test_binary_classifier_equals_masked_full_model_for_every_class(mini):
         torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.unit
 def test_binary_classifier_is_physically_pruned(mini):
     binary = cr.extract_binary_classifier(mini, 2)
     kept = kept_branches(mini, [2])
@@ -37,6 +39,7 @@ def test_binary_classifier_is_physically_pruned(mini):
     assert cr.parameter_count(binary) < cr.parameter_count(mini)
 
 
+@pytest.mark.unit
 def test_submodel_for_a_set_of_classes_uses_the_union_of_paths(mini):
     classes = [1, 8, 9]
     sub = cr.extract_submodel(mini, classes)
@@ -50,6 +53,7 @@ def test_submodel_for_a_set_of_classes_uses_the_union_of_paths(mini):
     assert cr.parameter_count(cr.extract_binary_classifier(mini, 1)) < cr.parameter_count(sub)
 
 
+@pytest.mark.unit
 def test_binary_classifier_of_paper_cifar10_net_has_stated_size():
     """10x11d: about 46% of all parameters (<= 47% goal), 37-38% in the paper's accounting."""
     model = cr.create_model("coded_resnext29_10x11d").eval()
@@ -88,6 +92,7 @@ def test_binary_classifier_exports_with_torch_export(mini):
     torch.testing.assert_close(exported.module()(other), expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.unit
 def test_extract_rejects_bad_classes(mini):
     with pytest.raises(ValueError, match="out of range"):
         cr.extract_binary_classifier(mini, 10)
@@ -95,6 +100,7 @@ def test_extract_rejects_bad_classes(mini):
         cr.extract_submodel(mini, [1, 1])
 
 
+@pytest.mark.unit
 def test_control_model_binary_classifier_keeps_everything_but_one_row():
     control = cr.create_model("coded_resnext_mini", in_chans=1, control=True).eval()
     randomize_batchnorm(control)
@@ -133,6 +139,7 @@ def test_full_logit_reference_is_what_a_control_models_binary_classifier_scores(
     assert any(abs(row["full_f1"] - row["full_logit_f1"]) > 1e-3 for row in rows)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("k", [0, 4, 9])
 def test_fused_classifier_equals_unfused_one_in_eval_mode(mini, k):
     """The default (BatchNorms folded, channels-last) computes what the pruned net with BNs computes."""
@@ -147,6 +154,7 @@ def test_fused_classifier_equals_unfused_one_in_eval_mode(mini, k):
         torch.testing.assert_close(sub_fused(x), sub_unfused(x), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.unit
 def test_fused_classifier_stays_physically_pruned(mini):
     fused = cr.extract_binary_classifier(mini, 2)
     kept = kept_branches(mini, [2])
@@ -165,6 +173,7 @@ def test_fused_classifier_stays_physically_pruned(mini):
     assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
 
 
+@pytest.mark.unit
 def test_fused_classifier_refuses_training_and_fused_models_refuse_extraction(mini):
     x = torch.randn(2, 1, 28, 28)
     fused = cr.extract_binary_classifier(mini, 1)
@@ -217,6 +226,7 @@ def test_refit_row_is_the_logistic_regression_on_the_pruned_features(mini):
     torch.testing.assert_close(exported.module()(x[:5]), out[:5])
 
 
+@pytest.mark.unit
 def test_refit_row_learns_what_the_papers_row_misses(mini):
     from sklearn.metrics import roc_auc_score
 
@@ -231,6 +241,7 @@ def test_refit_row_learns_what_the_papers_row_misses(mini):
     assert held_out_auc > 0.9 and abs(paper_auc - 0.5) < 0.2
 
 
+@pytest.mark.unit
 def test_refit_without_positives_is_a_clear_error(mini):
     from coded_resnext.evaluation.refit import RefitError, refit_binary_classifier
 

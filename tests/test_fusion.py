@@ -7,6 +7,8 @@ import coded_resnext as cr
 from coded_resnext.extraction.fusion import fuse_for_inference
 from tests.conftest import randomize_batchnorm
 
+pytestmark = pytest.mark.unit
+
 
 def _model(**overrides):
     model = cr.create_model("coded_resnext_mini", in_chans=1, **overrides)

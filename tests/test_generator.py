@@ -62,6 +62,7 @@ def feasible_requests(draw: st.DrawFn) -> tuple[int, int, int, int]:
 PUBLISHED_FAST = ["cifar10/5/10", "cifar10/3/10", "cifar100/8/20", "cifar100/4/20", "cifar100/12/20"]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", PUBLISHED_FAST)
 def test_published_parameters_reproduced_with_distance_at_least_published_and_perfect_balance(name: str) -> None:
     published = paper_scheme(name)
@@ -81,6 +82,7 @@ def test_imagenet_16_of_32_distance_10_reaches_perfect_balance() -> None:
     assert scheme.column_spread == 0 < published.column_spread
 
 
+@pytest.mark.unit
 def test_weight_above_half_is_solved_through_complements() -> None:
     # Complements have weight 3 and must share at most one branch: a Steiner triple system on 9
     # points, which has exactly 12 blocks, each point in 4 of them.
@@ -89,6 +91,7 @@ def test_weight_above_half_is_solved_through_complements() -> None:
     assert scheme.column_spread == 0
 
 
+@pytest.mark.unit
 def test_more_than_64_branches_uses_the_local_search() -> None:
     scheme = generate_scheme(20, 70, 5, 8)
     assert_rules(scheme, 20, 70, 5, 8)
@@ -96,6 +99,7 @@ def test_more_than_64_branches_uses_the_local_search() -> None:
 
 
 # ---- properties -------------------------------------------------------------------------------------
+@pytest.mark.unit
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(feasible_requests(), st.integers(0, 3))
 def test_feasible_small_request_meets_rules_a_and_b_and_is_deterministic(
@@ -111,6 +115,7 @@ def test_feasible_small_request_meets_rules_a_and_b_and_is_deterministic(
     assert np.array_equal(first.codewords, second.codewords)
 
 
+@pytest.mark.unit
 @settings(max_examples=60, deadline=None)
 @given(
     n=st.integers(4, 12),
@@ -126,6 +131,7 @@ def test_explicit_target_spread_is_always_met_for_distinct_words(n: int, data: s
     assert scheme.column_spread <= target
 
 
+@pytest.mark.unit
 @settings(max_examples=30, deadline=None)
 @given(
     n=st.integers(4, 10),
@@ -141,6 +147,7 @@ def test_unspecified_distance_returns_a_valid_scheme_within_the_bound(n: int, da
     assert scheme.min_distance <= bound
 
 
+@pytest.mark.unit
 def test_unspecified_distance_climbs_to_the_bound_when_it_is_reachable() -> None:
     assert max_distance_bound(10, 10, 5) == 4  # A(10, 6, 5) = 6 < 10
     result = search_scheme(10, 10, 5, None)
@@ -149,11 +156,13 @@ def test_unspecified_distance_climbs_to_the_bound_when_it_is_reachable() -> None
     assert result.requested_distance is None
 
 
+@pytest.mark.unit
 def test_odd_distance_is_treated_as_the_next_even_one() -> None:
     scheme = generate_scheme(10, 10, 5, 3)
     assert scheme.min_distance >= 4
 
 
+@pytest.mark.unit
 def test_result_depends_on_the_seed_but_not_on_the_time_budget() -> None:
     base = generate_scheme(100, 20, 4, 4, seed=5, time_budget=100)
     assert np.array_equal(base.codewords, generate_scheme(100, 20, 4, 4, seed=5, time_budget=7).codewords)
@@ -161,6 +170,7 @@ def test_result_depends_on_the_seed_but_not_on_the_time_budget() -> None:
     assert not np.array_equal(base.codewords, other.codewords)
 
 
+@pytest.mark.unit
 def test_progress_is_one_line_log_messages(caplog) -> None:
     with caplog.at_level(logging.INFO, logger="coded_resnext.coding.generator"):
         generate_scheme(10, 10, 5, 4)
@@ -170,6 +180,7 @@ def test_progress_is_one_line_log_messages(caplog) -> None:
 
 
 # ---- bounds -----------------------------------------------------------------------------------------
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("k", "n", "a", "expected"),
     [
@@ -189,6 +200,7 @@ def test_max_distance_bound_known_values(k: int, n: int, a: int, expected: int) 
     assert max_distance_bound(k, n, a) == expected
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", [*PUBLISHED_FAST, "imagenet/24/32", "imagenet/16/32", "imagenet/8/32_D8"])
 def test_max_distance_bound_is_never_below_a_published_scheme(name: str) -> None:
     published = paper_scheme(name)
@@ -196,6 +208,7 @@ def test_max_distance_bound_is_never_below_a_published_scheme(name: str) -> None
     assert published.min_distance <= max_distance_bound(k, n, a) <= 2 * min(a, n - a)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("k", "n", "a", "expected"), [(10, 10, 5, 0), (100, 20, 8, 0), (7, 10, 3, 1), (1000, 32, 8, 0)]
 )
@@ -204,6 +217,7 @@ def test_best_spread(k: int, n: int, a: int, expected: int) -> None:
 
 
 # ---- impossible requests ----------------------------------------------------------------------------
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("args", "kwargs", "mentions"),
     [
@@ -230,11 +244,13 @@ def test_impossible_request_is_a_one_line_error_naming_the_value(
     assert mentions in message
 
 
+@pytest.mark.unit
 def test_too_few_branches_is_an_error_for_the_bound_too() -> None:
     with pytest.raises(CodingSchemeError, match="C\\(5,2\\)=10"):
         max_distance_bound(11, 5, 2)
 
 
+@pytest.mark.unit
 def test_out_of_time_is_a_one_line_error_with_advice() -> None:
     with pytest.raises(CodingSchemeError) as info:
         generate_scheme(1000, 32, 8, 8, time_budget=0.3)
@@ -289,6 +305,7 @@ def test_a_slow_clock_can_stop_the_search_but_never_change_the_scheme(
     assert outcomes == {"stopped", "same"}  # the sweep reached both sides of the finishing line
 
 
+@pytest.mark.unit
 def test_unspecified_distance_under_a_tiny_budget_raises_instead_of_returning_a_smaller_distance() -> None:
     assert generate_scheme(100, 20, 8, None, time_budget=600).min_distance == 8
     with pytest.raises(CodingSchemeError, match=r"did not finish within 0\.001 s; give a larger --time-budget"):

@@ -3,10 +3,13 @@ the materialized coded block's branch outputs show up where the Gram-matrix bloc
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from coded_resnext import create_model
 from coded_resnext.measure.memory import peak_memory
+
+pytestmark = pytest.mark.unit
 
 MIB = 2**20
 

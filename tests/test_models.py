@@ -10,6 +10,8 @@ from coded_resnext.layers.drop_subnns import drop_subnns_mask
 from coded_resnext.layers.energy import expand_gram, normalized_branches
 from tests.conftest import randomize_batchnorm
 
+pytestmark = pytest.mark.unit
+
 # (input size, channels) small enough for a CPU test and large enough for every stride
 PRESET_INPUTS = {
     "coded_resnext29_10x11d": (32, 3),

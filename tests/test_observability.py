@@ -55,7 +55,7 @@ def test_no_mlflow_write_bypasses_the_tracking_layer(tmp_path):
     # the scan sees a raw write where one is added (so the check above can fail)
     (tmp_path / "orchestration").mkdir()
     (tmp_path / "orchestration" / "x.py").write_text("def f(client):\n    client.set_terminated('r', 'FINISHED')\n")
-    assert mlflow_write_sites(tmp_path) == ["orchestration/x.py:2 client.set_terminated"]
+    assert mlflow_write_sites(tmp_path) == ["orchestration/x.py:2 client.set_terminated"]  # not a citation
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,8 @@ from torchvision import transforms as T
 from coded_resnext.datasets import DataError, DataSpec, build_dataset
 from coded_resnext.datasets.transforms import CIFAR10_MEAN, randaugment, small_image_transforms
 
+pytestmark = pytest.mark.unit
+
 
 def _op(ra: RandAugment, name: str):
     (op,) = [op for op in ra.ops if op.name == name]

@@ -16,6 +16,8 @@ from torch import nn
 from coded_resnext.orchestration.config import ConfigError, load_config
 from coded_resnext.orchestration.optimizer import CosineSchedule, make_optimizer
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[1]
 SPE = 7  # steps per epoch
 

@@ -46,6 +46,7 @@ def _ablation_runs() -> pd.DataFrame:
     )
 
 
+@pytest.mark.unit
 def test_ablation_summary_intervals_and_paired_deltas():
     table = summarize_ablation(_ablation_runs(), ["val/accuracy", "binary/f1_mean"])
     assert list(table["cell"].unique()) == ["control", "loss.mu=3", "loss.mu=6"]
@@ -71,6 +72,7 @@ def test_ablation_summary_intervals_and_paired_deltas():
     assert control["n"] == 3 and control["n_pairs"] == 0 and math.isnan(control["delta_mean"])
 
 
+@pytest.mark.unit
 def test_ablation_summary_single_seed_and_repeated_seed():
     runs = pd.DataFrame(
         {
@@ -86,6 +88,7 @@ def test_ablation_summary_single_seed_and_repeated_seed():
     assert math.isnan(table.loc["a", "delta_ci95_low"])  # one pair: no interval
 
 
+@pytest.mark.unit
 def test_ablation_summary_without_seeds_has_no_pairs():
     runs = pd.DataFrame({"tags.ablation_cell": ["control", "a", "a"], "metrics.val/accuracy": [0.5, 0.6, 0.7]})
     table = summarize_ablation(runs, ["val/accuracy"]).set_index("cell")
@@ -181,6 +184,7 @@ def test_parquet_round_trip_appends_only_new_runs(store, tmp_path):
     pd.testing.assert_frame_equal(read_parquet(tmp_path, "binary_classifiers"), binary)
 
 
+@pytest.mark.unit
 def test_parquet_keeps_row_order_across_partitions(tmp_path):
     # One write lands in two partition directories; the frame's interleaved order must come back.
     frame = pd.DataFrame(
@@ -197,6 +201,7 @@ def test_parquet_keeps_row_order_across_partitions(tmp_path):
     pd.testing.assert_frame_equal(back, frame)
 
 
+@pytest.mark.unit
 def test_parquet_keeps_columns_that_appear_later(tmp_path):
     a = pd.DataFrame({"run_id": pd.array(["a"], dtype="string"), "metrics.x": [1.0], "params.p": ["1"]})
     b = pd.DataFrame({"run_id": pd.array(["b"], dtype="string"), "metrics.x": [2.0], "tags.new": ["t"]})
@@ -221,6 +226,7 @@ OBJ = (Objective("acc", "max"), Objective("size", "min"))
 
 # The ranking peels fronts off until no run remains; counting ties as dominating empties a front, which
 # pareto_front refuses at once (and the timeouts catch any other way of never finishing).
+@pytest.mark.unit
 @pytest.mark.timeout(30)
 def test_pareto_ties_missing_values_and_ranks():
     # r0 and r1 tie (both on the front); r2 is dominated by both; r3 is best on size alone;
@@ -241,6 +247,7 @@ def test_pareto_ties_missing_values_and_ranks():
     assert lone["pareto_front"].tolist() == [True, True]
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(30)
 def test_pareto_equal_runs_share_every_rank_they_reach():
     runs = _frame([0.9, 0.8, 0.9, 0.8, 0.7], [0.4, 0.5, 0.4, 0.5, 0.6])  # two pairs of equal runs, then one
@@ -249,6 +256,7 @@ def test_pareto_equal_runs_share_every_rank_they_reach():
     assert out["dominated_by"].tolist() == [0, 2, 0, 2, 4]
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(30)
 def test_pareto_matches_brute_force():
     rng = np.random.default_rng(0)
@@ -361,6 +369,7 @@ def test_report_command_prints_where_the_report_is(store, tmp_path, capsys):
     assert (out / "report.md").exists() and (out / "parquet" / "runs").is_dir()
 
 
+@pytest.mark.unit
 def test_runs_table_shows_test_figures_beside_validation_ones_only_where_runs_have_them():
     from coded_resnext.results.report import runs_table
 
@@ -382,6 +391,7 @@ def test_runs_table_shows_test_figures_beside_validation_ones_only_where_runs_ha
 
 
 # ---- labels and importance -----------------------------------------------------------------------------
+@pytest.mark.unit
 def test_short_labels_round_numbers_and_abbreviate_schemes():
     from coded_resnext.results.labels import short_run_names, short_value
 
@@ -394,6 +404,7 @@ def test_short_labels_round_numbers_and_abbreviate_schemes():
     assert short_run_names(names).tolist() == ["ab12c_00000", "ab12c_00001"]
 
 
+@pytest.mark.unit
 def test_importance_names_the_parameter_that_drives_each_objective():
     from coded_resnext.results.importance import param_importances, study_from_runs
 

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from coded_resnext.datasets.sampling import stratified_sample, stratified_split, stratified_subset
 
+pytestmark = pytest.mark.unit
+
 
 @settings(max_examples=300, deadline=None, derandomize=True)  # the same examples on every run of CI
 @given(

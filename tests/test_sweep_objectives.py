@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # ---- hypervolume ------------------------------------------------------------------------------------
+@pytest.mark.unit
 def test_hypervolume_matches_volumes_worked_by_hand():
     ref = np.array([1.0, 1.0])
     assert hypervolume(np.array([[0.5, 0.5]]), ref) == pytest.approx(0.25)
@@ -32,11 +33,13 @@ def test_hypervolume_matches_volumes_worked_by_hand():
     assert hypervolume(np.empty((0, 2)), ref) == 0.0
 
 
+@pytest.mark.unit
 def test_contributions_are_what_each_point_alone_adds():
     points = np.array([[0.5, 0.2], [0.2, 0.5], [0.6, 0.6]])  # the third is dominated
     assert contributions(points, np.ones(2)) == pytest.approx([0.55 - 0.4, 0.55 - 0.4, 0.0])
 
 
+@pytest.mark.unit
 def test_costs_turn_maximized_objectives_and_missing_values():
     rows = [{"acc": 0.9, "size": 0.4}, {"acc": None, "size": 0.1}, {"size": float("nan")}]
     out = costs(rows, {"acc": "max", "size": "min"})
@@ -111,6 +114,7 @@ def test_architecture_metrics_on_the_meta_device_equal_the_built_models():
 
 
 # ---- constraints -----------------------------------------------------------------------------------
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("text", "value", "ok", "violation"),
     [
@@ -129,6 +133,7 @@ def test_constraints_parse_and_measure_their_violation_as_optuna_expects(text, v
     assert (c.violation(value) > 0) is not ok  # Optuna: feasible exactly when <= 0
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("metric", "text", "message"),
     [
@@ -269,6 +274,7 @@ def _space(tmp_path, tune: dict, search=None, **config) -> Path:
     return path
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("tune", "message"),
     [
@@ -293,6 +299,7 @@ def test_moasha_settings_are_validated_before_ray_starts(tmp_path, tune, message
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.unit
 def test_searching_the_epochs_is_refused_with_moasha(tmp_path):
     path = _space(tmp_path, {"algorithm": "random", "scheduler": "moasha"}, search={"train.epochs": {"choice": [2, 4]}})
     with pytest.raises(SearchSpaceError, match="same budget"):
@@ -325,12 +332,14 @@ def test_moasha_sweep_wiring(tmp_path):
     assert Sweep(tpe, "sqlite:///x.db")._progress_objectives() is None  # one metric: no hypervolume
 
 
+@pytest.mark.unit
 def test_the_quickstart_runs_a_reference_control():
     space = load_search_space(ROOT / "search_spaces" / "quickstart.yaml")
     assert space.tune.reference_control
 
 
 # ---- the report --------------------------------------------------------------------------------------
+@pytest.mark.unit
 def test_the_report_keeps_the_reference_infeasible_and_stopped_runs_off_the_front(tmp_path):
     import pandas as pd
 

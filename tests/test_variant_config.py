@@ -18,6 +18,8 @@ from coded_resnext.orchestration.config import ConfigError, load_config
 from coded_resnext.orchestration.errors import UserError
 from coded_resnext.orchestration.search_space import SearchSpaceError, load_search_space
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = "[{scheme: paper:cifar10/3/10, blocks: 1}, {scheme: {active: 5, min_distance: 4}, blocks: 1}]"
 

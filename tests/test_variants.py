@@ -16,6 +16,8 @@ from coded_resnext.layers.energy import expand_gram, normalized_branches
 from coded_resnext.models import ModelConfigError
 from tests.conftest import randomize_batchnorm
 
+pytestmark = pytest.mark.unit
+
 X = torch.randn(4, 3, 32, 32, dtype=torch.float64)
 Y = torch.tensor([0, 3, 5, 9])
 

@@ -1,7 +1,7 @@
 """Coding schemes: which branches ("subNNs") of a coded block work for which class.
 
 A scheme is a boolean (classes x branches) matrix; row k is the codeword w_k of class k
-(PAPER.md section 3). Rules checked on construction: (A) every codeword has the same number of
+(docs/method.md section 3). Rules checked on construction: (A) every codeword has the same number of
 ones, N_act, with 1 <= N_act < N; codewords are distinct; at least two classes. Rules (B) maximal
 pairwise Hamming distance and (C) balanced column sums are properties to report and optimise
 (`min_distance`, `column_sums`), not validity conditions.
@@ -91,7 +91,7 @@ class CodingScheme:
 
     @property
     def ratio(self) -> float:
-        """r = N_act / N (PAPER.md Eq. 5)."""
+        """r = N_act / N (docs/method.md Eq. 5)."""
         return self.num_active / self.num_branches
 
     @property

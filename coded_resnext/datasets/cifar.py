@@ -1,4 +1,4 @@
-"""CIFAR-10 / CIFAR-100 through torchvision's loaders, with the paper's augmentation (PAPER.md section 5)."""
+"""CIFAR-10 / CIFAR-100 through torchvision's loaders, with the paper's augmentation (docs/method.md section 5)."""
 
 from __future__ import annotations
 

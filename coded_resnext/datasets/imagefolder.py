@@ -14,7 +14,7 @@ from coded_resnext.datasets.base import Transforms, role_views
 from coded_resnext.datasets.spec import DataError, DatasetBundle, DataSpec, one_line
 from coded_resnext.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD, imagenet_transforms
 
-DEFAULT_IMAGE_SIZE = 160  # PAPER.md section 5: 160x160 random-resized crops
+DEFAULT_IMAGE_SIZE = 160  # docs/method.md section 5: 160x160 random-resized crops
 LAYOUT = "train/<class>/<image> (and optionally val/<class>/<image>)"
 
 

@@ -24,7 +24,7 @@ ROLES = ("train", "train_eval", "val", "test")
 class DataSpec:
     """The ``data`` section of a training config, as the dataset builders need it.
 
-    Three roles (DESIGN.md, Data): ``train``; ``val``, a class-stratified hold-out of the training split
+    Three roles (docs/architecture.md, Data): ``train``; ``val``, a class-stratified hold-out of the training split
     (``val_fraction`` of it, drawn with ``split_seed``; 0: none, the paper's protocol); ``test``, the
     dataset's own test split, which nothing selects or fits on.
     """

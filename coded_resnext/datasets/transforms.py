@@ -1,4 +1,4 @@
-"""Train and eval transforms (PAPER.md section 5) and normalization constants.
+"""Train and eval transforms (docs/method.md section 5) and normalization constants.
 
 Only torchvision / timm transform classes and small classes defined here: no lambdas, so the transforms
 pickle into DataLoader workers and Ray tasks.

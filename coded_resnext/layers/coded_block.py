@@ -1,4 +1,4 @@
-"""The (coded) ResNeXt bottleneck block (PAPER.md section 1).
+"""The (coded) ResNeXt bottleneck block (docs/method.md section 1).
 
 A ResNeXt block with N branches of width d, written as one grouped-conv stack:
 reduce 1x1 (C_in -> N*d), BN, ReLU, grouped 3x3 (groups=N, stride s), BN, ReLU, expand 1x1

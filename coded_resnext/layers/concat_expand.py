@@ -1,4 +1,4 @@
-"""The expand 1x1 conv of a block that concatenates its branch outputs (PAPER.md section 7, Section 4.3.1).
+"""The expand 1x1 conv of a block that concatenates its branch outputs (docs/method.md section 7, Section 4.3.1).
 
 ResNeXt sums its N branch outputs, each of C_out channels. The variant the paper tests instead
 concatenates them: branch n owns c_n of the block's C_out output channels (contiguous slices, as

@@ -1,4 +1,4 @@
-"""DropSubNNs (PAPER.md section 1, item 4): drop whole branches of a coded block while training.
+"""DropSubNNs (docs/method.md section 1, item 4): drop whole branches of a coded block while training.
 
 Each branch output is zeroed with probability ``p`` per sample and survivors are scaled by
 1 / (1 - p), so the expected block output is unchanged. The model draws one mask per run of

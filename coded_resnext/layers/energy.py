@@ -1,4 +1,4 @@
-"""Branch energies, energy normalization and the coding loss (PAPER.md Eq. 2, 3, 5).
+"""Branch energies, energy normalization and the coding loss (docs/method.md Eq. 2, 3, 5).
 
 Shapes: ``h`` is the input of the expand conv, (B, N*d, H, W), i.e. N branch activations of width
 d; ``expand_weight`` is the expand conv's weight (C_out, N*d, 1, 1). Branch n's output is
@@ -270,7 +270,7 @@ def normalized_branches(
     keep: Tensor | None = None,
     drop: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """A coded block's normalization on the expand conv's input (PAPER.md Eq. 2, 3).
+    """A coded block's normalization on the expand conv's input (docs/method.md Eq. 2, 3).
 
     Returns h with branch n scaled by keep_n * drop_n / rms(E) (so that ``expand(result)`` is the
     normalized, masked branch sum) and the normalized energies (B, N), rows summing to

@@ -1,4 +1,4 @@
-"""Typed configuration of a Coded ResNeXt (PAPER.md Table 1): stages as data, not strings.
+"""Typed configuration of a Coded ResNeXt (docs/method.md Table 1): stages as data, not strings.
 
 The config also says which scheme each block gets, and sizes a stage to its schemes: a scheme of another
 branch count than the preset's stage (``paper:cifar100/8/20`` on a 10-branch stage, or
