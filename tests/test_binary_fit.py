@@ -31,6 +31,7 @@ def _measured(threshold: float, pos: np.ndarray, neg: np.ndarray) -> tuple[float
     return precision_score(labels, pred), recall_score(labels, pred), f1_score(labels, pred)
 
 
+@pytest.mark.unit
 def test_a_fit_on_every_negative_of_100_classes_inflates_precision_and_deflates_recall_at_1_to_9():
     """Two Gaussians (positives N(2.4, 1), negatives N(0, 1)), 100 classes of 200 fit samples: the authors'
     fit (9 negatives per positive, 10 draws) lands near the best point at the 1:9 prior the figures are
@@ -57,6 +58,7 @@ def test_a_fit_on_every_negative_of_100_classes_inflates_precision_and_deflates_
     assert p_every > p_authors + 0.1 and r_every < r_authors - 0.15 and f1_every < f1_authors - 0.05
 
 
+@pytest.mark.unit
 def test_no_draw_where_the_fit_samples_already_hold_9_negatives_per_positive():
     targets = np.repeat(np.arange(10), 50)  # CIFAR-10's own prior
     (only,) = fit_draws(targets, 3, 9, 10, seed=0)

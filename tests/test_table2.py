@@ -11,6 +11,8 @@ from scipy import stats
 
 from coded_resnext.results.paper import TABLE2, compare_table2, table2_display
 
+pytestmark = pytest.mark.unit
+
 
 def _runs(rows: list[tuple[bool, int, float, str]]) -> pd.DataFrame:
     """Runs as a paper recipe logs them (data.val_fraction 0): ``(control, seed, test accuracy, mu)``, no val/."""
