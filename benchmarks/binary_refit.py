@@ -15,6 +15,7 @@ preset on 2 cores.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 from pathlib import Path
 
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> None:
         fit_binary_classifiers,
         measure_binary_classifiers,
     )
-    from coded_resnext.orchestration.build import data_spec, eval_loader, model_from_checkpoint
+    from coded_resnext.evaluation.suite import binary_fit_set
+    from coded_resnext.orchestration.build import data_spec, eval_loader, model_from_checkpoint, suite_data
     from coded_resnext.orchestration.checkpoint import load_checkpoint
     from coded_resnext.orchestration.config import config_from_dict
 
@@ -53,10 +55,19 @@ def main(argv: list[str] | None = None) -> None:
         if cfg.data.ood:
             images = build_ood_dataset(cfg.data.ood, bundle, root=cfg.data.root, download=False)
             ood = OodNegatives(eval_loader(images, cfg), images.source_targets)
-        # the samples the run's suite uses: a stratified fit sample of the training split, the validation split
-        fit_loader = eval_loader(stratified_subset(bundle.train_eval, cfg.eval.binary_fit_samples, cfg.seed), cfg)
+        # the samples the run's suite uses: its fit sample of the training split, the validation split
+        loader = functools.partial(eval_loader, cfg=cfg)
+        fit_set = binary_fit_set(suite_data(bundle, cfg, test=False), cfg.eval, cfg.seed)
         fitted = fit_binary_classifiers(
-            model, list(range(model.num_classes)), fit_loader, collect(model, fit_loader, device), device, refit=True
+            model,
+            list(range(model.num_classes)),
+            fit_set,
+            loader,
+            collect(model, loader(fit_set), device),
+            device,
+            negatives_per_positive=cfg.eval.binary_fit_negatives_per_positive,
+            draws=cfg.eval.binary_fit_draws,
+            seed=cfg.seed,
         )
         val_loader = eval_loader(stratified_subset(bundle.val, cfg.eval.limit_val, cfg.seed), cfg)
         rows, _ = measure_binary_classifiers(
@@ -67,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
             device,
             ood=ood,
             negatives_per_positive=cfg.eval.negatives_per_positive,
+            ood_negatives_per_positive=cfg.eval.ood_negatives_per_positive,
             seed=cfg.seed,
         )
         print(f"\n{path} (seed {cfg.seed}, control={cfg.model.control})")

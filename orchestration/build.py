@@ -234,6 +234,7 @@ def suite_data(bundle: DatasetBundle, cfg: RunConfig, *, test: bool, device_type
         ood = build_ood_dataset(cfg.data.ood, bundle, root=cfg.data.root, download=cfg.data.download)
     return SuiteData(
         fit=bundle.train_eval,
+        fit_augmented=bundle.train,
         val=bundle.val,
         test=bundle.test if test else None,
         ood=ood,

@@ -45,7 +45,8 @@ class ModelSection:
     width_multiplier: float = bounded(1.0, gt=0)  # scales stem, branch widths and block outputs
     control: bool = False  # plain ResNeXt with the same shape (every block N/N)
     energy_impl: Literal["gram", "materialized"] = "gram"
-    branch_merge: Literal["sum", "concat"] = "sum"  # Section 4.3.1: sum (the method) or concatenate branch outputs
+    # Section 4.3.1: sum (the method), or concatenate branch outputs in the coded blocks or in every block
+    branch_merge: Literal["sum", "concat", "concat_coded"] = "sum"
     mask_grads: bool = False  # footnote 5: each sample's classification gradient reaches its class's branches only
     # coded expand conv's init: kaiming fan-out N*C_out (authors' grouped conv; the paper is silent) or C_out
     expand_init: Literal["fan_out_grouped", "fan_out_dense"] = "fan_out_grouped"
@@ -249,9 +250,18 @@ HASH_NEUTRAL_KEYS = frozenset(
     + [f"tracking.{key}" for key in ("uri", "experiment", "run_name", "log_model", "system_metrics")]
     + ["tracking.system_metrics_interval"]
 )
-# train.* keys added after runs were already hashed: left out of the hash at their default value, so
-# --resume still finds checkpoints written before them.
-_HASH_NEUTRAL_DEFAULTS = {"precision": "auto", "compile": False, "sync_batchnorm": False, "deterministic": False}
+# Keys added after runs were already hashed: left out of the hash at their default value, so --resume still
+# finds checkpoints written before them (a resumed run then evaluates as the new default says).
+_HASH_NEUTRAL_DEFAULTS = {
+    "train.precision": "auto",
+    "train.compile": False,
+    "train.sync_batchnorm": False,
+    "train.deterministic": False,
+    "eval.binary_fit_augmented": True,
+    "eval.binary_fit_negatives_per_positive": 9,
+    "eval.binary_fit_draws": 10,
+    "eval.ood_negatives_per_positive": None,
+}
 
 
 @dataclass
@@ -317,8 +327,9 @@ class RunConfig:
             data[section].pop(name)
         data.pop("tracking")  # empty now; its absence keeps the hashes of earlier runs
         for key, default in _HASH_NEUTRAL_DEFAULTS.items():  # so configs from before these keys keep their hash
-            if data["train"].get(key) == default:
-                data["train"].pop(key)
+            section, name = key.split(".")
+            if name in data[section] and data[section][name] == default:
+                data[section].pop(name)
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

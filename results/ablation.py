@@ -45,6 +45,14 @@ def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, f
     return mean, std, mean - half, mean + half
 
 
+def paired_difference(cell: pd.Series, control: pd.Series) -> tuple[float, float, float, int]:
+    """(mean, low, high, pairs) of ``cell - control`` over the seeds both have: each a per-seed value
+    indexed by seed. Pairing removes the seed-to-seed variance the two share (module docstring)."""
+    diffs = (cell - control).dropna()  # aligned on the seed: only seeds both have
+    mean, _, low, high = t_interval(diffs.to_numpy())
+    return mean, low, high, len(diffs)
+
+
 def metric_column(runs: pd.DataFrame, metric: str) -> str | None:
     """The frame's column for ``metric``, given as ``val/accuracy`` or ``metrics.val/accuracy``."""
     for name in (metric, f"metrics.{metric}"):
@@ -87,13 +95,9 @@ def summarize_ablation(
         control = per_seed.xs(control_cell, level="cell") if control_cell in paired_cells else None
         for cell in cells:
             mean, std, low, high = t_interval(frame.loc[frame["cell"] == cell, "value"].to_numpy())
-            delta = (math.nan, math.nan, math.nan, math.nan)
-            n_pairs = 0
+            delta = (math.nan, math.nan, math.nan, 0)
             if control is not None and cell != control_cell and cell in paired_cells:
-                mine = per_seed.xs(cell, level="cell")
-                diffs = (mine - control).dropna()  # aligned on the seed: only seeds both cells have
-                n_pairs = len(diffs)
-                delta = t_interval(diffs.to_numpy())
+                delta = paired_difference(per_seed.xs(cell, level="cell"), control)
             rows.append(
                 {
                     "cell": cell,
@@ -104,9 +108,9 @@ def summarize_ablation(
                     "ci95_low": low,
                     "ci95_high": high,
                     "delta_mean": delta[0],
-                    "delta_ci95_low": delta[2],
-                    "delta_ci95_high": delta[3],
-                    "n_pairs": n_pairs,
+                    "delta_ci95_low": delta[1],
+                    "delta_ci95_high": delta[2],
+                    "n_pairs": delta[3],
                 }
             )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS).astype({"n": "int64", "n_pairs": "int64"})

@@ -118,3 +118,17 @@ def test_a_number_in_exponent_notation_is_a_number_where_a_number_is_expected(tm
     assert _one_line(err) == "optim.lr: must be a number, got '1e-4x'"
     with pytest.raises(ConfigError, match="must be an integer"):
         load_config(None, ["train.epochs=1e1"])  # an integer key stays strict
+
+
+def test_keys_added_later_leave_the_hash_of_configs_written_before_them_at_their_defaults():
+    """--resume finds a run's checkpoints by this hash: the quickstart's, as computed before the eval.binary_fit_*
+    and eval.ood_negatives_per_positive keys existed, stays; a non-default value of each changes it."""
+    path = ROOT / "search_spaces/quickstart_train.yaml"
+    assert load_config(path).experiment_hash == "d51f3d97eede"
+    for changed in (
+        "eval.binary_fit_augmented=false",
+        "eval.binary_fit_negatives_per_positive=null",
+        "eval.binary_fit_draws=3",
+        "eval.ood_negatives_per_positive=9",
+    ):
+        assert load_config(path, [changed]).experiment_hash != "d51f3d97eede", changed

@@ -257,6 +257,9 @@ def _evaluation(cfg: RunConfig) -> tuple:
     return (
         tuple(r["class"] for r in binary),
         sum(r["fit_positives"] for r in binary),
+        sum(r["fit_negatives"] for r in binary),
+        sum(r.get("ood_negatives", 0) for r in binary),
+        tuple(round(r["threshold"], 5) for r in binary),
         "refit_f1" in binary[0],
         sum(r["negatives"] for r in binary),
         len(result.tables["early_exit_curve"]),
@@ -329,7 +332,12 @@ PROBES: dict[str, Probe] = {
     "eval.binary_classes": (2, _evaluation, SUITE_BASE),
     "eval.binary_fit_samples": (20, _evaluation, SUITE_BASE),
     "eval.binary_refit": (False, _evaluation, SUITE_BASE),
+    "eval.binary_fit_augmented": (False, _evaluation, SUITE_BASE),
+    "eval.binary_fit_negatives_per_positive": (2, _evaluation, SUITE_BASE),
+    # 9 per positive is all 27 negatives of 30 fit samples over 10 classes: draws need fewer than that
+    "eval.binary_fit_draws": (3, _evaluation, [*SUITE_BASE, "eval.binary_fit_negatives_per_positive=2"]),
     "eval.negatives_per_positive": (1, _evaluation, SUITE_BASE),
+    "eval.ood_negatives_per_positive": (2, _evaluation, [*SUITE_BASE, "data.ood=digits"]),
     "eval.early_exit_thresholds": (3, _evaluation, SUITE_BASE),
     "eval.removal_block": (0, _evaluation, SUITE_BASE),
     "eval.removal_samples": (6, _evaluation, SUITE_BASE),

@@ -15,6 +15,7 @@ import torch
 import torchvision.datasets.cifar as tv_cifar
 from PIL import Image
 from timm.data.auto_augment import RandAugment
+from timm.data.transforms import RandomResizedCropAndInterpolation
 from torchvision import transforms as T
 
 from coded_resnext.datasets import DataError, DataSpec, build_dataset, build_ood_dataset, list_datasets
@@ -24,8 +25,12 @@ from coded_resnext.datasets.base import ArrayImages
 pytestmark = pytest.mark.unit
 
 SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
-# published training-set statistics, pinned here so a wrong constant in the package fails the pixel checks
-CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+# the statistics the authors' CIFAR code normalizes with (their CIFAR-10 std is the widely copied
+# (0.2023, 0.1994, 0.2010), not the training set's (0.2470, 0.2435, 0.2616)), pinned here so a wrong constant
+# in the package fails the pixel checks
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4867, 0.4408), (0.2673, 0.2564, 0.2762)
+CIFAR100_STATS = (CIFAR100_MEAN, CIFAR100_STD)
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
 
 
@@ -178,7 +183,8 @@ def test_cifar100_reads_fine_labels_and_meta(tmp_path, no_md5):
     assert bundle.targets("train").tolist() == files["train_y"].tolist()
     assert bundle.train[1][1] == files["train_y"][1]
     assert bundle.targets("test").tolist() == files["test_y"].tolist()
-    assert bundle.mean != CIFAR10_MEAN  # its own statistics
+    assert (bundle.mean, bundle.std) == (CIFAR100_MEAN, CIFAR100_STD)  # its own statistics, the authors' values
+    torch.testing.assert_close(bundle.test[2][0], normalized(files["test_x"][2].reshape(3, 32, 32), *CIFAR100_STATS))
 
 
 def test_cifar_missing_dir_is_a_one_line_error_naming_it(tmp_path):
@@ -317,9 +323,28 @@ def test_imagefolder_with_val_dir(tmp_path):
     assert bundle.class_names == ["cat", "dog", "eel"]
     assert bundle.targets("test").tolist() == [0, 0, 1, 1, 2, 2]
     assert bundle.train[0][0].shape == (3, 16, 16) and bundle.test[0][0].shape == (3, 16, 16)
-    assert T.RandomResizedCrop in _transform_types(bundle.train) and RandAugment in _transform_types(bundle.train)
+    assert RandomResizedCropAndInterpolation in _transform_types(bundle.train)
+    assert RandAugment in _transform_types(bundle.train)
     assert _transform_types(bundle.val)[:2] == [T.Resize, T.CenterCrop]
     assert _transform_types(bundle.test)[:2] == [T.Resize, T.CenterCrop]
+
+
+def test_imagenet_transforms_are_timms_as_the_authors_ran_them(tmp_path):
+    """The authors' ImageNet run is timm's train.py at 160 px: eval resizes the short side to
+    floor(160 / 0.875) = 182, bicubic, then center-crops; training crops interpolate at random."""
+    from timm.data.transforms_factory import transforms_imagenet_eval
+
+    write_image_tree(tmp_path / "train", ("cat", "dog"), per_class=2, size=(211, 250))
+    write_image_tree(tmp_path / "val", ("cat", "dog"), per_class=1, size=(211, 250))
+    bundle = build_dataset(DataSpec("imagefolder", root=str(tmp_path), val_fraction=0))
+    resize, crop = bundle.test.transform.transforms[:2]
+    assert (resize.size, resize.interpolation, crop.size) == (182, T.InterpolationMode.BICUBIC, (160, 160))
+    timm_eval = transforms_imagenet_eval(160, crop_pct=0.875, interpolation="bicubic")
+    image, _ = bundle.test.base[0]
+    torch.testing.assert_close(bundle.test[0][0], timm_eval(image))  # timm's pixels exactly
+    (train_crop,) = [t for t in bundle.train.transform.transforms if isinstance(t, RandomResizedCropAndInterpolation)]
+    assert set(train_crop.interpolation) == {T.InterpolationMode.BILINEAR, T.InterpolationMode.BICUBIC}
+    assert (train_crop.size, train_crop.scale, train_crop.ratio) == ((160, 160), (0.08, 1.0), (3 / 4, 4 / 3))
 
 
 def test_imagefolder_without_val_splits_train_and_defaults_to_160(tmp_path):
@@ -421,22 +446,25 @@ def test_ood_digits_match_a_fashion_mnist_bundle(tmp_path, no_system_fashion):
     assert len(ood) == 1797  # no test split of its own: every digit is unseen by the model
     image, label = ood[0]
     assert image.shape == (1, 28, 28) and label == -1
-    # normalized with the Fashion-MNIST statistics: the black digit background maps to (0 - mean) / std
-    background = (0.0 - FASHION_MNIST_MEAN[0]) / FASHION_MNIST_STD[0]
-    assert image.min().item() == pytest.approx(background, abs=1e-5)
+    # normalized with the digits' own statistics (as the authors read CIFAR-100 through its own loader):
+    # the black digit background maps to (0 - mean) / std
+    digits = build_dataset(DataSpec("digits", image_size=28))
+    assert digits.mean != FASHION_MNIST_MEAN
+    assert image.min().item() == pytest.approx((0.0 - digits.mean[0]) / digits.std[0], abs=1e-5)
     limited = build_ood_dataset("digits", like, limit=100)
     assert len(limited) == 100 and torch.equal(limited[5][0], build_ood_dataset("digits", like, limit=100)[5][0])
 
 
-def test_ood_cifar100_for_cifar10_uses_its_test_split_and_cifar10_stats(tmp_path, no_md5):
+def test_ood_cifar100_for_cifar10_is_its_whole_test_split_under_its_own_stats(tmp_path, no_md5):
+    """The authors' CIFAR-10 evaluation reads every CIFAR-100 test image through CIFAR-100's own loader."""
     write_cifar10(tmp_path)
     c100 = write_cifar100(tmp_path)
     like = build_dataset(DataSpec("cifar10", root=str(tmp_path)))
     ood = build_ood_dataset("cifar100", like, root=str(tmp_path))
-    assert len(ood) == 5
+    assert len(ood) == 5  # every test image
     image, label = ood[2]
     assert label == -1
-    torch.testing.assert_close(image, normalized(c100["test_x"][2].reshape(3, 32, 32), CIFAR10_MEAN, CIFAR10_STD))
+    torch.testing.assert_close(image, normalized(c100["test_x"][2].reshape(3, 32, 32), *CIFAR100_STATS))
 
 
 def test_ood_converts_channels_and_size_to_match(tmp_path, no_md5):

@@ -18,8 +18,14 @@ from tests.conftest import randomize_batchnorm
 from tests.test_datasets import write_image_tree
 
 CPU = torch.device("cpu")
+# fitted on the clean training samples (``SuiteData.fit``): these tests hold no augmented view
 SMALL = EvalSettings(
-    binary_fit_samples=60, removal_samples=20, invariance_samples=8, early_exit_thresholds=6, binary_refit=True
+    binary_fit_samples=60,
+    removal_samples=20,
+    invariance_samples=8,
+    early_exit_thresholds=6,
+    binary_refit=True,
+    binary_fit_augmented=False,
 )
 
 
@@ -140,7 +146,10 @@ def test_a_class_sorted_image_folder_gives_every_class_training_samples(tmp_path
     randomize_batchnorm(model)
     settings = EvalSettings(binary_fit_samples=12, removal_samples=8, invariance_samples=0, early_exit_thresholds=4)
     result = run_suite(
-        model, SuiteData(fit=bundle.train_eval, val=bundle.val, test=bundle.test), device=CPU, settings=settings
+        model,
+        SuiteData(fit=bundle.train_eval, val=bundle.val, test=bundle.test, fit_augmented=bundle.train),
+        device=CPU,
+        settings=settings,
     )
     for table in ("binary_classifiers", "test_binary_classifiers"):
         rows = result.tables[table]

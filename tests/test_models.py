@@ -239,6 +239,16 @@ def test_drop_subnns_one_mask_per_run_of_blocks_sharing_a_scheme():
     assert len({tuple(row.tolist()) for row in masks[0]}) > 1
 
 
+def test_drop_subnns_a_plain_block_between_two_blocks_of_one_scheme_passes_the_mask_on():
+    """The authors' block of ratio 1 returns the mask it was given, so the next block of the scheme reuses it."""
+    model = cr.create_model("coded_resnext_small", drop_prob=0.5, schemes={"c3": ("paper:cifar10/3/10", "off")})
+    model.train()
+    assert [info.stage for info in model.coded_blocks] == ["c3", "c4", "c4"]  # c3's second block is plain
+    assert len({info.drop_group for info in model.coded_blocks}) == 1  # c4's default scheme is c3's 3/10
+    masks = _captured_drop_masks(model, torch.randn(16, 3, 32, 32))
+    assert masks[0] is masks[1] is masks[2]
+
+
 def test_drop_subnns_off_in_eval_mode_and_in_uncoded_stages():
     model = cr.create_model("coded_resnext_small", drop_prob=0.5).eval()
     assert _captured_drop_masks(model, torch.randn(2, 3, 32, 32)) == [None] * 4

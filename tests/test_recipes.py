@@ -127,7 +127,18 @@ SOURCED_KEYS = [
     ("optim", "schedule_step"),
     ("data", "randaugment"),
     ("data", "randaugment_order"),
+    ("eval", "binary_fit_samples"),
+    ("eval", "binary_fit_augmented"),
+    ("eval", "binary_fit_negatives_per_positive"),
+    ("eval", "binary_fit_draws"),
+    ("eval", "ood_negatives_per_positive"),
 ]
+# the smallest class's share of the training split: CIFAR-100's 500 of 50,000; ImageNet's 732 of 1,281,167
+SMALLEST_CLASS_SHARE = {
+    "cifar10_paper": 5000 / 50_000,
+    "cifar100_paper": 500 / 50_000,
+    "imagenet_paper": 732 / 1_281_167,
+}
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_RECIPES))
@@ -143,6 +154,11 @@ def test_paper_recipes_set_every_open_choice_and_say_where_it_comes_from(name):
     assert cfg.data.randaugment_order == "after_crop"  # the paper's text
     assert cfg.eval.binary_classes >= PAPER_RECIPES[name]  # every class's binary classifier (Fig. 2c / 8)
     assert cfg.data.val_fraction == 0.0 and "protocol:" in header  # the paper's: train on all, report test
+    # the authors' fit: augmented training images, 9 negatives per positive over 10 draws, and >= 50 positives
+    # per class in the stratified fit sample
+    assert (cfg.eval.binary_fit_augmented, cfg.eval.binary_fit_negatives_per_positive) == (True, 9)
+    assert cfg.eval.binary_fit_draws == 10 and cfg.eval.negatives_per_positive == 9
+    assert int(cfg.eval.binary_fit_samples * SMALLEST_CLASS_SHARE[name]) >= 50
 
 
 def test_imagenet_recipe_follows_timms_defaults_where_the_paper_is_silent():
@@ -167,6 +183,19 @@ def test_data_limited_ablation_is_coded_against_control_on_five_seeds():
     assert len(yaml.safe_load((ROOT / "search_spaces" / "ablation_data_limited.yaml").read_text())["seeds"]) >= 5
     cfg = space.base_config()
     assert cfg.data.limit_train == 6000 and cfg.train.epochs >= 30 and cfg.model.width_multiplier > 1
+
+
+def test_the_overfitting_follow_up_drops_the_augmentation_and_keeps_five_paired_seeds():
+    """ablation_data_limited.yaml's control never over-fitted under RandAugment; its follow-up removes the
+    augmentation on fewer images and reports binary and early-exit figures beside accuracy."""
+    from coded_resnext.orchestration.ablation import load_ablation
+
+    space, metrics = load_ablation(ROOT / "search_spaces" / "ablation_data_limited_overfit.yaml")
+    raw = yaml.safe_load((ROOT / "search_spaces" / "ablation_data_limited_overfit.yaml").read_text())
+    assert set(space.cells) == {"control", "coded"} and len(raw["seeds"]) == 5
+    cfg = space.base_config()
+    assert (cfg.data.augment, cfg.data.randaugment) == (False, None) and cfg.data.limit_train < 6000
+    assert {"val/loss", "train/accuracy", "binary/f1_mean", "early_exit/compute_at_99pct_accuracy"} <= set(metrics)
 
 
 def test_a_paper_recipes_smoke_test_keeps_its_warmup_and_removes_branches_in_one_block():

@@ -73,6 +73,7 @@ def test_rung_evaluation_reports_every_default_objective_as_the_suite_does():
         invariance_samples=0,
         early_exit_thresholds=11,
         binary_refit=False,
+        binary_fit_augmented=False,
     )
     from coded_resnext.evaluation.binary import choose_classes
 

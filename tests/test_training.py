@@ -195,8 +195,10 @@ def test_extract_refit_writes_the_classifier_refit_on_the_runs_training_data(tra
 
     from coded_resnext import extract_binary_classifier
     from coded_resnext.datasets import build_dataset
-    from coded_resnext.datasets.sampling import stratified_subset
-    from coded_resnext.evaluation.refit import pruned_features, refit_binary_classifier
+    from coded_resnext.evaluation import collect
+    from coded_resnext.evaluation.binary import fit_binary_classifiers
+    from coded_resnext.evaluation.refit import with_score_row
+    from coded_resnext.evaluation.suite import binary_fit_set
     from coded_resnext.orchestration.cli import main
     from coded_resnext.orchestration.config import config_from_dict
 
@@ -210,9 +212,12 @@ def test_extract_refit_writes_the_classifier_refit_on_the_runs_training_data(tra
     model = build.model_from_checkpoint(state)
     cfg = config_from_dict(yaml.safe_load(state["config"]))
     binary = extract_binary_classifier(model, 2)
-    fit_set = stratified_subset(build_dataset(build.data_spec(cfg)).train_eval, 300, cfg.seed)
-    loader = build.eval_loader(fit_set, cfg)
-    expected = refit_binary_classifier(binary, *pruned_features(binary, loader, torch.device("cpu")))
+    # the row the run's suite refits: its augmented fit sample, 9 negatives per positive over 10 draws
+    data = build.suite_data(build_dataset(build.data_spec(cfg)), cfg, test=False)
+    fit_set = binary_fit_set(data, dataclasses.replace(cfg.eval, binary_fit_samples=300), cfg.seed)
+    cpu = torch.device("cpu")
+    (fitted,) = fit_binary_classifiers(model, [2], fit_set, data.loader, collect(model, data.loader(fit_set), cpu), cpu)
+    expected = with_score_row(binary, *fitted.refit_row)
     x = torch.randn(5, 1, 28, 28)
     with torch.no_grad():
         torch.testing.assert_close(torch.export.load(out).module()(x), expected(x))

@@ -67,7 +67,7 @@ def test_a_checkpoint_rebuilds_a_model_with_per_block_schemes():
         ("coding.c4=[{scheme: paper:cifar10/3/10, blocks: 3}]", "coding.c4: the runs cover 3 blocks but stage c4"),
         ("coding.c4=[{scheme: paper:cifar10/3/10, blocks: 0}]", "coding.c4[0].blocks: must be >= 1, got 0"),
         ("coding.c3={active: 0}", "coding.c3.active: must be >= 1, got 0"),
-        ("model.branch_merge=mean", "model.branch_merge: must be one of ['sum', 'concat']"),
+        ("model.branch_merge=mean", "model.branch_merge: must be one of ['sum', 'concat', 'concat_coded']"),
         ("model.expand_init=xavier", "model.expand_init: must be one of"),
         ("data.randaugment=[3, 11]", "data.randaugment: magnitude M must be in 0..10"),
         ("data.randaugment=[-1, 4]", "data.randaugment: must be [N, M] with N, M >= 0"),

@@ -100,10 +100,31 @@ def test_concat_model_is_extractable_and_its_binary_classifier_is_exact():
 def test_concat_applies_to_every_block_and_a_bad_merge_is_one_line():
     model = cr.create_model("coded_resnext_small", branch_merge="concat", control=True)
     assert all(isinstance(b.conv_expand, ConcatExpand) for b in model.blocks)
-    with pytest.raises(ModelConfigError, match=r"^branch_merge must be one of \['sum', 'concat'\], got 'mean'$"):
+    with pytest.raises(
+        ModelConfigError, match=r"^branch_merge must be one of \['sum', 'concat', 'concat_coded'\], got 'mean'$"
+    ):
         cr.create_model("coded_resnext_small", branch_merge="mean")
     with pytest.raises(ModelConfigError, match="stage c2 has 6 output channels for 10 branches"):
         cr.create_model("coded_resnext_small", branch_merge="concat", width_multiplier=0.1)
+
+
+def test_concat_coded_concatenates_in_the_coded_blocks_only_so_the_control_is_the_summing_one():
+    """Section 4.3.1's reading: the coded blocks concatenate; the uncoded stage keeps its summing ResNeXt blocks,
+    so the control (no coded block) is the plain ResNeXt of the summing net, parameter for parameter."""
+    model = cr.create_model("coded_resnext29_10x11d", branch_merge="concat_coded")
+    coded = {info.block_index for info in model.coded_blocks}
+    assert coded and all(isinstance(b.conv_expand, ConcatExpand) == (i in coded) for i, b in enumerate(model.blocks))
+    summing = cr.create_model("coded_resnext29_10x11d")
+    c2 = [i for i in range(len(model.blocks)) if i not in coded]
+    assert [cr.parameter_count(model.blocks[i]) for i in c2] == [cr.parameter_count(summing.blocks[i]) for i in c2]
+    every = cr.create_model("coded_resnext29_10x11d", branch_merge="concat")
+    assert cr.parameter_count(every) < cr.parameter_count(model) < cr.parameter_count(summing)
+    control = cr.create_model("coded_resnext29_10x11d", branch_merge="concat_coded", control=True)
+    assert cr.parameter_count(control) == cr.parameter_count(cr.create_model("coded_resnext29_10x11d", control=True))
+    assert not any(isinstance(b.conv_expand, ConcatExpand) for b in control.blocks)
+    # only the coded stages need an output channel per branch: c2 may be narrower than its 10 branches
+    with pytest.raises(ModelConfigError, match="branch_merge='concat_coded': stage c3 has 6 output channels"):
+        cr.create_model("coded_resnext_small", branch_merge="concat_coded", width_multiplier=0.05)
 
 
 # ---- gradient masking (footnote 5) --------------------------------------------------------------------

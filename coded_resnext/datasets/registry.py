@@ -64,14 +64,17 @@ def build_ood_dataset(
     download: bool = False,
     seed: int = 0,
 ) -> Dataset:
-    """Out-of-distribution negatives for the binary classifiers, transformed to look like ``like``'s inputs.
+    """Out-of-distribution negatives for the binary classifiers, shaped like ``like``'s inputs.
 
-    Images get ``like``'s channels, size and normalization; labels are -1 (``source_targets`` keeps the
-    dataset's own classes, for stratified subsamples). The paper pairs CIFAR-10 with CIFAR-100 and vice
-    versa; for Fashion-MNIST use ``digits``. A dataset with an official test split (a raw dataset of its
-    own) contributes that split; one whose splits are carved from one raw dataset (digits, imagefolder
-    without val/) contributes all its samples, since none of them was seen by ``like``'s model.
-    ``limit`` takes a seeded class-stratified subset.
+    Images get ``like``'s channels and size, and are normalized with their own dataset's statistics where
+    they keep their channels, as the authors' evaluation reads CIFAR-100 for a CIFAR-10 model through
+    CIFAR-100's own loader (with ``like``'s where the channels are converted, since their own statistics
+    no longer apply); labels are -1 (``source_targets`` keeps the dataset's own classes, for stratified
+    subsamples). The paper pairs CIFAR-10 with CIFAR-100 and vice versa; for Fashion-MNIST use ``digits``.
+    A dataset with an official test split (a raw dataset of its own) contributes that split (CIFAR-100's
+    10,000 test images); one whose splits are carved from one raw dataset (digits, imagefolder without
+    val/) contributes all its samples, since none of them was seen by ``like``'s model. ``limit`` takes a
+    seeded class-stratified subset.
     """
     bundle = build_dataset(
         DataSpec(name=name, root=root, download=download, augment=False, image_size=like.image_size, val_fraction=0.0)
@@ -83,5 +86,8 @@ def build_ood_dataset(
     if pool is None or pool.base is train.base:  # no test split of its own: use every sample
         indices = train.indices if pool is None else torch.cat([train.indices, pool.indices]).sort().values
         pool = TransformedSubset(train.base, indices, None)
-    transform = matching_transform(like.in_chans, like.image_size, like.mean, like.std)
+    own = bundle.in_chans == like.in_chans
+    transform = matching_transform(
+        like.in_chans, like.image_size, *((bundle.mean, bundle.std) if own else (like.mean, like.std))
+    )
     return Unlabeled(pool.with_transform(transform).subset(limit, seed))

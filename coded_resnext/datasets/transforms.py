@@ -19,16 +19,24 @@ from typing import Literal
 from PIL import Image
 from timm.data.auto_augment import posterize as _timm_posterize
 from timm.data.auto_augment import rand_augment_transform
+from timm.data.transforms import RandomResizedCropAndInterpolation
+from timm.data.transforms_factory import transforms_imagenet_eval
 from torchvision import transforms as T
 
 from coded_resnext.datasets.spec import DataError
 
-# Published per-channel statistics of the training sets (pixel values in [0, 1]).
-CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+# Per-channel statistics (pixel values in [0, 1]) as the authors' code normalizes with them. CIFAR-10's std is
+# the widely copied (0.2023, 0.1994, 0.2010) of their CIFAR module, not the training set's own (0.2470, 0.2435,
+# 0.2616): the trained network and its figures depend on the inputs' scale, so the recipe keeps theirs.
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4867, 0.4408), (0.2673, 0.2564, 0.2762)
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-IMAGENET_RESIZE_RATIO = 0.875  # eval: resize the short side to size / 0.875 (183 for 160), then center-crop
+# timm's eval (the authors' ImageNet run): resize the short side to floor(size / 0.875) (182 for 160), bicubic,
+# then center-crop; training crops interpolate at random, bilinear or bicubic (timm's train.py default)
+IMAGENET_CROP_PCT = 0.875
+IMAGENET_EVAL_INTERPOLATION = "bicubic"
+IMAGENET_TRAIN_INTERPOLATION = "random"
 RANDAUGMENT_MAX_MAGNITUDE = 10  # timm's scale: magnitude M is M/10 of each op's maximum
 RANDAUGMENT_TRANSLATE = 0.45  # timm's translate_const: 45% of the image side (int(32 * 0.45) in the CIFAR code)
 RandAugmentOrder = Literal["after_crop", "before_crop"]
@@ -131,9 +139,15 @@ def imagenet_transforms(
     randaugment: tuple[int, int] | None,
     randaugment_order: RandAugmentOrder = "after_crop",
 ) -> tuple[T.Compose, T.Compose]:
-    """(train, eval) of the ImageNet recipe: random-resized crops + flip; eval resize then center crop."""
-    resize_then_crop = [T.Resize(round(size / IMAGENET_RESIZE_RATIO)), T.CenterCrop(size)]
-    geometric = [T.RandomResizedCrop(size), T.RandomHorizontalFlip()] if augment else list(resize_then_crop)
+    """(train, eval) of the ImageNet recipe as the authors ran it (timm's ``train.py``): timm's random-resized
+    crops at a random interpolation + flip; eval by timm's own ``transforms_imagenet_eval`` (resize the short
+    side to floor(size / 0.875), bicubic, then center crop)."""
+    evaluation = transforms_imagenet_eval(
+        size, crop_pct=IMAGENET_CROP_PCT, interpolation=IMAGENET_EVAL_INTERPOLATION, mean=mean, std=std
+    )
+    resize_then_crop = [t for t in evaluation.transforms if isinstance(t, T.Resize | T.CenterCrop)]
+    crop = RandomResizedCropAndInterpolation(size, interpolation=IMAGENET_TRAIN_INTERPOLATION)
+    geometric = [crop, T.RandomHorizontalFlip()] if augment else resize_then_crop
     pil = _with_randaugment(geometric, randaugment, randaugment_order, size, mean)
     train = T.Compose(pil + _to_normalized_tensor(mean, std))
     return train, T.Compose(resize_then_crop + _to_normalized_tensor(mean, std))

@@ -4,12 +4,19 @@ Two steps, so nothing that is reported was used to fit:
 
 * ``fit_binary_classifiers`` (training samples only): for class k, the extracted (pruned) classifier's
   threshold maximising F1, the refit output row (``refit.py``) and its threshold, and the full network's
-  one-vs-rest thresholds (softmax probability of k, and its raw logit k).
+  one-vs-rest thresholds (softmax probability of k, and its raw logit k). Each threshold is fitted at the
+  prior the figures are measured at, as the authors fit theirs (``Compute_Threshold_for_Best_F1``): the
+  negatives are subsampled to ``negatives_per_positive`` per positive, ``draws`` times, and the max-F1
+  thresholds of the draws are averaged. Fitting on every negative instead (1:99 on CIFAR-100, 1:999 on
+  ImageNet) moves the max-F1 point up, trading recall for precision, so the figures measured at 1:9
+  would show a classifier tuned for another prior.
 * ``measure_binary_classifiers`` (one evaluation split: validation, or the test split at the end of a
   single run): precision, recall and F1 at those thresholds, negatives subsampled to
   ``negatives_per_positive`` per positive (as the paper does for many classes; stratified over the
-  other classes), precision again with out-of-distribution images as the negatives, and the score
-  histograms of Fig. 3 / Fig. 7 (positives, negatives, OOD negatives).
+  other classes), precision again with out-of-distribution images as the negatives (every one of them,
+  as the authors measure CIFAR-10's against all 10,000 CIFAR-100 test images, or
+  ``ood_negatives_per_positive`` per positive, as they measure CIFAR-100's), and the score histograms of
+  Fig. 3 / Fig. 7 (positives, negatives, OOD negatives).
 
 A class with no sample where one is needed (no positive among the fit samples, none in the split) keeps
 its row, with NaN figures and a ``note``; the summary averages the classes that have figures and
@@ -19,15 +26,16 @@ counts the others (``binary/classes_skipped``).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from sklearn.metrics import f1_score, precision_recall_curve, precision_score, recall_score
 from torch import Tensor
+from torch.utils.data import Dataset
 
-from coded_resnext.datasets.sampling import stratified_sample
+from coded_resnext.datasets.sampling import LabelledSubset, stratified_sample
 from coded_resnext.evaluation.collect import Collected
 from coded_resnext.evaluation.refit import fit_score_row, pruned_features, with_score_row
 from coded_resnext.extraction import BinaryClassifier, extract_binary_classifier
@@ -82,6 +90,29 @@ def _row_scores(classifier: BinaryClassifier, features: Tensor) -> np.ndarray:
     return classifier.fc(features.to(classifier.fc.weight.device)).float().cpu()[:, 0].numpy()
 
 
+def fit_draws(
+    targets: np.ndarray, k: int, negatives_per_positive: int | None, draws: int, seed: int
+) -> list[np.ndarray]:
+    """The fit samples of class ``k``'s thresholds, one sorted position array per draw: every positive
+    and ``negatives_per_positive`` negatives per positive (stratified over the other classes), drawn
+    ``draws`` times with seeds from ``(seed, k, draw)``. One draw of every sample when there are no more
+    negatives than that (``negatives_per_positive`` None, or CIFAR-10's own 1:9), as nothing is left to draw."""
+    positives = int((targets == k).sum())
+    negatives = len(targets) - positives
+    if negatives_per_positive is None or negatives <= negatives_per_positive * max(positives, 1):
+        return [np.arange(len(targets))]
+    out = []
+    for draw in range(draws):
+        draw_seed = int(np.random.SeedSequence([seed, k, draw]).generate_state(1)[0])
+        out.append(np.sort(subsample_negatives(targets, k, negatives_per_positive, draw_seed)))
+    return out
+
+
+def mean_f1_threshold(labels: np.ndarray, scores: np.ndarray, draws: Sequence[np.ndarray]) -> float:
+    """The max-F1 thresholds of the draws (positions into ``labels`` and ``scores``), averaged as the authors do."""
+    return float(np.mean([best_f1_threshold(labels[d], scores[d]) for d in draws]))
+
+
 @dataclass
 class FittedClass:
     """What the fit samples (training images) fixed for class ``k``'s classifiers; nothing here saw
@@ -91,6 +122,8 @@ class FittedClass:
     fit_positives: int
     thresholds: dict[str, float]  # per score row: "", "refit_", "full_", "full_logit_"
     refit_row: tuple[Tensor, float] | None = None  # the refit output row (weight, bias)
+    fit_negatives: int = 0  # negatives of each draw
+    fit_draws: int = 1  # draws whose thresholds were averaged
 
     @property
     def note(self) -> str:
@@ -101,33 +134,56 @@ class FittedClass:
 def fit_binary_classifiers(
     model: CodedResNeXt,
     classes: Sequence[int],
-    fit_loader: Iterable,
+    fit_set: Dataset,
+    loader: Callable[[Dataset], Iterable],
     fit: Collected,
     device: torch.device,
+    *,
     refit: bool = True,
+    negatives_per_positive: int | None = 9,
+    draws: int = 10,
+    seed: int = 0,
 ) -> list[FittedClass]:
-    """Thresholds (max F1) and refit rows of each class's classifiers, on the samples of ``fit_loader``
-    (``fit`` is the full model's pass over the same samples)."""
+    """Thresholds (max F1 at ``negatives_per_positive`` negatives per positive, averaged over ``draws``;
+    see ``fit_draws``) and refit rows of each class's classifiers, on ``fit_set`` (``fit``: the full
+    model's pass over it, in its order; ``loader`` batches a dataset in order).
+
+    The draws reuse scores: the full network's come from ``fit``, and each class's pruned network reads
+    its positives and the negatives its draws hold, once (on ImageNet about 9 x 10 negatives per positive
+    instead of every fit sample). ``fit_set`` must give the same image on every read (``FixedAugmentation``
+    for an augmented one). The refit row is a logistic regression on those samples, each negative weighted
+    by the share of the draws that hold it: the draws' average loss, at their prior."""
     model.eval()
     targets = fit.targets.numpy()
     probabilities, logits = torch.softmax(fit.logits, 1).numpy(), fit.logits.numpy()
     out = []
     for k in classes:
         labels = targets == k
+        if not labels.any():  # nothing to fit: the class keeps its row with a note
+            thresholds = {"": math.inf, "full_": math.inf, "full_logit_": math.inf}
+            out.append(FittedClass(k, 0, thresholds | ({"refit_": math.nan} if refit else {})))
+            continue
+        chosen = fit_draws(targets, k, negatives_per_positive, draws, seed)
+        read = np.unique(np.concatenate(chosen))  # every sample some draw holds, once
+        where = [np.searchsorted(read, d) for d in chosen]  # each draw's rows among those read
         binary = extract_binary_classifier(model, k, fuse=False).to(device)
-        features, _ = pruned_features(binary, fit_loader, device)
+        features, _ = pruned_features(binary, loader(LabelledSubset(fit_set, torch.from_numpy(read))), device)
+        mine = labels[read]
         thresholds = {
-            "": best_f1_threshold(labels, _row_scores(binary, features)),
-            "full_": best_f1_threshold(labels, probabilities[:, k]),
-            "full_logit_": best_f1_threshold(labels, logits[:, k]),
+            "": mean_f1_threshold(mine, _row_scores(binary, features), where),
+            "full_": mean_f1_threshold(labels, probabilities[:, k], chosen),
+            "full_logit_": mean_f1_threshold(labels, logits[:, k], chosen),
         }
         row = None
-        if refit and 0 < labels.sum() < len(labels):
-            row = fit_score_row(features, torch.from_numpy(labels))
-            thresholds["refit_"] = best_f1_threshold(labels, _row_scores(with_score_row(binary, *row), features))
+        if refit and not mine.all():
+            weight = np.bincount(np.concatenate(where), minlength=len(read)) / len(where)
+            weight[mine] = 1.0
+            row = fit_score_row(features, torch.from_numpy(mine), sample_weight=weight)
+            thresholds["refit_"] = mean_f1_threshold(mine, _row_scores(with_score_row(binary, *row), features), where)
         elif refit:
             thresholds["refit_"] = math.nan
-        out.append(FittedClass(k, int(labels.sum()), thresholds, row))
+        negatives = int((~labels[chosen[0]]).sum())
+        out.append(FittedClass(k, int(labels.sum()), thresholds, row, negatives, len(chosen)))
     return out
 
 
@@ -173,6 +229,7 @@ def measure_binary_classifiers(
     *,
     ood: OodNegatives | None = None,
     negatives_per_positive: int = 9,
+    ood_negatives_per_positive: int | None = None,
     seed: int = 0,
 ) -> tuple[list[dict], list[dict]]:
     """(one row per class, score-histogram rows) on the split ``loader`` yields (``split``: the full
@@ -194,6 +251,8 @@ def measure_binary_classifiers(
             "param_fraction": parameter_count(binary) / full_params,
             "param_fraction_paper": parameter_count(binary, paper_accounting=True) / full_params_paper,
             "fit_positives": fc.fit_positives,
+            "fit_negatives": fc.fit_negatives,
+            "fit_draws": fc.fit_draws,
             "positives": int(labels.sum()),
             "negatives": int(len(keep) - labels.sum()),
             "note": fc.note or ("" if labels.any() else "no sample of this class in this split"),
@@ -215,7 +274,8 @@ def measure_binary_classifiers(
         ood_features = None
         if ood is not None:
             ood_features, _ = pruned_features(binary, ood.loader, device)
-            chosen = stratified_sample(ood.source_targets, negatives_per_positive * int(labels.sum()), seed + k)
+            limit = None if ood_negatives_per_positive is None else ood_negatives_per_positive * int(labels.sum())
+            chosen = stratified_sample(ood.source_targets, limit, seed + k)
             ood_features = ood_features[chosen]
             row["ood_negatives"] = len(chosen)
         for prefix, classifier in classifiers.items():

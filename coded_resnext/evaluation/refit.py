@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
@@ -43,8 +44,11 @@ def pruned_features(
     return outputs_and_targets(binary.features, loader, device, limit)
 
 
-def fit_score_row(features: Tensor, positive: Tensor, c: float = 0.01) -> tuple[Tensor, float]:
-    """Weight row (D,) and offset of a logistic regression of ``positive`` (bool, (S,)) on ``features``."""
+def fit_score_row(
+    features: Tensor, positive: Tensor, c: float = 0.01, sample_weight: np.ndarray | None = None
+) -> tuple[Tensor, float]:
+    """Weight row (D,) and offset of a logistic regression of ``positive`` (bool, (S,)) on ``features``,
+    each sample weighted by ``sample_weight`` (None: all 1)."""
     labels = positive.numpy().astype(bool)
     if labels.all() or not labels.any():
         raise RefitError(
@@ -52,8 +56,8 @@ def fit_score_row(features: Tensor, positive: Tensor, c: float = 0.01) -> tuple[
             f"of {len(labels)} (use more fit samples)"
         )
     x = features.double().numpy()
-    scaler = StandardScaler().fit(x)
-    model = LogisticRegression(C=c, max_iter=5000).fit(scaler.transform(x), labels)
+    scaler = StandardScaler().fit(x, sample_weight=sample_weight)
+    model = LogisticRegression(C=c, max_iter=5000).fit(scaler.transform(x), labels, sample_weight=sample_weight)
     # score = coef . (x - mean) / scale + intercept  =  (coef / scale) . x + (intercept - coef . mean / scale)
     weight = model.coef_[0] / scaler.scale_
     bias = float(model.intercept_[0] - weight @ scaler.mean_)

@@ -6,10 +6,13 @@ the caller decides where the numbers go.
 
 Three data roles (docs/architecture.md, Data), and what each is used for here:
 
-* training samples (``SuiteData.fit``, a seeded stratified sample of ``eval.binary_fit_samples``): every
-  threshold and refit row of the binary classifiers;
+* training samples (a seeded stratified sample of ``eval.binary_fit_samples``, under the training
+  transform, ``SuiteData.fit_augmented``, as the authors fit on their training loader, or with
+  ``eval.binary_fit_augmented: false`` under the eval transform, ``SuiteData.fit``): every threshold and
+  refit row of the binary classifiers;
 * the validation split (``val``): measured, and where the early-exit operating points are chosen
-  (without a validation split, the paper's protocol, they are chosen on the training samples);
+  (without a validation split, the paper's protocol, they are chosen on those training samples:
+  augmented, they are nearer to held-out images than the clean training images a long run has fitted);
 * the test split (``test``, given only by a single ``train`` run and ``coded-resnext evaluate``):
   measured once, at what train and val fixed. Its metrics are the validation names under ``test/``
   (``val/accuracy`` -> ``test/accuracy``, ``binary/f1_mean`` -> ``test/binary/f1_mean``), its tables
@@ -32,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from coded_resnext.coding import CodingScheme
 from coded_resnext.coding.decoding import decode
+from coded_resnext.datasets.fixed_augmentation import FixedAugmentation
 from coded_resnext.datasets.sampling import stratified_subset
 from coded_resnext.evaluation.binary import (
     FittedClass,
@@ -65,12 +69,27 @@ class SuiteData:
     """The datasets the suite reads; ``loader`` turns a (sub)dataset into batches (the suite subsamples
     datasets, not loaders, so that every sample it draws is stratified)."""
 
-    fit: Dataset  # training samples under the eval transform: thresholds and refit rows are fitted here
+    fit: Dataset  # training samples under the eval transform (eval.binary_fit_augmented false)
     val: Dataset | None  # the held-out validation split (None: val_fraction 0)
     test: Dataset | None = None  # the test split: only a single run's end and `evaluate` pass it
     ood: Dataset | None = None  # out-of-distribution negatives (``source_targets`` for stratifying)
     loader: Callable[[Dataset], Iterable] = default_loader
     measure_val: bool = True  # False: val only chooses the early-exit operating points (``evaluate``)
+    # the same training samples under the training transform: the binary fit's (eval.binary_fit_augmented)
+    fit_augmented: Dataset | None = None
+
+
+def binary_fit_set(data: SuiteData, settings: EvalSettings, seed: int) -> Dataset:
+    """The training samples every binary threshold and refit row is fitted on: a seeded, stratified
+    ``settings.binary_fit_samples`` of them, augmented (each sample's augmentation fixed by ``seed``, so
+    every read and a later ``evaluate`` see the same images) unless ``binary_fit_augmented`` is off."""
+    if settings.binary_fit_augmented and data.fit_augmented is None:
+        raise ValueError(
+            "eval.binary_fit_augmented needs the training samples under the training transform: pass "
+            "SuiteData(fit_augmented=...) (a DatasetBundle's train), or set binary_fit_augmented=False"
+        )
+    source = data.fit_augmented if settings.binary_fit_augmented else data.fit
+    return FixedAugmentation(stratified_subset(source, settings.binary_fit_samples, seed), seed)
 
 
 @dataclass
@@ -141,13 +160,28 @@ def run_suite(
     """Fit on training samples, then measure the validation split and, when given, the test split.
     Says what it is doing as progress lines (``logging``, INFO)."""
     model.eval()
-    fit_set = stratified_subset(data.fit, settings.binary_fit_samples, seed)
+    fit_set = binary_fit_set(data, settings, seed)
     fit_loader = data.loader(fit_set)
-    logger.info(f"evaluation: fitting thresholds on {len(fit_set)} training samples")
+    kind = "augmented" if settings.binary_fit_augmented else "clean"
+    logger.info(f"evaluation: fitting thresholds on {len(fit_set)} {kind} training samples")
     fit = collect(model, fit_loader, device)
     classes = choose_classes(model.num_classes, settings.binary_classes, seed)
+    binary = []
+    if classes:
+        binary = fit_binary_classifiers(
+            model,
+            classes,
+            fit_set,
+            data.loader,
+            fit,
+            device,
+            refit=settings.binary_refit,
+            negatives_per_positive=settings.binary_fit_negatives_per_positive,
+            draws=settings.binary_fit_draws,
+            seed=seed,
+        )
     fitted = _Fitted(
-        fit_binary_classifiers(model, classes, fit_loader, fit, device, settings.binary_refit) if classes else [],
+        binary,
         exit_compute_fractions(model, first_example(fit_loader).to(device)) if model.coded_blocks else [],
         None,
     )
@@ -209,6 +243,7 @@ def _measure(model, role, dataset, data: SuiteData, fitted: _Fitted, device, set
             device,
             ood=ood,
             negatives_per_positive=settings.negatives_per_positive,
+            ood_negatives_per_positive=settings.ood_negatives_per_positive,
             seed=seed,
         )
         tables["binary_classifiers"] = rows

@@ -2,7 +2,9 @@
 
 Each branch output is zeroed with probability ``p`` per sample and survivors are scaled by
 1 / (1 - p), so the expected block output is unchanged. The model draws one mask per run of
-consecutive blocks that share a coding scheme (the first block of the run draws it).
+consecutive coded blocks that share a coding scheme (the first block of the run draws it); a plain
+block between two of them does not end the run, as in the authors' code, where a block of ratio 1
+hands the mask it received to the next block.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ A ResNeXt whose deeper blocks assign branches to classes by binary codewords: en
 codeword's branches, and DropSubNNs. ``control=True`` builds the plain ResNeXt with the same shape.
 
 The variants of the paper's discussion are config options: per-block schemes inside a stage (Appendix B),
-``branch_merge="concat"`` (Section 4.3.1) and ``mask_grads`` (footnote 5).
+``branch_merge="concat_coded"`` or ``"concat"`` (Section 4.3.1) and ``mask_grads`` (footnote 5).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class CodedBlockInfo(NamedTuple):
     stage: str
     scheme: CodingScheme
     drop_prob: float
-    drop_group: int  # consecutive blocks with the same scheme share one DropSubNNs mask
+    drop_group: int  # consecutive coded blocks with the same scheme share one DropSubNNs mask (plain ones between too)
 
 
 def make_stem(kind: str, in_chans: int, channels: int) -> nn.Sequential:
@@ -93,11 +93,9 @@ class CodedResNeXt(nn.Module):
                     normalize_energy=scheme is not None,
                     materialize=config.energy_impl == "materialized",
                     zero_init_last=config.zero_init_last_bn,
-                    merge=config.branch_merge,
+                    merge=config.block_merge(scheme),
                 )
-                if scheme is None:
-                    previous_scheme = None
-                else:
+                if scheme is not None:  # a plain block passes the mask on, as the authors' blocks of ratio 1 do
                     if scheme != previous_scheme:
                         drop_group += 1
                     previous_scheme = scheme

@@ -79,9 +79,12 @@ class CodedResNeXtConfig:
     energy_impl: Literal["gram", "materialized"] = "gram"  # "materialized": slow reference path
     zero_init_last_bn: bool = True  # gamma of the BN after the branch sum starts at 0
     schemes: dict[str, StageSchemes] = field(default_factory=dict)  # per stage name: one spec, or one per block
-    # Section 4.3.1: a block's branch outputs are summed (ResNeXt, the paper's method) or concatenated
-    # (branch n writes its own C_out/N output channels; the variant that breaks the binary classifiers)
-    branch_merge: Literal["sum", "concat"] = "sum"
+    # Section 4.3.1: a block's branch outputs are summed (ResNeXt, the paper's method) or concatenated (branch n
+    # writes its own C_out/N output channels; the variant that breaks the binary classifiers): "concat_coded" in
+    # the coded blocks only, the reading closest to Section 4.3.1 (the uncoded stage, and so the control, stay
+    # summing ResNeXt blocks of the same size), "concat" in every block (the control concatenates too, and every
+    # concatenating expand has N times fewer weights, so the network is smaller)
+    branch_merge: Literal["sum", "concat", "concat_coded"] = "sum"
     # Footnote 5 / the authors' Mask_grads: in training, the classification gradient does not reach the
     # branches that are inactive for the sample's class (the coding loss still does)
     mask_grads: bool = False
@@ -105,7 +108,7 @@ class CodedResNeXtConfig:
         if unknown:
             raise ModelConfigError(f"schemes given for unknown stages {sorted(unknown)}; the stages are {names}")
         for key, choices in (
-            ("branch_merge", ("sum", "concat")),
+            ("branch_merge", ("sum", "concat", "concat_coded")),
             ("expand_init", ("fan_out_grouped", "fan_out_dense")),
         ):
             if getattr(self, key) not in choices:
@@ -114,11 +117,27 @@ class CodedResNeXtConfig:
         object.__setattr__(self, "stages", tuple(self._sized_to_schemes(stage) for stage in self.stages))
         for stage in self.stages:
             width = max(1, round(stage.out_channels * self.width_multiplier))
-            if self.branch_merge == "concat" and width < stage.num_branches:
+            concatenates = self.branch_merge == "concat" or (
+                self.branch_merge == "concat_coded" and self._has_coded_blocks(stage)
+            )
+            if concatenates and width < stage.num_branches:
                 raise ModelConfigError(
-                    f"branch_merge='concat': stage {stage.name} has {width} output channels for {stage.num_branches} "
-                    f"branches, each of which needs its own; raise width_multiplier"
+                    f"branch_merge={self.branch_merge!r}: stage {stage.name} has {width} output channels for "
+                    f"{stage.num_branches} branches, each of which needs its own; raise width_multiplier"
                 )
+
+    def block_merge(self, scheme: CodingScheme | None) -> Literal["sum", "concat"]:
+        """How a block with ``scheme`` (None: a plain block) merges its branch outputs."""
+        if self.branch_merge == "concat" or (self.branch_merge == "concat_coded" and scheme is not None):
+            return "concat"
+        return "sum"
+
+    def _has_coded_blocks(self, stage: StageConfig) -> bool:
+        """Whether some block of ``stage`` is coded, from the specs alone (as ``_block_scheme`` decides,
+        without resolving a scheme)."""
+        return not self.control and any(
+            spec != SCHEME_OFF and (stage.coded or spec is not None) for spec in self.block_scheme_specs(stage)
+        )
 
     def block_scheme_specs(self, stage: StageConfig) -> list[SchemeSpec]:
         """The scheme spec of each of ``stage``'s blocks (a stage-wide spec repeated)."""

@@ -4,6 +4,7 @@ point, from a run or checkpoint, to a file."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from coded_resnext.orchestration.errors import UserError
@@ -109,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
     binary = extract_binary_classifier(model, args.class_index)
     how = ""
     if args.refit:
-        binary, samples = _refit(binary, state, args.refit_samples)
+        binary, samples = _refit(model, binary, state, args.refit_samples)
         how = f", output row refit on {samples:,} training samples"
     size = state["image_size"]
     example = torch.randn(2, model.config.in_chans, size, size)
@@ -134,23 +135,40 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refit(binary, state: dict, samples: int | None):
-    """The classifier with its output row refit on the checkpoint's own training data (``refit.py``)."""
+def _refit(model, binary, state: dict, samples: int | None):
+    """The classifier with its output row refit on the checkpoint's own training data (``refit.py``), as
+    the run's evaluation suite refit it: the same fit samples, negatives and draws."""
     import torch
     import yaml
 
     from coded_resnext.datasets import build_dataset
-    from coded_resnext.datasets.sampling import stratified_subset
-    from coded_resnext.evaluation.refit import RefitError, pruned_features, refit_binary_classifier
-    from coded_resnext.orchestration.build import data_spec, eval_loader
+    from coded_resnext.evaluation import collect
+    from coded_resnext.evaluation.binary import fit_binary_classifiers
+    from coded_resnext.evaluation.refit import with_score_row
+    from coded_resnext.evaluation.suite import binary_fit_set
+    from coded_resnext.orchestration.build import data_spec, eval_loader, suite_data
     from coded_resnext.orchestration.config import config_from_dict
 
     cfg = config_from_dict(yaml.safe_load(state["config"]))
-    samples = samples or cfg.eval.binary_fit_samples
+    settings = dataclasses.replace(cfg.eval, binary_fit_samples=samples or cfg.eval.binary_fit_samples)
     bundle = build_dataset(data_spec(cfg))
-    fit_set = stratified_subset(bundle.train_eval, samples, cfg.seed)  # the samples the run's suite fitted on
-    features, targets = pruned_features(binary, eval_loader(fit_set, cfg), torch.device("cpu"))
-    try:
-        return refit_binary_classifier(binary, features, targets), len(targets)
-    except RefitError as err:
-        raise UserError(f"--refit: {err}") from None
+    fit_set = binary_fit_set(suite_data(bundle, cfg, test=False), settings, cfg.seed)
+    loader = lambda dataset: eval_loader(dataset, cfg)  # noqa: E731
+    cpu = torch.device("cpu")
+    (fitted,) = fit_binary_classifiers(
+        model,
+        binary.classes,
+        fit_set,
+        loader,
+        collect(model, loader(fit_set), cpu),
+        cpu,
+        negatives_per_positive=settings.binary_fit_negatives_per_positive,
+        draws=settings.binary_fit_draws,
+        seed=cfg.seed,
+    )
+    if fitted.refit_row is None:
+        raise UserError(
+            f"--refit: the {len(fit_set)} training samples hold {fitted.fit_positives} of class {binary.classes[0]} "
+            "and need positives and negatives; raise --refit-samples"
+        )
+    return with_score_row(binary, *fitted.refit_row), len(fit_set)
