@@ -26,9 +26,9 @@ from coded_resnext.results.ablation import summarize_ablation
 from coded_resnext.results.artifacts import load_binary_classifiers, load_early_exit, load_histories, local_artifact_dir
 from coded_resnext.results.document import Block, Cell, Document, to_html, to_markdown
 from coded_resnext.results.importance import param_importances, study_from_runs
-from coded_resnext.results.labels import short_run_names, short_value
+from coded_resnext.results.labels import PARAM_NAMES, short_run_names, short_value
 from coded_resnext.results.paper import compare_table2
-from coded_resnext.results.pareto import DEFAULT_OBJECTIVES, Objective, pareto_front
+from coded_resnext.results.pareto import DEFAULT_OBJECTIVES, Objective
 from coded_resnext.results.parquet import ParquetWrite, write_parquet
 from coded_resnext.results.plots import (
     ablation_plot,
@@ -49,7 +49,7 @@ from coded_resnext.results.runs import (
     run_status_counts,
 )
 from coded_resnext.results.schema import CONTROL_CELL, Tag, tag_column
-from coded_resnext.results.sweep_progress import hypervolume_histories, off_the_front, reference_runs
+from coded_resnext.results.sweep_progress import hypervolume_histories, ranked_runs, reference_runs
 
 logger = logging.getLogger(__name__)
 
@@ -75,18 +75,6 @@ ABLATION_METRICS = (
     "early_exit/compute_at_99pct_accuracy",
 )
 # parameters worth a column when they vary across runs, and their short names in legends
-PARAM_NAMES = {
-    "model.name": "model",
-    "model.control": "control",
-    "model.width_multiplier": "width",
-    "coding.c3": "c3",
-    "coding.c4": "c4",
-    "coding.c5": "c5",
-    "loss.mu": "mu",
-    "loss.p_drop": "p_drop",
-    "data.name": "data",
-    "seed": "seed",
-}
 
 
 @dataclass(frozen=True)
@@ -257,18 +245,6 @@ def _finished_runs(experiment: str, options: ReportOptions) -> tuple[pd.DataFram
     return runs, notes
 
 
-def _ranked(runs: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
-    """``pareto_front`` over the runs that can be on a front; the reference control, infeasible and
-    early-stopped trials stay in the table with no rank."""
-    off = off_the_front(runs)
-    ranked = pareto_front(runs[~off], objectives)
-    if not off.any():
-        return ranked
-    rest = runs[off].assign(pareto_front=False, pareto_rank=pd.NA, dominated_by=pd.NA)
-    rest = rest.astype({"pareto_rank": "Int64", "dominated_by": "Int64"})
-    return pd.concat([ranked, rest]).loc[runs.index]
-
-
 def build_report(experiment: str, out_dir: Path, options: ReportOptions = ReportOptions()) -> Report:
     """Write the report of ``experiment``'s finished trial runs to ``out_dir`` (see the module docstring)."""
     out_dir = Path(out_dir)
@@ -287,7 +263,7 @@ def build_report(experiment: str, out_dir: Path, options: ReportOptions = Report
                 f"{len(runs) - have} of {len(runs)} runs have no {obj.metric}: "
                 + ("ranked worst on it" if obj.missing == "worst" else "left out of the front")
             )
-    ranked = _ranked(runs, objectives)
+    ranked = ranked_runs(runs, objectives)
     ranked = (
         ranked.assign(_acc=metric_values(ranked, "val/accuracy"))
         .sort_values(["pareto_rank", "_acc"], ascending=[True, False], na_position="last")
