@@ -62,7 +62,7 @@ def run_trial(sampled: dict[str, Any], ctx: TrialContext) -> None:
         cfg = smoke_test_config(cfg)
     cfg.train = dataclasses.replace(cfg.train, progress="none")
     trial_id = ray.tune.get_context().get_trial_id()
-    name = cfg.tracking.run_name or trial_run_name(trial_number(trial_id, ctx), trial_description(ctx, sampled, cfg))
+    name = cfg.tracking.run_name or trial_run_name(trial_id, trial_description(ctx, sampled, cfg))
     cfg.tracking = dataclasses.replace(cfg.tracking, uri=ctx.tracking_uri, run_name=name)
     lineage = Lineage(
         tracking_uri=ctx.tracking_uri,
@@ -90,14 +90,6 @@ def run_trial(sampled: dict[str, Any], ctx: TrialContext) -> None:
         rung_epochs=ctx.rung_epochs,
     )
     trainer.fit()
-
-
-def trial_number(trial_id: str, ctx: TrialContext) -> str:
-    """The trial's number in its sweep (``00003``; ``ext1.00003`` in the first ``--extend``): Tune's trial id
-    without the experiment's random prefix, which MLflow's runs table has no room for."""
-    number = trial_id.rsplit("_", 1)[-1]
-    extension = ctx.experiment_name.removeprefix(ctx.space.name).lstrip("-")
-    return f"{extension}.{number}" if extension else number
 
 
 def trial_description(ctx: TrialContext, sampled: dict[str, Any], cfg) -> str:

@@ -74,10 +74,10 @@ def describe(values: dict[str, object]) -> str:
     return ", ".join(f"{short_key(k)}={short_value(k, v)}" for k, v in values.items())
 
 
-def trial_run_name(number: str, description: str) -> str:
-    """A trial's run name: its number in the sweep and what it ran (``00003 (c3=gen 4 d4, mu=3.81)``), so the
-    runs table of MLflow's UI says which configuration each trial was. ``short_run_names`` keeps the number."""
-    return f"{number} ({description})"
+def trial_run_name(trial_id: str, description: str) -> str:
+    """A trial's run name: its Tune trial id and what it ran (``f9730498 (c3=gen 4 d4, mu=3.81)``), so the
+    runs table of MLflow's UI says which configuration each trial was. ``short_run_names`` keeps the id."""
+    return f"{trial_id} ({description})"
 
 
 def short_run_names(names: pd.Series) -> pd.Series:
