@@ -40,6 +40,8 @@ PARTS = [
     ("suite", "coded_resnext.orchestration.training:run_evaluation"),
     ("  data (OOD set)", "coded_resnext.orchestration.build:build_ood_dataset"),
     ("  forward passes (collect)", "coded_resnext.evaluation.suite:collect"),
+    ("  OOD pass (classifier heads)", "coded_resnext.evaluation.suite:head_outputs"),
+    ("  binary: extract", "coded_resnext.evaluation.suite:extract_classifiers"),
     ("  binary: fit", "coded_resnext.evaluation.suite:fit_binary_classifiers"),
     ("  binary: measure", "coded_resnext.evaluation.suite:measure_binary_classifiers"),
     ("  early exit: FLOPs", "coded_resnext.evaluation.suite:exit_compute_fractions"),

@@ -53,7 +53,7 @@ from coded_resnext.orchestration.searcher import (
     storage_url,
 )
 from coded_resnext.orchestration.store import call_with_retry, default_tracking_uri, find_runs
-from coded_resnext.orchestration.sweep_summary import SweepFacts, sweep_note, try_standing
+from coded_resnext.orchestration.sweep_summary import SweepFacts, runs_view, sweep_note, try_standing
 from coded_resnext.orchestration.tracking import RunTracker
 from coded_resnext.orchestration.trial import REFERENCE_KEY, TrialContext, run_trial, trial_resources
 from coded_resnext.orchestration.tune_callbacks import LineReporter, SweepHypervolume, TrialRunCloser
@@ -84,6 +84,7 @@ class SweepOutcome:
     # every finished trial run of the sweep (extensions: the earlier ones too) with its front and reference
     # marks (sweep_summary.standing); None when the store could not be read
     standing: pd.DataFrame | None = None
+    experiment_id: str | None = None  # the MLflow experiment of the parent run (for links to its UI)
 
 
 class Sweep:
@@ -153,14 +154,14 @@ class Sweep:
             tracking_uri=redact_uri(self.tracking_uri),
             default_tracking_uri=self.tracking_uri == default_tracking_uri(),
             algorithm=self.space.tune.algorithm,
-            searched=[k for k in self.space.domains if k != CELL_KEY] or ["its cells"],
+            searched=[k for k in self.space.domains if k != CELL_KEY],
             space_path=str(self.space.path),
             objectives=self._objectives(),
         )
 
     def describe(self, parent: RunTracker, status: str, ranked: pd.DataFrame | None = None) -> None:
         """The parent run's description in MLflow's UI (``sweep_summary.sweep_note``)."""
-        parent.set_tags({Tag.NOTE: sweep_note(self.facts(), parent.run_id, status, ranked)})
+        parent.set_tags({Tag.NOTE: sweep_note(self.facts(), parent.run_id, status, ranked, parent.experiment_id)})
 
     def _objectives(self) -> dict[str, str]:
         t = self.space.tune
@@ -379,6 +380,7 @@ class Sweep:
         extension = len(existing) if extend else 0
         name = existing[-1] if resume else self.space.name if not extend else f"{self.space.name}-ext{extension}"
         path = f"{self.storage_path}/{name}"
+        parent.set_experiment_tags(runs_view(self.facts(), parent.run_id))  # the runs table the links open
         action = "resumed" if resume else f"extending by {extend} trial(s)" if extend else "running"
         self.describe(parent, f"{action} (Tune experiment `{name}`); the front below is of the trials finished so far")
         try:
@@ -421,6 +423,7 @@ class Sweep:
         rows = self._summarize(grid)
         failed = sum(1 for r in rows if r["status"] == "ERROR")
         outcome = SweepOutcome(parent.run_id, path, rows, failed, self._planned(parent, name))
+        outcome.experiment_id = parent.experiment_id
         experiment = self.base_cfg.tracking.experiment
         if self._interrupted(outcome, parent):
             outcome.standing = try_standing(self.tracking_uri, experiment, parent.run_id, self._objectives())

@@ -1,5 +1,13 @@
-"""What a sweep says about itself: the closing list the ``tune`` and ``ablate`` commands print, and the
-description (``mlflow.note.content``, Markdown) its parent run shows in MLflow's UI.
+"""What a sweep says about itself: the closing list the ``tune`` and ``ablate`` commands print, the
+description (``mlflow.note.content``, Markdown) its parent run shows in MLflow's UI, and a saved view of
+MLflow's runs table that lists its trials.
+
+The view: MLflow 3.18's UI opens every experiment in the workflow a browser last chose (GenAI by default: a
+tracing page, whatever the experiment's ``mlflow.experimentKind``), with a sweep as one collapsed parent row
+and no metric columns. A shared view (an experiment tag ``mlflow.sharedViewState.<key>``, what the UI's own
+"share view" writes) and the URL parameter ``workflowType=machine_learning`` open the runs table instead,
+with the sweep's trials as rows, best first, and the objectives and searched parameters as columns
+(``runs_view``, ``runs_view_link``; the closing list and the description give the link).
 
 Both mark the same trials: the Pareto front over the sweep's objectives and the reference control (a
 sweep's plain-control trial, an ablation's control cell). The front is the report's
@@ -10,10 +18,13 @@ never disagree.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import re
 import sys
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import pandas as pd
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
@@ -41,9 +52,45 @@ class SweepFacts:
     tracking_uri: str
     default_tracking_uri: bool  # the local store the commands find without --tracking-uri
     algorithm: str
-    searched: list[str]
+    searched: list[str]  # the searched config keys (an ablation: its variants' keys and the seed)
     space_path: str
     objectives: dict[str, str]
+
+
+MLFLOW_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store by default
+
+
+def runs_view_key(parent_run_id: str) -> str:
+    """The shared view's key: one per sweep (its parent run), stable across --resume and --extend."""
+    return f"sweep-{parent_run_id}"
+
+
+def runs_view(facts: SweepFacts, parent_run_id: str) -> dict[str, str]:
+    """The experiment tag holding the sweep's view of MLflow's runs table: its trials (the children of its
+    parent run), best first by the first objective, with the objectives and searched parameters as columns.
+    The keys are the UI's own (mlflow/server/js: the search facets and ``ExperimentPageUIState``; a column is
+    ``<type>.`<key>```)."""
+    first, mode = next(iter(facts.objectives.items()))
+    state = {
+        "searchFilter": f"tags.`{Tag.PARENT_RUN}` = '{parent_run_id}'",
+        "orderByKey": f"metrics.`{first}`",
+        "orderByAsc": mode == "min",
+        "selectedColumns": [f"metrics.`{k}`" for k in facts.objectives] + [f"params.`{k}`" for k in facts.searched],
+    }
+    if facts.role == Role.ABLATION:
+        state["selectedColumns"].insert(0, f"tags.`{Tag.ABLATION_CELL}`")
+    return {f"{Tag.SHARED_VIEW}{runs_view_key(parent_run_id)}": json.dumps(state)}
+
+
+def runs_view_link(experiment_id: str, parent_run_id: str) -> str:
+    """The UI route of the sweep's view (append it to the UI's address)."""
+    query = urlencode({"viewStateShareKey": runs_view_key(parent_run_id), "workflowType": "machine_learning"})
+    return f"#/experiments/{experiment_id}/runs?{query}"
+
+
+def ui_address(tracking_uri: str) -> str:
+    """Where a user opens MLflow's UI for ``tracking_uri``: the server itself, or ``mlflow ui``'s default."""
+    return tracking_uri.rstrip("/") if re.match(r"https?://", tracking_uri) else MLFLOW_UI
 
 
 def standing(tracking_uri: str, experiment: str, parent_run_id: str, objectives: dict[str, str]) -> pd.DataFrame:
@@ -152,6 +199,9 @@ def print_outcome(outcome, objectives: dict[str, str], tracking_uri: str, experi
     print(f"Tune experiment: {outcome.experiment_path}", file=stream)
     if tracking_uri.startswith("sqlite:"):
         print(f"look at it with:  mlflow ui --backend-store-uri {tracking_uri}", file=stream)
+    if outcome.experiment_id is not None:
+        link = runs_view_link(outcome.experiment_id, outcome.parent_run_id)
+        print(f"its trials:       {ui_address(tracking_uri)}/{link}", file=stream)
     print(f"report:           coded-resnext report {experiment} --out report/", file=stream)
 
 
@@ -165,13 +215,16 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def sweep_note(facts: SweepFacts, parent_run_id: str, status: str, ranked: pd.DataFrame | None) -> str:
+def sweep_note(
+    facts: SweepFacts, parent_run_id: str, status: str, ranked: pd.DataFrame | None, experiment_id: str | None = None
+) -> str:
     """The parent run's description (Markdown): the sweep in one paragraph, its status, its front so far
-    (with the reference control beside it) and the commands that give the report and the test figures."""
+    (with the reference control beside it), a link to its trials in the runs table and the commands that
+    give the report and the test figures."""
     ablation = facts.role == Role.ABLATION
     kind = "Ablation" if ablation else "Sweep"
     lines = [
-        f"**{kind} `{facts.name}`**: {facts.algorithm} search over {', '.join(facts.searched) or 'nothing'} "
+        f"**{kind} `{facts.name}`**: {facts.algorithm} search over {', '.join(facts.searched) or 'its cells'} "
         f"(`{facts.space_path}`). Objectives, on the validation split: {_objectives_text(facts.objectives)}.",
         "",
         f"**Status**: {status}",
@@ -200,6 +253,12 @@ def sweep_note(facts: SweepFacts, parent_run_id: str, status: str, ranked: pd.Da
         if shown > NOTE_FRONT_ROWS:
             lines += ["", f"... and {shown - NOTE_FRONT_ROWS} more on the front (the report lists every one)."]
         lines.append("")
+    if experiment_id is not None:
+        lines += [
+            f"**Trials**: [every trial of this {kind.lower()}, best first, with its objectives]"
+            f"({runs_view_link(experiment_id, parent_run_id)}) in the runs table.",
+            "",
+        ]
     lines += [
         "**Report** (tables, the front's plots, every trial's figures):",
         "",

@@ -323,6 +323,17 @@ class RunTracker:
                 _Item("params", lambda chunk=chunk: self.client.log_batch(self.run_id, params=chunk), len(chunk))
             )
 
+    def set_experiment_tags(self, tags: dict[str, str]) -> None:
+        """Tags of the run's experiment (e.g. a saved view of the runs table, ``sweep_summary.runs_view``)."""
+        if self.experiment_id is None:
+            raise ValueError("set_experiment_tags: this tracker was attached to a run, not opened in an experiment")
+        experiment_id = self.experiment_id
+        for key, value in tags.items():
+            text = redact(str(value))
+            self._enqueue(
+                _Item("tags", lambda key=key, text=text: self.client.set_experiment_tag(experiment_id, key, text))
+            )
+
     def set_tags(self, tags: dict[str, str]) -> None:
         batch = [RunTag(k, redact(str(v))) for k, v in tags.items()]
         self._enqueue(_Item("tags", lambda: self.client.log_batch(self.run_id, tags=batch), len(batch)))

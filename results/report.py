@@ -23,7 +23,13 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from coded_resnext.results.ablation import summarize_ablation
-from coded_resnext.results.artifacts import load_binary_classifiers, load_early_exit, load_histories, local_artifact_dir
+from coded_resnext.results.artifacts import (
+    load_binary_classifiers,
+    load_early_exit,
+    load_histories,
+    load_table,
+    local_artifact_dir,
+)
 from coded_resnext.results.document import Block, Cell, Document, to_html, to_markdown
 from coded_resnext.results.importance import param_importances, study_from_runs
 from coded_resnext.results.labels import PARAM_NAMES, short_run_names, short_value
@@ -40,6 +46,7 @@ from coded_resnext.results.plots import (
     hypervolume_plot,
     parallel_coordinates,
 )
+from coded_resnext.results.run_plots import energy_heatmaps_from_table
 from coded_resnext.results.runs import (
     ResultsError,
     client_for,
@@ -192,10 +199,16 @@ def ablation_display(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def copy_energy_heatmaps(runs: pd.DataFrame, out_dir: Path, tracking_uri: str | None) -> tuple[list[Path], str | None]:
-    """The energy heatmap PNGs the best-accuracy run logged (the first of the 5 best that has them)."""
+    """The energy heatmaps of the best-accuracy run (the first of the 5 best that has them): drawn from its
+    ``energy_by_class`` table (a search's trials log the table, not the plots), else the PNGs it logged."""
     client = client_for(tracking_uri)
     ranked = runs.assign(_acc=metric_values(runs, "val/accuracy")).sort_values("_acc", ascending=False)
     for _, run in ranked.head(5).iterrows():
+        table = load_table(ranked.loc[[run.name]], "energy_by_class", tracking_uri)
+        if "energy" in table.columns:
+            drawn = energy_heatmaps_from_table(table, out_dir, prefix="best_")
+            if drawn:
+                return drawn, run["run_id"]
         try:
             names = [a.path for a in client.list_artifacts(run["run_id"], "plots")]
         except (MlflowException, OSError):

@@ -462,3 +462,13 @@ def test_the_legends_under_the_cross_run_figures_stay_inside_them(monkeypatch, t
         assert legend.y0 >= figure.y0, name
         assert all("mu=3.81" in t.get_text() or "mu=3.8127361528716237" in t.get_text() for t in texts)
         assert len(texts) == runs
+
+
+def test_the_report_draws_the_best_runs_information_paths_from_its_table(tmp_path):
+    """A search's trials log the energy table, not the heatmap PNGs: the report draws them."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    write_synthetic_experiment(uri, SyntheticSpec("paths", runs=4, kind="sweep", epochs=2, energy_table=True))
+    report = build_report("paths", tmp_path / "out", ReportOptions(tracking_uri=uri))
+    (heatmap,) = [p for p in report.figures if p.name.startswith("best_energy_heatmap")]
+    assert heatmap.name == "best_energy_heatmap_block_0.png" and heatmap.read_bytes()[:4] == b"\x89PNG"
+    assert "Information paths of the best run" in report.markdown.read_text()

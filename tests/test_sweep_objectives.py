@@ -541,7 +541,7 @@ def test_the_closing_list_marks_the_front_and_the_reference_control():
     # 00003 is dominated by 00000 (lower accuracy, larger classifier, more compute); the control is off the front
     assert ranked["pareto_front"].tolist() == [True, True, True, False, False]
     assert ranked["reference"].tolist() == [False, False, False, False, True]
-    outcome = SweepOutcome("p" * 32, "/tmp/tune/q", [{"status": "OK"}] * 5, 0, standing=ranked)
+    outcome = SweepOutcome("p" * 32, "/tmp/tune/q", [{"status": "OK"}] * 5, 0, standing=ranked, experiment_id="3")
     out = io.StringIO()
     print_outcome(outcome, dict(DEFAULT_OBJECTIVES), "sqlite:////tmp/m.db", "quickstart", out)
     lines = out.getvalue().splitlines()
@@ -557,6 +557,10 @@ def test_the_closing_list_marks_the_front_and_the_reference_control():
     assert "early_exit/compute_at_99pct_accuracy=–" in listed[0] and "val/accuracy=0.8200" in listed[1]
     assert "Pareto front: 3 of 4 finished trials" in lines
     assert any("*: on the Pareto front" in line and "R: the reference control" in line for line in lines)
+    view = (
+        f"http://127.0.0.1:5000/#/experiments/3/runs?viewStateShareKey=sweep-{'p' * 32}&workflowType=machine_learning"
+    )
+    assert f"its trials:       {view}" in lines  # the runs table listing the trials (mlflow ui's address)
 
 
 def test_the_parent_runs_description_says_the_sweep_its_front_and_how_to_get_the_report():
@@ -567,7 +571,7 @@ def test_the_parent_runs_description_says_the_sweep_its_front_and_how_to_get_the
         "quickstart", Role.SWEEP, "quickstart", "sqlite:////x/runs/mlflow.db", True, "motpe",
         ["coding.c3", "loss.mu"], "search_spaces/quickstart.yaml", dict(DEFAULT_OBJECTIVES),
     )  # fmt: skip
-    note = sweep_note(facts, "p" * 32, "finished: 5 trials, 0 failed", _standing_runs())
+    note = sweep_note(facts, "p" * 32, "finished: 5 trials, 0 failed", _standing_runs(), "3")
     assert note.startswith("**Sweep `quickstart`**: motpe search over coding.c3, loss.mu")
     assert "**Status**: finished: 5 trials, 0 failed" in note
     rows = [line for line in note.splitlines() if line.startswith("| ")]
@@ -577,9 +581,43 @@ def test_the_parent_runs_description_says_the_sweep_its_front_and_how_to_get_the
     assert "00003" not in note
     assert f"coded-resnext report quickstart --parent {'p' * 32} --out reports/quickstart" in note
     assert "coded-resnext evaluate --sweep quickstart --front" in note
+    assert f"](#/experiments/3/runs?viewStateShareKey=sweep-{'p' * 32}&workflowType=machine_learning)" in note
     elsewhere = SweepFacts(**{**facts.__dict__, "tracking_uri": "http://mlflow:5000", "default_tracking_uri": False})
     assert "--tracking-uri http://mlflow:5000" in sweep_note(elsewhere, "p" * 32, "running", None)
     assert "Pareto front" not in sweep_note(facts, "p" * 32, "running", None)  # nothing finished yet
+
+
+def test_the_sweeps_view_of_the_runs_table_lists_its_trials_best_first_with_the_objectives():
+    import json
+
+    from coded_resnext.orchestration.sweep_summary import SweepFacts, runs_view
+    from coded_resnext.results.schema import DEFAULT_OBJECTIVES, Role, Tag
+
+    facts = SweepFacts(
+        "q",
+        Role.SWEEP,
+        "q",
+        "sqlite:///x.db",
+        True,
+        "motpe",
+        ["coding.c3", "loss.mu"],
+        "q.yaml",
+        dict(DEFAULT_OBJECTIVES),
+    )
+    ((key, value),) = runs_view(facts, "f" * 32).items()
+    assert key == f"mlflow.sharedViewState.sweep-{'f' * 32}" and key.startswith(Tag.SHARED_VIEW)
+    assert json.loads(value) == {
+        "searchFilter": f"tags.`mlflow.parentRunId` = '{'f' * 32}'",
+        "orderByKey": "metrics.`val/accuracy`",
+        "orderByAsc": False,
+        "selectedColumns": [
+            "metrics.`val/accuracy`",
+            "metrics.`binary/param_fraction`",
+            "metrics.`early_exit/compute_at_99pct_accuracy`",
+            "params.`coding.c3`",
+            "params.`loss.mu`",
+        ],
+    }
 
 
 def test_a_trials_run_name_says_its_id_and_configuration():

@@ -14,6 +14,11 @@ Two steps, so nothing that is reported was used to fit:
 A class with no sample where one is needed (no positive among the fit samples, none in the split) keeps
 its row, with NaN figures and a ``note``; the summary averages the classes that have figures and
 counts the others (``binary/classes_skipped``).
+
+Both steps take the classifiers' outputs from the pass the suite makes over each split anyway
+(``collect``'s heads: ``feature_heads`` for the fit samples, ``score_heads`` for a split and the OOD
+images), so every class costs its pruned blocks after the model's trunk and no reading of the data of
+its own; without them (a caller's own loader) each classifier runs over the loader itself.
 """
 
 from __future__ import annotations
@@ -24,12 +29,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score, precision_recall_curve, precision_score, recall_score
-from torch import Tensor
+from sklearn.metrics import precision_recall_curve, precision_recall_fscore_support
+from torch import Tensor, nn
 
 from coded_resnext.datasets.sampling import stratified_sample
-from coded_resnext.evaluation.collect import Collected
-from coded_resnext.evaluation.refit import fit_score_row, pruned_features, with_score_row
+from coded_resnext.evaluation.collect import Collected, Head
+from coded_resnext.evaluation.refit import fit_score_row, pruned_features, score_row
 from coded_resnext.extraction import BinaryClassifier, extract_binary_classifier
 from coded_resnext.models import CodedResNeXt
 from coded_resnext.models.accounting import parameter_count
@@ -62,12 +67,11 @@ def subsample_negatives(targets: np.ndarray, k: int, ratio: int, seed: int) -> n
 
 
 def _metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
-    pred = scores >= threshold
-    return {
-        "precision": float(precision_score(labels, pred, zero_division=0)),
-        "recall": float(recall_score(labels, pred, zero_division=0)),
-        "f1": float(f1_score(labels, pred, zero_division=0)),
-    }
+    # one call for the three (each of sklearn's scorers validates its input again: 3x the time for the same)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        labels, scores >= threshold, average="binary", zero_division=0
+    )
+    return {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
 
 
 def choose_classes(num_classes: int, how_many: int, seed: int) -> list[int]:
@@ -77,9 +81,20 @@ def choose_classes(num_classes: int, how_many: int, seed: int) -> list[int]:
     return sorted(int(c) for c in rng.choice(num_classes, size=how_many, replace=False))
 
 
-def _row_scores(classifier: BinaryClassifier, features: Tensor) -> np.ndarray:
-    """The classifier's output (B,) from its precomputed pooled features: its output row only."""
-    return classifier.fc(features.to(classifier.fc.weight.device)).float().cpu()[:, 0].numpy()
+def _row_scores(row: nn.Linear, features: Tensor) -> np.ndarray:
+    """A classifier's output (B,) from its pooled features: its output row only."""
+    return row(features.to(row.weight.device)).float().cpu()[:, 0].numpy()
+
+
+def extract_classifiers(model: CodedResNeXt, classes: Sequence[int]) -> dict[int, BinaryClassifier]:
+    """Each class's binary classifier, unfused (its parameters counted like the model's; its stem and the
+    blocks before the first coded block the model's own copies, so ``features_from`` continues the trunk)."""
+    return {k: extract_binary_classifier(model, k, fuse=False) for k in classes}
+
+
+def feature_heads(classifiers: dict[int, BinaryClassifier], depth: int) -> dict[int, Head]:
+    """``collect`` heads: each classifier's pooled features (S, D) from the trunk's output at ``depth``."""
+    return {k: (lambda h, c=c: c.features_from(h, depth)) for k, c in classifiers.items()}
 
 
 @dataclass
@@ -96,6 +111,28 @@ class FittedClass:
     def note(self) -> str:
         return "" if self.fit_positives else "no sample of this class among the fit samples"
 
+    def rows(self, classifier: BinaryClassifier) -> dict[str, nn.Linear]:
+        """The pruned classifier's score rows by prefix: its own output row and, when refit, the refit one."""
+        rows = {"": classifier.fc}
+        if self.refit_row is not None:
+            rows["refit_"] = score_row(classifier, *self.refit_row)
+        return rows
+
+
+def score_heads(fitted: Sequence[FittedClass], classifiers: dict[int, BinaryClassifier], depth: int) -> dict[int, Head]:
+    """``collect`` heads: per fitted class, the (S, R) scores of its rows (``FittedClass.rows`` order)
+    from the trunk's output at ``depth``; a split then costs no features kept."""
+    heads = {}
+    for fc in fitted:
+        classifier, rows = classifiers[fc.k], list(fc.rows(classifiers[fc.k]).values())
+
+        def head(h: Tensor, classifier=classifier, rows=rows) -> Tensor:
+            features = classifier.features_from(h, depth)
+            return torch.cat([row(features) for row in rows], 1)
+
+        heads[fc.k] = head
+    return heads
+
 
 @torch.no_grad()
 def fit_binary_classifiers(
@@ -105,26 +142,28 @@ def fit_binary_classifiers(
     fit: Collected,
     device: torch.device,
     refit: bool = True,
+    classifiers: dict[int, BinaryClassifier] | None = None,
 ) -> list[FittedClass]:
     """Thresholds (max F1) and refit rows of each class's classifiers, on the samples of ``fit_loader``
-    (``fit`` is the full model's pass over the same samples)."""
+    (``fit`` is the full model's pass over the same samples; with ``feature_heads`` of ``classifiers``
+    it carries each class's pooled features too, else each classifier runs over ``fit_loader``)."""
     model.eval()
     targets = fit.targets.numpy()
     probabilities, logits = torch.softmax(fit.logits, 1).numpy(), fit.logits.numpy()
     out = []
     for k in classes:
         labels = targets == k
-        binary = extract_binary_classifier(model, k, fuse=False).to(device)
-        features, _ = pruned_features(binary, fit_loader, device)
+        binary = (classifiers or {}).get(k) or extract_binary_classifier(model, k, fuse=False).to(device)
+        features = fit.outputs[k] if k in fit.outputs else pruned_features(binary, fit_loader, device)[0]
         thresholds = {
-            "": best_f1_threshold(labels, _row_scores(binary, features)),
+            "": best_f1_threshold(labels, _row_scores(binary.fc, features)),
             "full_": best_f1_threshold(labels, probabilities[:, k]),
             "full_logit_": best_f1_threshold(labels, logits[:, k]),
         }
         row = None
         if refit and 0 < labels.sum() < len(labels):
             row = fit_score_row(features, torch.from_numpy(labels))
-            thresholds["refit_"] = best_f1_threshold(labels, _row_scores(with_score_row(binary, *row), features))
+            thresholds["refit_"] = best_f1_threshold(labels, _row_scores(score_row(binary, *row), features))
         elif refit:
             thresholds["refit_"] = math.nan
         out.append(FittedClass(k, int(labels.sum()), thresholds, row))
@@ -133,10 +172,12 @@ def fit_binary_classifiers(
 
 @dataclass
 class OodNegatives:
-    """Out-of-distribution images and their own labels (to stratify each class's sample of them)."""
+    """Out-of-distribution images and their own labels (to stratify each class's sample of them); with
+    ``scores``, each class's (S, R) row scores on them (``score_heads``) already computed."""
 
     loader: Iterable
     source_targets: Tensor
+    scores: dict[int, Tensor] | None = None
 
 
 def _histogram_rows(k: int, groups: dict[str, np.ndarray], threshold: float) -> list[dict]:
@@ -174,9 +215,11 @@ def measure_binary_classifiers(
     ood: OodNegatives | None = None,
     negatives_per_positive: int = 9,
     seed: int = 0,
+    classifiers: dict[int, BinaryClassifier] | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """(one row per class, score-histogram rows) on the split ``loader`` yields (``split``: the full
-    model's pass over it), at the thresholds in ``fitted``."""
+    model's pass over it; with ``score_heads`` of ``classifiers`` it carries each class's row scores, else
+    each classifier runs over ``loader`` and the OOD images), at the thresholds in ``fitted``."""
     model.eval()
     targets = split.targets.numpy()
     probabilities, logits = torch.softmax(split.logits, 1).numpy(), split.logits.numpy()
@@ -185,7 +228,7 @@ def measure_binary_classifiers(
     rows, histograms = [], []
     for fc in fitted:
         k = fc.k
-        binary = extract_binary_classifier(model, k, fuse=False).to(device)
+        binary = (classifiers or {}).get(k) or extract_binary_classifier(model, k, fuse=False).to(device)
         labels = targets == k
         keep = subsample_negatives(targets, k, negatives_per_positive, seed + k)
         row: dict = {
@@ -208,21 +251,18 @@ def measure_binary_classifiers(
         if row["note"]:
             rows.append(row)
             continue
-        features, _ = pruned_features(binary, loader, device)
-        classifiers = {"": binary}
-        if fc.refit_row is not None:
-            classifiers["refit_"] = with_score_row(binary, *fc.refit_row)
-        ood_features = None
+        score_rows = fc.rows(binary)
+        split_scores = _scores(split, k, score_rows, binary, loader, device)
+        ood_scores_all = None
         if ood is not None:
-            ood_features, _ = pruned_features(binary, ood.loader, device)
             chosen = stratified_sample(ood.source_targets, negatives_per_positive * int(labels.sum()), seed + k)
-            ood_features = ood_features[chosen]
+            ood_scores_all = {p: v[chosen] for p, v in _scores_of(ood, k, score_rows, binary, device).items()}
             row["ood_negatives"] = len(chosen)
-        for prefix, classifier in classifiers.items():
-            scores = _row_scores(classifier, features)
+        for prefix in score_rows:
+            scores = split_scores[prefix]
             threshold = fc.thresholds[prefix]
             row.update({f"{prefix}{m}": v for m, v in _metrics(labels[keep], scores[keep], threshold).items()})
-            ood_scores = _row_scores(classifier, ood_features) if ood_features is not None else None
+            ood_scores = ood_scores_all[prefix] if ood_scores_all is not None else None
             if ood_scores is not None:
                 pos = scores[labels]
                 both = np.concatenate([np.ones(len(pos), bool), np.zeros(len(ood_scores), bool)])
@@ -240,6 +280,23 @@ def measure_binary_classifiers(
             )
         rows.append(row)
     return rows, histograms
+
+
+def _scores(
+    split: Collected, k: int, rows: dict[str, nn.Linear], binary: BinaryClassifier, loader: Iterable, device
+) -> dict[str, np.ndarray]:
+    """Class ``k``'s row scores on a split: from its pass (``score_heads``), else by running the classifier."""
+    if k in split.outputs:
+        return {prefix: split.outputs[k][:, i].numpy() for i, prefix in enumerate(rows)}
+    features, _ = pruned_features(binary, loader, device)
+    return {prefix: _row_scores(row, features) for prefix, row in rows.items()}
+
+
+def _scores_of(ood: OodNegatives, k: int, rows: dict[str, nn.Linear], binary: BinaryClassifier, device):
+    if ood.scores is not None and k in ood.scores:
+        return {prefix: ood.scores[k][:, i].numpy() for i, prefix in enumerate(rows)}
+    features, _ = pruned_features(binary, ood.loader, device)
+    return {prefix: _row_scores(row, features) for prefix, row in rows.items()}
 
 
 def binary_summary(rows: list[dict]) -> dict[str, float]:
