@@ -146,8 +146,12 @@ CLOCKS: dict[str, Callable[[], float]] = {
 
 
 def _timed(fn: Callable[[Tensor], object], x: Tensor, clock: Callable[[], float]) -> float:
+    if x.is_cuda:  # a GPU runs kernels asynchronously: time the work, not its launch
+        torch.cuda.synchronize(x.device)
     start = clock()
     fn(x)
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
     return clock() - start
 
 
