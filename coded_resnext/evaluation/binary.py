@@ -1,4 +1,4 @@
-"""Per-class binary classifiers (PAPER.md section 7): extracted, thresholded on training samples, scored.
+"""Per-class binary classifiers (the paper's section 7): extracted, thresholded on training samples, scored.
 
 Two steps, so nothing that is reported was used to fit:
 

@@ -1,4 +1,4 @@
-"""Accuracy after removing k active vs k inactive branches in a coded block (PAPER.md Fig. 2a).
+"""Accuracy after removing k active vs k inactive branches in a coded block (the paper's Fig. 2a).
 
 The curves are measured in every coded block by default. One block alone can be a poor witness: in
 the small CPU nets the network's last block adds little to its identity shortcut, so removing any of

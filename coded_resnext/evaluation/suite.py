@@ -4,7 +4,7 @@
 ``run_suite`` adds binary classifiers, early exit, branch removal and invariance. Nothing here logs:
 the caller decides where the numbers go.
 
-Three data roles (DESIGN.md, Data), and what each is used for here:
+Three data roles (docs/evaluation.md), and what each is used for here:
 
 * training samples (``SuiteData.fit``, a seeded stratified sample of ``eval.binary_fit_samples``): every
   threshold and refit row of the binary classifiers;

@@ -155,7 +155,7 @@ class CodedResNeXt(nn.Module):
         """Logits and the normalized energies of every coded block.
 
         ``keep_paths_of=k`` (or a (B,) tensor of classes) zeroes, in every coded block, each branch
-        whose codeword bit for that class is 0, before energy normalization (PAPER.md section 7).
+        whose codeword bit for that class is 0, before energy normalization (the paper's section 7).
         ``targets`` (B,): the batch's labels, which ``mask_grads=True`` needs in training (the gradient
         of each sample reaches only its class's branches); ignored otherwise.
         """
