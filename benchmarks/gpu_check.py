@@ -9,6 +9,12 @@ It prints
    (the train step is the trainer's own: ``TrainStep``, ``acceleration.resolve_precision``/``compile_step``);
 2. inference time of class 0's binary classifier and of the early-exit network (threshold for an exit
    rate of 0.5) against the full model with the same BatchNorm folding;
+   and ``bench early-exit``'s table on that net at batch 1, 16, 64 and 256, with thresholds at which 25, 50
+   and 75% of the samples reaching each coded block leave there: the wall-clock fraction of the full model's
+   time beside the FLOP fraction and the time profile (the time of each sample's exit point at the full
+   batch), and wall-clock minus profile (routing: what shrinking batches cost; on a GPU each exit also
+   waits on the host for the batch's decisions). The CPU figures, and what to look for here, are in
+   docs/early_exit_and_gpu.md;
 3. where 2 GPUs exist, one 2-rank NCCL data-parallel train step (DDP + SyncBatchNorm2d) and whether the
    ranks' weights agree after it (``--ddp`` forces it, with gloo on CPU).
 
@@ -36,7 +42,11 @@ import torch
 from coded_resnext import CodedResNeXt, CodedResNeXtConfig, EarlyExit, StageConfig, create_model
 from coded_resnext.extraction import extract_binary_classifier
 from coded_resnext.extraction.fusion import fuse_for_inference
-from coded_resnext.measure.early_exit_benchmark import threshold_for_exit_rate
+from coded_resnext.measure.early_exit_benchmark import (
+    run_early_exit_benchmark,
+    threshold_for_exit_rate,
+    thresholds_for_block_exit_rate,
+)
 from coded_resnext.orchestration import acceleration
 from coded_resnext.orchestration.training import TrainStep
 
@@ -52,6 +62,9 @@ class Plan:
     warmup: int
     compile_backend: str
     make_model: Callable[..., CodedResNeXt]
+    exit_batches: tuple[int, ...] = (1, 16, 64, 256)  # the early-exit table's batch sizes
+    exit_rates: tuple[float, ...] = (0.25, 0.5, 0.75)  # ... and its exit rates at each coded block
+    exit_samples: int = 512  # images timed at batch > 1 (64 at batch 1)
 
 
 def _paper_net(control: bool = False) -> CodedResNeXt:
@@ -64,7 +77,10 @@ def _tiny_net(control: bool = False) -> CodedResNeXt:
 
 
 FULL = Plan("coded_resnext29_10x11d", 128, 32, steps=20, warmup=3, compile_backend="inductor", make_model=_paper_net)
-TINY = Plan("tiny 2-block net", 8, 16, steps=3, warmup=1, compile_backend="eager", make_model=_tiny_net)
+TINY = Plan(
+    "tiny 2-block net", 8, 16, steps=3, warmup=1, compile_backend="eager", make_model=_tiny_net,
+    exit_batches=(1, 4), exit_rates=(0.5,), exit_samples=16,
+)  # fmt: skip
 
 
 def _sync(device: torch.device) -> None:
@@ -146,6 +162,48 @@ def inference_times(plan: Plan, device: torch.device) -> dict:
     }
 
 
+@torch.inference_mode()
+def early_exit_table(plan: Plan, device: torch.device) -> list[dict]:
+    """``bench early-exit --block-exit-rate R --batch-sizes ...`` on this device (wall clock, synchronized):
+    one row per exit rate and batch size."""
+    torch.manual_seed(0)
+    model = plan.make_model().to(device).eval()
+    inputs = torch.randn(plan.exit_samples, 3, plan.image_size, plan.image_size, device=device)
+    rows = []
+    for rate in plan.exit_rates:
+        thresholds = thresholds_for_block_exit_rate(model, inputs, rate)
+        result = run_early_exit_benchmark(
+            model,
+            inputs,
+            thresholds,
+            source=f"{plan.name}, exit rate {rate} at each coded block",
+            batch_sizes=plan.exit_batches,
+            samples_at_batch_1=min(64, plan.exit_samples),
+            rounds=plan.steps,
+            warmup=plan.warmup,
+        )
+        for r in result.rows:
+            rows.append(
+                {
+                    "rate": rate,
+                    "batch": r.batch_size,
+                    "wall-clock": r.wall_clock_fraction,
+                    "FLOPs": r.flop_fraction,
+                    "profile": r.time_profile_fraction,
+                    "routing": r.wall_clock_fraction - r.time_profile_fraction,
+                    "pooled": r.pooled_fraction,
+                    "full ms/img": r.full_ms_per_image,
+                }
+            )
+    return rows
+
+
+def _table(title: str, rows: list[dict]) -> str:
+    head = "".join(f"{k:>12}" for k in rows[0])
+    body = ["".join(f"{v:>12.3f}" if isinstance(v, float) else f"{v!s:>12}" for v in row.values()) for row in rows]
+    return "\n".join([f"\n{title}", head, *body])
+
+
 def _ddp_rank(rank: int, plan: Plan, backend: str, init_file: str, out_dir: str) -> None:
     import torch.distributed as dist
 
@@ -199,6 +257,13 @@ def run(tiny: bool = False, ddp: bool | None = None, say: Callable[[str], None] 
     say(_lines("train step (bf16 autocast, channels-last)", report["train"]))
     report["inference"] = inference_times(plan, device)
     say(_lines("inference (all with BatchNorms folded, channels-last)", report["inference"]))
+    report["early_exit"] = early_exit_table(plan, device)
+    say(
+        _table(
+            "early exit / full model (routing = wall-clock - profile; goals: wall-clock <= FLOPs + 0.10 at batch 64, routing <= 0.05)",
+            report["early_exit"],
+        )
+    )
     two_gpus = device.type == "cuda" and torch.cuda.device_count() >= 2
     if ddp or (ddp is None and two_gpus):
         report["ddp"] = ddp_step(plan, "nccl" if two_gpus else "gloo")

@@ -54,9 +54,12 @@ def finish_run(
     model: CodedResNeXt,
     examples: Iterable,
     cfg: RunConfig,
+    *,
+    plots: bool = True,
 ) -> None:
-    """The end of a run: its evaluation's tables and plots, the final checkpoint, the model, FINISHED."""
-    log_suite_artifacts(tracker, suite, bundle)
+    """The end of a run: its evaluation's tables (and with ``plots`` its plots), the final checkpoint, the
+    model, FINISHED."""
+    log_suite_artifacts(tracker, suite, bundle, plots=plots)
     if any(key.startswith(TEST_PREFIX) for key in suite.metrics):
         stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC by coded-resnext train", time.gmtime())
         tracker.set_tags({Tag.TEST_EVALUATED: stamp})
@@ -81,16 +84,28 @@ def log_config_artifacts(tracker: RunTracker, cfg: RunConfig, model: CodedResNeX
         tracker.log_artifacts(tmp_path)
 
 
-def log_suite_artifacts(tracker: RunTracker, suite: SuiteResult, bundle: DatasetBundle) -> None:
+def log_suite_artifacts(tracker: RunTracker, suite: SuiteResult, bundle: DatasetBundle, *, plots: bool = True) -> None:
+    """The suite's tables (``tables/<name>.csv``) and, with ``plots``, its per-run plots (``plots/*.png``).
+
+    A search's trials log the tables only: drawing the plots took 1-2.5 s of a quickstart trial's ~60 s
+    (``benchmarks/evaluation_cost.py``) for figures the search never reads; every plot is drawn from the
+    tables (``results.run_plots``), and ``coded-resnext report`` draws the best run's information paths
+    from its ``energy_by_class`` table."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         tables = tmp_path / "tables"
         tables.mkdir()
         for name, rows in suite.tables.items():
             if rows:
-                pd.DataFrame(rows).to_csv(tables / f"{name}.csv", index=False)
-        plots = tmp_path / "plots"
-        written = write_run_plots(suite, plots, class_names=bundle.class_names)
-        logger.info("evaluation: %d tables, %d plots logged", len(suite.tables), len(written))
+                frame = pd.DataFrame(rows)
+                if name.endswith("energy_by_class") and bundle.class_names:  # labels for the report's heatmap
+                    frame["class_name"] = [bundle.class_names[k] for k in frame["class"]]
+                frame.to_csv(tables / f"{name}.csv", index=False)
         tracker.log_artifacts(tables, "tables")
-        tracker.log_artifacts(plots, "plots")
+        if not plots:
+            logger.info("evaluation: %d tables logged (plots: drawn by coded-resnext report)", len(suite.tables))
+            return
+        directory = tmp_path / "plots"
+        written = write_run_plots(suite, directory, class_names=bundle.class_names)
+        logger.info("evaluation: %d tables, %d plots logged", len(suite.tables), len(written))
+        tracker.log_artifacts(directory, "plots")

@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ from coded_resnext.orchestration.moasha import MultiObjectiveASHA
 from coded_resnext.orchestration.ray_runtime import storage_uri
 from coded_resnext.orchestration.reconcile import close_child_runs, trial_statuses, unfinished
 from coded_resnext.orchestration.redaction import redact_uri
-from coded_resnext.orchestration.search_space import SearchSpace, decode, default_reference_point, encode
+from coded_resnext.orchestration.search_space import CELL_KEY, SearchSpace, decode, default_reference_point, encode
 from coded_resnext.orchestration.searcher import (
     OPTUNA_ALGORITHMS,
     check_study,
@@ -54,6 +53,7 @@ from coded_resnext.orchestration.searcher import (
     storage_url,
 )
 from coded_resnext.orchestration.store import call_with_retry, default_tracking_uri, find_runs
+from coded_resnext.orchestration.sweep_summary import SweepFacts, runs_view, sweep_note, try_standing
 from coded_resnext.orchestration.tracking import RunTracker
 from coded_resnext.orchestration.trial import REFERENCE_KEY, TrialContext, run_trial, trial_resources
 from coded_resnext.orchestration.tune_callbacks import LineReporter, SweepHypervolume, TrialRunCloser
@@ -81,6 +81,10 @@ class SweepOutcome:
     interrupted: bool = False  # stopped (Ctrl-C) before every planned trial finished
     done: int | None = None  # trials finished (or failed) when it stopped
     resume_command: str = ""
+    # every finished trial run of the sweep (extensions: the earlier ones too) with its front and reference
+    # marks (sweep_summary.standing); None when the store could not be read
+    standing: pd.DataFrame | None = None
+    experiment_id: str | None = None  # the MLflow experiment of the parent run (for links to its UI)
 
 
 class Sweep:
@@ -141,6 +145,23 @@ class Sweep:
                 (Path(tmp) / "base_config.yaml").write_text(self.base_cfg.to_yaml())
                 tracker.log_artifacts(Path(tmp))
         return tracker
+
+    def facts(self) -> SweepFacts:
+        return SweepFacts(
+            name=self.space.name,
+            role=self.space.role,
+            experiment=self.base_cfg.tracking.experiment,
+            tracking_uri=redact_uri(self.tracking_uri),
+            default_tracking_uri=self.tracking_uri == default_tracking_uri(),
+            algorithm=self.space.tune.algorithm,
+            searched=[k for k in self.space.domains if k != CELL_KEY],
+            space_path=str(self.space.path),
+            objectives=self._objectives(),
+        )
+
+    def describe(self, parent: RunTracker, status: str, ranked: pd.DataFrame | None = None) -> None:
+        """The parent run's description in MLflow's UI (``sweep_summary.sweep_note``)."""
+        parent.set_tags({Tag.NOTE: sweep_note(self.facts(), parent.run_id, status, ranked, parent.experiment_id)})
 
     def _objectives(self) -> dict[str, str]:
         t = self.space.tune
@@ -359,6 +380,9 @@ class Sweep:
         extension = len(existing) if extend else 0
         name = existing[-1] if resume else self.space.name if not extend else f"{self.space.name}-ext{extension}"
         path = f"{self.storage_path}/{name}"
+        parent.set_experiment_tags(runs_view(self.facts(), parent.run_id))  # the runs table the links open
+        action = "resumed" if resume else f"extending by {extend} trial(s)" if extend else "running"
+        self.describe(parent, f"{action} (Tune experiment `{name}`); the front below is of the trials finished so far")
         try:
             if resume or extend:
                 self._reconcile(parent.run_id, path if resume else None)
@@ -399,10 +423,18 @@ class Sweep:
         rows = self._summarize(grid)
         failed = sum(1 for r in rows if r["status"] == "ERROR")
         outcome = SweepOutcome(parent.run_id, path, rows, failed, self._planned(parent, name))
+        outcome.experiment_id = parent.experiment_id
+        experiment = self.base_cfg.tracking.experiment
         if self._interrupted(outcome, parent):
+            outcome.standing = try_standing(self.tracking_uri, experiment, parent.run_id, self._objectives())
+            status = f"interrupted after {outcome.done} of {outcome.planned or '?'} trials; continue with "
+            self.describe(parent, f"{status}`{outcome.resume_command}`", outcome.standing)
+            parent.finish("KILLED")
             return outcome
         parent.set_tags({Tag.INTERRUPTED: "false", Tag.RUNS_DONE: f"{len(rows)}/{outcome.planned or len(rows)}"})
         self._log_summary(parent, rows)
+        outcome.standing = try_standing(self.tracking_uri, experiment, parent.run_id, self._objectives())
+        self.describe(parent, f"finished: {len(rows)} trials, {failed} failed", outcome.standing)
         parent.finish("FINISHED" if not failed else "FAILED")
         return outcome
 
@@ -448,8 +480,8 @@ class Sweep:
         )  # fmt: skip
 
     def _interrupted(self, outcome: SweepOutcome, parent: RunTracker) -> bool:
-        """Tune ends ``fit`` normally on Ctrl-C, with trials unfinished: say so, close their runs, mark the
-        parent KILLED with what is done and how to go on. True when that was the case."""
+        """Tune ends ``fit`` normally on Ctrl-C, with trials unfinished: say so, close their runs, tag the
+        parent with what is done and how to go on (the caller marks it KILLED). True when that was the case."""
         statuses = trial_statuses(outcome.experiment_path)
         waiting = set(unfinished(statuses))
         done = len(statuses) - len(waiting)
@@ -464,7 +496,6 @@ class Sweep:
         parent.set_tags(
             {Tag.INTERRUPTED: "true", Tag.RUNS_DONE: f"{done}/{planned}", Tag.RESUME_COMMAND: outcome.resume_command}
         )
-        parent.finish("KILLED")
         return True
 
     def _summarize(self, grid) -> list[dict[str, Any]]:
@@ -490,30 +521,3 @@ class Sweep:
         parent.log_metrics(
             {"sweep/trials": len(rows), "sweep/failed": sum(r["status"] == "ERROR" for r in rows)}, step=0
         )
-
-
-def print_outcome(
-    outcome: SweepOutcome, objectives: dict[str, str], tracking_uri: str, experiment: str, stream=None
-) -> None:
-    stream = stream or sys.stdout
-    ok = [r for r in outcome.trials if r["status"] == "OK" and all(r.get(k) is not None for k in objectives)]
-    if outcome.interrupted:
-        print(
-            f"\nINTERRUPTED: {outcome.done} of {outcome.planned or '?'} trials done; "
-            f"continue with:\n  {outcome.resume_command}",
-            file=stream,
-        )
-    else:
-        print(f"\n{len(outcome.trials)} trials ({outcome.failed} failed)", file=stream)
-    if ok:
-        key, mode = next(iter(objectives.items()))
-        best = sorted(ok, key=lambda r: r[key], reverse=mode == "max")[:5]
-        print(f"best by {key}:", file=stream)
-        for r in best:
-            values = "  ".join(f"{k}={r[k]:.4f}" for k in objectives)
-            print(f"  {r[Tag.TRIAL_ID]}: {values}", file=stream)
-    print(f"\nMLflow parent run {outcome.parent_run_id} at {tracking_uri}", file=stream)
-    print(f"Tune experiment: {outcome.experiment_path}", file=stream)
-    if tracking_uri.startswith("sqlite:"):
-        print(f"look at it with:  mlflow ui --backend-store-uri {tracking_uri}", file=stream)
-    print(f"report:           coded-resnext report {experiment} --out report/", file=stream)

@@ -61,7 +61,7 @@ from coded_resnext.orchestration.store import (
     prepare_store,
 )
 from coded_resnext.orchestration.system_metrics import SystemMetrics
-from coded_resnext.results.schema import Tag
+from coded_resnext.results.schema import MODEL_DEVELOPMENT, Tag
 
 logger = logging.getLogger(__name__)
 
@@ -177,8 +177,13 @@ class RunTracker:
         return redact_uri(self.uri)
 
     def _experiment_id(self, name: str) -> str:
+        """The experiment's id, creating it (tagged as model development, so MLflow's UI opens it on its runs
+        table) when it does not exist. An experiment without a kind (created by an older version, or by
+        MLflow's defaults) gets the tag too; a kind someone chose is left alone."""
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
+            if Tag.EXPERIMENT_KIND not in exp.tags:
+                self.client.set_experiment_tag(exp.experiment_id, Tag.EXPERIMENT_KIND, MODEL_DEVELOPMENT)
             return exp.experiment_id
         location = None
         if self.uri.startswith("sqlite:///"):  # artifacts beside the SQLite store, wherever it is (not the cwd)
@@ -186,7 +191,9 @@ class RunTracker:
         elif is_local(self.uri):
             location = (DEFAULT_RUNS_DIR / "artifacts").resolve().as_uri()
         try:
-            return self.client.create_experiment(name, artifact_location=location)
+            return self.client.create_experiment(
+                name, artifact_location=location, tags={Tag.EXPERIMENT_KIND: MODEL_DEVELOPMENT}
+            )
         except MlflowException as err:
             if err.error_code != "RESOURCE_ALREADY_EXISTS":  # another trial created it first
                 raise
@@ -314,6 +321,17 @@ class RunTracker:
             chunk = fresh[i : i + 100]
             self._enqueue(
                 _Item("params", lambda chunk=chunk: self.client.log_batch(self.run_id, params=chunk), len(chunk))
+            )
+
+    def set_experiment_tags(self, tags: dict[str, str]) -> None:
+        """Tags of the run's experiment (e.g. a saved view of the runs table, ``sweep_summary.runs_view``)."""
+        if self.experiment_id is None:
+            raise ValueError("set_experiment_tags: this tracker was attached to a run, not opened in an experiment")
+        experiment_id = self.experiment_id
+        for key, value in tags.items():
+            text = redact(str(value))
+            self._enqueue(
+                _Item("tags", lambda key=key, text=text: self.client.set_experiment_tag(experiment_id, key, text))
             )
 
     def set_tags(self, tags: dict[str, str]) -> None:

@@ -235,7 +235,9 @@ def train_loop(
     """The training loop shared by every place a run can execute (see ``sessions.py``).
 
     ``measure_test``: a single run (``coded-resnext train``) measures the test split once, at its end,
-    with what train and val fixed; a search's trials and an ablation's cells never do (they select).
+    with what train and val fixed; a search's trials and an ablation's cells never do (they select). A
+    single run also keeps the fuller suite (whole removal curves, per-run plots); a trial's suite measures
+    every figure the search ranks and the report shows (``run_evaluation``).
     ``rung_epochs`` (1-based; a multi-objective scheduler's rungs): those epochs' reports also carry every
     objective of a search (``rung_metrics``).
     """
@@ -298,19 +300,23 @@ def train_loop(
             metrics = train_epoch(step_module, loader, opt, scheduler, device, wrap, session, precision)
             if session.world_size > 1:
                 metrics["ddp/param_divergence"] = param_divergence(model, session)
-            if bundle.val is not None:  # val_fraction 0 (the paper's protocol): no per-epoch validation
+            last_epoch = epoch == cfg.train.epochs - 1
+            every = suite_due(cfg, epoch) and bundle.val is not None  # without val, nothing to measure before the end
+            # the suite's pass over the same validation sample gives this epoch's validation metrics too
+            suite_validates = (last_epoch or every) and session.world_size == 1
+            if bundle.val is not None and not suite_validates:  # val_fraction 0: no per-epoch validation
                 metrics.update(distributed_evaluate(model, bundle.val, cfg, device, session))
             metrics[Metric.EPOCH_SECONDS] = time.perf_counter() - started
             train_seconds += metrics[Metric.EPOCH_SECONDS]
             metrics["epoch"] = epoch + 1
-            last_epoch = epoch == cfg.train.epochs - 1
-            every = suite_due(cfg, epoch) and bundle.val is not None  # without val, nothing to measure before the end
             checkpoint = checkpoint_due(cfg, epoch)
             state = None
             if chief:
                 if last_epoch or every:
                     evaluation_started = time.perf_counter()
-                    suite = run_evaluation(model, bundle, cfg, device, test=measure_test and last_epoch)
+                    suite = run_evaluation(
+                        model, bundle, cfg, device, test=measure_test and last_epoch, full=measure_test
+                    )
                     metrics.update(suite.metrics)
                     if last_epoch:  # where a run's time went: training (all epochs) and its end-of-run suite
                         metrics[Metric.TRAIN_SECONDS] = train_seconds
@@ -327,7 +333,7 @@ def train_loop(
                         state["grad_scaler"] = precision.scaler.state_dict()
                 if last_epoch:  # everything the run records lands before the final report
                     examples = eval_loader(bundle.train_eval, cfg, device.type)
-                    finish_run(tracker, suite, bundle, state, model, examples, cfg)
+                    finish_run(tracker, suite, bundle, state, model, examples, cfg, plots=measure_test)
                 progress.say(_epoch_line(epoch, cfg.train.epochs, metrics))
             session.report(metrics, epoch, state)
     except KeyboardInterrupt:
@@ -374,7 +380,10 @@ def rung_metrics(model, bundle: DatasetBundle, cfg: RunConfig, device) -> dict[s
     return metrics
 
 
-def run_evaluation(model, bundle: DatasetBundle, cfg: RunConfig, device, *, test: bool) -> SuiteResult:
-    """The evaluation suite of a run of ``cfg`` on ``bundle`` (the test split only when ``test``)."""
+def run_evaluation(
+    model, bundle: DatasetBundle, cfg: RunConfig, device, *, test: bool, full: bool = True
+) -> SuiteResult:
+    """The evaluation suite of a run of ``cfg`` on ``bundle`` (the test split only when ``test``); ``full``
+    (a single run) adds the whole branch-removal curves (``run_suite``)."""
     data = suite_data(bundle, cfg, test=test, device_type=device.type)
-    return run_suite(model, data, device=device, settings=cfg.eval, seed=cfg.seed)
+    return run_suite(model, data, device=device, settings=cfg.eval, seed=cfg.seed, full=full)

@@ -32,6 +32,7 @@ from coded_resnext.orchestration.ray_train import make_trainer
 from coded_resnext.orchestration.search_space import CELL_KEY, SearchSpace
 from coded_resnext.orchestration.sessions import TuneSession
 from coded_resnext.orchestration.training import Progress, train_loop
+from coded_resnext.results.labels import describe, trial_run_name
 from coded_resnext.results.schema import Role, Tag
 
 REFERENCE_KEY = Tag.REFERENCE_CONTROL  # the reference-control trial's config flag, and its MLflow tag
@@ -61,9 +62,8 @@ def run_trial(sampled: dict[str, Any], ctx: TrialContext) -> None:
         cfg = smoke_test_config(cfg)
     cfg.train = dataclasses.replace(cfg.train, progress="none")
     trial_id = ray.tune.get_context().get_trial_id()
-    cfg.tracking = dataclasses.replace(
-        cfg.tracking, uri=ctx.tracking_uri, run_name=cfg.tracking.run_name or f"{ctx.experiment_name}-{trial_id}"
-    )
+    name = cfg.tracking.run_name or trial_run_name(trial_id, trial_description(ctx, sampled, cfg))
+    cfg.tracking = dataclasses.replace(cfg.tracking, uri=ctx.tracking_uri, run_name=name)
     lineage = Lineage(
         tracking_uri=ctx.tracking_uri,
         parent_run_id=ctx.parent_run_id,
@@ -90,6 +90,17 @@ def run_trial(sampled: dict[str, Any], ctx: TrialContext) -> None:
         rung_epochs=ctx.rung_epochs,
     )
     trainer.fit()
+
+
+def trial_description(ctx: TrialContext, sampled: dict[str, Any], cfg) -> str:
+    """What the trial ran, in short: the searched keys' values (``c3=gen 4 d4, mu=3.81``), an ablation's
+    cell, or the reference control."""
+    if sampled.get(REFERENCE_KEY):
+        return "reference control: plain ResNeXt, base config"
+    flat = cfg.flat()
+    values = {k: flat[k] for k in ctx.space.domains if k in flat}
+    cell = f"cell {sampled[CELL_KEY]}" if CELL_KEY in sampled else ""
+    return ", ".join(part for part in (cell, describe(values)) if part) or "base config"
 
 
 def trial_resources(cfg) -> dict[str, float]:

@@ -14,6 +14,21 @@ import pandas as pd
 
 SIGNIFICANT = 3  # a searched mu of 3.8127361528716237 means 3.81
 
+# The short names of the parameters searches vary (tables, legends, trial run names); other keys go by
+# their last component (``optim.lr`` -> ``lr``).
+PARAM_NAMES = {
+    "model.name": "model",
+    "model.control": "control",
+    "model.width_multiplier": "width",
+    "coding.c3": "c3",
+    "coding.c4": "c4",
+    "coding.c5": "c5",
+    "loss.mu": "mu",
+    "loss.p_drop": "p_drop",
+    "data.name": "data",
+    "seed": "seed",
+}
+
 
 def short_scheme(spec: str) -> str:
     if spec.startswith("paper:"):
@@ -50,12 +65,26 @@ def short_value(key: str, value) -> str:
         return text
 
 
+def short_key(key: str) -> str:
+    return PARAM_NAMES.get(key, key.rsplit(".", 1)[-1])
+
+
+def describe(values: dict[str, object]) -> str:
+    """``c3=gen 4 d4, mu=3.81, width=1.25``: a configuration's values of ``values``' keys, in short."""
+    return ", ".join(f"{short_key(k)}={short_value(k, v)}" for k, v in values.items())
+
+
+def trial_run_name(trial_id: str, description: str) -> str:
+    """A trial's run name: its Tune trial id and what it ran (``f9730498 (c3=gen 4 d4, mu=3.81)``), so the
+    runs table of MLflow's UI says which configuration each trial was. ``short_run_names`` keeps the id."""
+    return f"{trial_id} ({description})"
+
+
 def short_run_names(names: pd.Series) -> pd.Series:
-    """Run names without the prefix they all share up to a '-' (a sweep names trials ``<sweep>-<trial id>``)."""
-    texts = [str(n) for n in names]
-    if len(texts) < 2:
-        return names.astype("string")
-    prefix = texts[0].rsplit("-", 1)[0] + "-" if "-" in texts[0] else ""
+    """Run names without the configuration a trial's name spells out (``trial_run_name``: the tables show it
+    in their own columns) and without the prefix they all share up to a '-' (``<sweep>-<trial id>``)."""
+    texts = [str(n).split(" (", 1)[0] for n in names]
+    prefix = texts[0].rsplit("-", 1)[0] + "-" if "-" in texts[0] and len(texts) > 1 else ""
     if prefix and all(t.startswith(prefix) and len(t) > len(prefix) for t in texts):
         texts = [t.removeprefix(prefix) for t in texts]
     return pd.Series(texts, index=names.index, dtype="string")

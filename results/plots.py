@@ -13,11 +13,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
+import re
 import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.font_manager import FontProperties
 from optuna.visualization.matplotlib import plot_parallel_coordinate
 
 from coded_resnext.results.ablation import t_interval
@@ -76,9 +78,39 @@ def _figure(width: float, height: float, panels: int = 1, **kwargs):
     return plt.subplots(1, panels, figsize=(width, height), layout="constrained", squeeze=False, **kwargs)
 
 
+LEGEND_FONT = 7  # points
+# the room a legend entry takes besides its text, in font sizes: its marker (handlelength 2), the gap to the
+# text (handletextpad 0.8), the gap to the next column (columnspacing 2) and the frame's padding
+LEGEND_ENTRY_EXTRA = 5.5
+
+
+def _wrap_to_width(text: str, width: float, measure) -> str:
+    """``text`` in lines no wider than ``width`` (``measure(s)``: the drawn width of s), broken after a
+    comma or a space (a run label's parameters stay whole); a single word wider than the line stays whole."""
+    pieces = re.split(r"(?<=,) | (?=\()", text)  # after a comma, or before a parenthesis
+    lines = [""]
+    for piece in pieces:
+        joined = f"{lines[-1]} {piece}" if lines[-1] else piece
+        if lines[-1] and measure(joined) > width:
+            lines.append(piece)
+        else:
+            lines[-1] = joined
+    return "\n".join(lines)
+
+
 def _legend_below(fig, ax, count: int) -> None:
-    """One legend under the axes, inside the figure: a line per run, as many columns as fit."""
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=7, ncols=1 if count > 3 else count)
+    """One legend under the axes, inside the figure: a line per run, as many columns as fit (one per run up
+    to 3, else one), each label wrapped to its column's width so that no legend runs past the figure's
+    edges (matplotlib's legend does not wrap: a row of long run labels was cut off at both ends)."""
+    handles, labels = ax.get_legend_handles_labels()
+    ncols = 1 if count > 3 else count
+    renderer = fig.canvas.get_renderer()
+    font = FontProperties(size=LEGEND_FONT)
+    scale = fig.dpi / 72  # points to the renderer's pixels
+    column = fig.bbox.width / ncols - LEGEND_ENTRY_EXTRA * LEGEND_FONT * scale
+    measure = lambda s: renderer.get_text_width_height_descent(s, font, ismath=False)[0]  # noqa: E731
+    wrapped = [_wrap_to_width(label, column, measure) for label in labels]
+    fig.legend(handles, wrapped, loc="outside lower center", fontsize=LEGEND_FONT, ncols=ncols)
 
 
 def save_figure(fig, path: Path) -> Path:

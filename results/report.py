@@ -23,12 +23,18 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from coded_resnext.results.ablation import summarize_ablation
-from coded_resnext.results.artifacts import load_binary_classifiers, load_early_exit, load_histories, local_artifact_dir
+from coded_resnext.results.artifacts import (
+    load_binary_classifiers,
+    load_early_exit,
+    load_histories,
+    load_table,
+    local_artifact_dir,
+)
 from coded_resnext.results.document import Block, Cell, Document, to_html, to_markdown
 from coded_resnext.results.importance import param_importances, study_from_runs
-from coded_resnext.results.labels import short_run_names, short_value
+from coded_resnext.results.labels import PARAM_NAMES, short_run_names, short_value
 from coded_resnext.results.paper import TABLE2, compare_table2, table2_display
-from coded_resnext.results.pareto import DEFAULT_OBJECTIVES, Objective, pareto_front
+from coded_resnext.results.pareto import DEFAULT_OBJECTIVES, Objective
 from coded_resnext.results.parquet import ParquetWrite, write_parquet
 from coded_resnext.results.plots import (
     ablation_plot,
@@ -40,6 +46,7 @@ from coded_resnext.results.plots import (
     hypervolume_plot,
     parallel_coordinates,
 )
+from coded_resnext.results.run_plots import energy_heatmaps_from_table
 from coded_resnext.results.runs import (
     ResultsError,
     client_for,
@@ -49,7 +56,7 @@ from coded_resnext.results.runs import (
     run_status_counts,
 )
 from coded_resnext.results.schema import CONTROL_CELL, Tag, tag_column
-from coded_resnext.results.sweep_progress import hypervolume_histories, off_the_front, reference_runs
+from coded_resnext.results.sweep_progress import hypervolume_histories, ranked_runs, reference_runs
 
 logger = logging.getLogger(__name__)
 
@@ -75,18 +82,6 @@ ABLATION_METRICS = (
     "early_exit/compute_at_99pct_accuracy",
 )
 # parameters worth a column when they vary across runs, and their short names in legends
-PARAM_NAMES = {
-    "model.name": "model",
-    "model.control": "control",
-    "model.width_multiplier": "width",
-    "coding.c3": "c3",
-    "coding.c4": "c4",
-    "coding.c5": "c5",
-    "loss.mu": "mu",
-    "loss.p_drop": "p_drop",
-    "data.name": "data",
-    "seed": "seed",
-}
 
 
 @dataclass(frozen=True)
@@ -204,10 +199,16 @@ def ablation_display(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def copy_energy_heatmaps(runs: pd.DataFrame, out_dir: Path, tracking_uri: str | None) -> tuple[list[Path], str | None]:
-    """The energy heatmap PNGs the best-accuracy run logged (the first of the 5 best that has them)."""
+    """The energy heatmaps of the best-accuracy run (the first of the 5 best that has them): drawn from its
+    ``energy_by_class`` table (a search's trials log the table, not the plots), else the PNGs it logged."""
     client = client_for(tracking_uri)
     ranked = runs.assign(_acc=metric_values(runs, "val/accuracy")).sort_values("_acc", ascending=False)
     for _, run in ranked.head(5).iterrows():
+        table = load_table(ranked.loc[[run.name]], "energy_by_class", tracking_uri)
+        if "energy" in table.columns:
+            drawn = energy_heatmaps_from_table(table, out_dir, prefix="best_")
+            if drawn:
+                return drawn, run["run_id"]
         try:
             names = [a.path for a in client.list_artifacts(run["run_id"], "plots")]
         except (MlflowException, OSError):
@@ -257,18 +258,6 @@ def _finished_runs(experiment: str, options: ReportOptions) -> tuple[pd.DataFram
     return runs, notes
 
 
-def _ranked(runs: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
-    """``pareto_front`` over the runs that can be on a front; the reference control, infeasible and
-    early-stopped trials stay in the table with no rank."""
-    off = off_the_front(runs)
-    ranked = pareto_front(runs[~off], objectives)
-    if not off.any():
-        return ranked
-    rest = runs[off].assign(pareto_front=False, pareto_rank=pd.NA, dominated_by=pd.NA)
-    rest = rest.astype({"pareto_rank": "Int64", "dominated_by": "Int64"})
-    return pd.concat([ranked, rest]).loc[runs.index]
-
-
 def build_report(experiment: str, out_dir: Path, options: ReportOptions = ReportOptions()) -> Report:
     """Write the report of ``experiment``'s finished trial runs to ``out_dir`` (see the module docstring)."""
     out_dir = Path(out_dir)
@@ -287,7 +276,7 @@ def build_report(experiment: str, out_dir: Path, options: ReportOptions = Report
                 f"{len(runs) - have} of {len(runs)} runs have no {obj.metric}: "
                 + ("ranked worst on it" if obj.missing == "worst" else "left out of the front")
             )
-    ranked = _ranked(runs, objectives)
+    ranked = ranked_runs(runs, objectives)
     ranked = (
         ranked.assign(_acc=metric_values(ranked, "val/accuracy"))
         .sort_values(["pareto_rank", "_acc"], ascending=[True, False], na_position="last")

@@ -13,6 +13,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 from matplotlib.patches import Patch
 
 from coded_resnext.evaluation.suite import SuiteResult
@@ -22,14 +24,37 @@ MAX_HEATMAP_CLASSES = 100  # more rows than this are unreadable; show the first 
 
 def energy_heatmaps(suite: SuiteResult, out_dir: Path, class_names: list[str] | None = None) -> list[Path]:
     """Per coded block: class x branch mean normalized energy beside the class codewords."""
+    rows = suite.table("energy_by_class")
+    return energy_heatmaps_from_table(pd.DataFrame(rows), out_dir, class_names) if rows else []
+
+
+def _min_distance(bits: np.ndarray) -> int:
+    """The smallest Hamming distance between two classes' codewords."""
+    if len(bits) < 2:
+        return 0
+    distances = (bits[:, None, :] != bits[None, :, :]).sum(-1)
+    return int(distances[~np.eye(len(bits), dtype=bool)].min())
+
+
+def energy_heatmaps_from_table(
+    table: pd.DataFrame, out_dir: Path, class_names: list[str] | None = None, prefix: str = ""
+) -> list[Path]:
+    """The heatmaps of ``energy_by_class`` rows (block, class, branch, energy, bit; ``class_name`` when the
+    run logged it): a run's own at its end, or the report's of a search's best run, which logs only the
+    table (a trial draws no plots)."""
+    if class_names is None and "class_name" in table.columns:
+        class_names = list(table.sort_values("class").drop_duplicates("class")["class_name"].astype(str))
     paths = []
-    for i, (table, scheme) in enumerate(zip(suite.energy_by_class, suite.schemes, strict=True)):
-        k = min(table.shape[0], MAX_HEATMAP_CLASSES)
+    for i, block in table.groupby("block", sort=True):
+        energy = block.pivot(index="class", columns="branch", values="energy").sort_index().to_numpy()
+        bits = block.pivot(index="class", columns="branch", values="bit").sort_index().to_numpy()
+        k = min(energy.shape[0], MAX_HEATMAP_CLASSES)
         fig, axes = plt.subplots(1, 2, figsize=(10, 2.5 + 0.22 * k), sharey=True)
-        im = axes[0].imshow(table[:k].numpy(), aspect="auto", cmap="viridis")
+        im = axes[0].imshow(energy[:k], aspect="auto", cmap="viridis")
         axes[0].set_title(f"coded block {i}: mean normalized energy")
-        axes[1].imshow(scheme.codewords[:k], aspect="auto", cmap="Greys", vmin=0, vmax=1)
-        axes[1].set_title(f"codewords ({scheme.num_active}/{scheme.num_branches}, d_min={scheme.min_distance})")
+        axes[1].imshow(bits[:k], aspect="auto", cmap="Greys", vmin=0, vmax=1)
+        active, branches = int(bits.sum(1).max()), bits.shape[1]
+        axes[1].set_title(f"codewords ({active}/{branches}, d_min={_min_distance(bits)})")
         axes[1].legend(
             handles=[
                 Patch(facecolor="black", edgecolor="grey", label="active branch (bit 1)"),
@@ -48,7 +73,7 @@ def energy_heatmaps(suite: SuiteResult, out_dir: Path, class_names: list[str] | 
             axes[0].set_yticks(range(k), class_names[:k], fontsize=8)
         fig.colorbar(im, ax=axes[0], fraction=0.046, label="energy (row sums to N)")
         fig.tight_layout()
-        path = out_dir / f"energy_heatmap_block_{i}.png"
+        path = out_dir / f"{prefix}energy_heatmap_block_{i}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         paths.append(path)

@@ -39,6 +39,13 @@ class Tag:
     PARENT_RUN = "mlflow.parentRunId"  # MLflow's own: the run a child is nested under
     NOTE = "mlflow.note.content"  # MLflow's own: a run's or experiment's description (Markdown)
     EXPERIMENT_KIND = "mlflow.experimentKind"  # MLflow 3's own experiment tag: which UI view it opens on
+    SHARED_VIEW = "mlflow.sharedViewState."  # MLflow's own experiment-tag prefix: a runs-table view a link opens
+
+
+# Tag.EXPERIMENT_KIND of the experiments the project creates: MLflow 3's "model development" (training runs,
+# opened on the runs table); untagged, its UI may infer "GenAI development" and open on a tracing page. The
+# value is the UI's own (``ExperimentKind.CUSTOM_MODEL_DEVELOPMENT`` in mlflow/server/js).
+MODEL_DEVELOPMENT = "custom_model_development"
 
 
 class Role:

@@ -1,11 +1,15 @@
 """A sweep's own records beside its trials': the reference-control run drawn as a baseline, runs kept off
-the front, and the parent run's hypervolume against epochs used (``sweep/hypervolume``,
+the front and the front of the rest (``ranked_runs``: the report's, the sweep's closing list's and its
+parent run's description's), and the parent run's hypervolume against epochs used (``sweep/hypervolume``,
 ``sweep/epochs_used``, logged after every trial that ends; see ``orchestration/tune_callbacks.py``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 
+from coded_resnext.results.pareto import Objective, pareto_front
 from coded_resnext.results.runs import client_for
 from coded_resnext.results.schema import Tag, tag_column
 
@@ -23,6 +27,18 @@ def _tagged(runs: pd.DataFrame, column: str) -> pd.Series:
 def off_the_front(runs: pd.DataFrame) -> pd.Series:
     """Runs that take no part in the Pareto front: the reference control, infeasible and early-stopped trials."""
     return _tagged(runs, REFERENCE_TAG) | _tagged(runs, INFEASIBLE_TAG) | _tagged(runs, EARLY_STOPPED_TAG)
+
+
+def ranked_runs(runs: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
+    """``pareto_front`` over the runs that can be on a front; the reference control, infeasible and
+    early-stopped trials stay in the table with no rank."""
+    off = off_the_front(runs)
+    ranked = pareto_front(runs[~off], objectives)
+    if not off.any():
+        return ranked
+    rest = runs[off].assign(pareto_front=False, pareto_rank=pd.NA, dominated_by=pd.NA)
+    rest = rest.astype({"pareto_rank": "Int64", "dominated_by": "Int64"})
+    return pd.concat([ranked, rest]).loc[runs.index]
 
 
 def unfinished_models(runs: pd.DataFrame) -> pd.Series:

@@ -26,7 +26,7 @@ scratch=$(mktemp -d "${TMPDIR:-/tmp}/coded-resnext-$mode.XXXXXX")
 echo "[versions] $mode: scratch environment in $scratch"
 "$PYTHON" -m venv "$scratch/venv"
 py=$scratch/venv/bin/python
-"$py" -m pip install --quiet --upgrade pip
+bash scripts/quiet_pip.sh "$py" -m pip install --quiet --upgrade pip
 constraints=()
 if [[ $mode == floor ]]; then
   # the lowest version each integration package's range allows; pip resolves the rest beside them

@@ -24,7 +24,7 @@ stamp=.venv/.coded-resnext-installed
 want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
   echo "[env] installing coded-resnext and the locked versions of its dependencies into .venv (first time: several minutes)"
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+  bash scripts/quiet_pip.sh .venv/bin/python -m pip install --quiet --upgrade pip
+  bash scripts/quiet_pip.sh .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[dev]'
   echo "$want" > "$stamp"
 fi

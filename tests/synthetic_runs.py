@@ -42,6 +42,7 @@ class SyntheticSpec:
     unfinished: int = 0  # this many extra trials left RUNNING
     seed: int = 0
     quickstart: bool = False  # params as a quickstart search logs them: mu to 16 digits, generator specs
+    energy_table: bool = False  # the information paths as a search's trials log them: a table, no heatmap PNG
 
 
 def _png(rng: np.random.Generator) -> bytes:
@@ -207,7 +208,26 @@ def write_synthetic_experiment(tracking_uri: str, spec: SyntheticSpec = Syntheti
                 pd.DataFrame({"block": [0, 1], "stage": ["c3", "c4"], "compute_fraction": [0.5, 0.8]}).to_csv(
                     root / "tables" / "exit_points.csv", index=False
                 )
-                (root / "plots" / "energy_heatmap_block_0.png").write_bytes(png)
+                if spec.energy_table:
+                    codewords = (np.arange(spec.num_classes)[:, None] + np.arange(6)[None, :]) % 3 == 0
+                    energy = rng.random(codewords.shape) + 2 * codewords
+                    pd.DataFrame(
+                        [
+                            {
+                                "block": 0,
+                                "stage": "c3",
+                                "class": k,
+                                "branch": n,
+                                "energy": energy[k, n],
+                                "bit": int(codewords[k, n]),
+                                "class_name": f"class-{k}",
+                            }
+                            for k in range(spec.num_classes)
+                            for n in range(6)
+                        ]
+                    ).to_csv(root / "tables" / "energy_by_class.csv", index=False)
+                else:
+                    (root / "plots" / "energy_heatmap_block_0.png").write_bytes(png)
                 client.log_artifacts(run_id, str(root))
         if i < spec.runs:
             client.set_terminated(run_id, "FINISHED")

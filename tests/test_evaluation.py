@@ -155,3 +155,70 @@ def test_a_class_sorted_image_folder_gives_every_class_training_samples(tmp_path
         rows = result.tables[table]
         assert [r["fit_positives"] for r in rows] == [3, 3, 3, 3]  # 12 fit samples, stratified
         assert all(math.isfinite(r["threshold"]) and not r["note"] for r in rows), rows
+
+
+def test_one_pass_gives_the_model_and_every_classifier_what_separate_passes_gave(model):
+    """collect's heads: the model's logits and energies and each class's features from one trunk pass."""
+    from torch.utils.data import DataLoader
+
+    from coded_resnext.evaluation.binary import extract_classifiers, feature_heads
+    from coded_resnext.evaluation.collect import head_outputs
+    from coded_resnext.evaluation.refit import pruned_features
+
+    loader = DataLoader(_images(40, seed=3), batch_size=16)
+    classifiers = extract_classifiers(model, range(4))
+    heads = feature_heads(classifiers, model.trunk_depth)
+    shared = collect(model, loader, CPU, heads=heads)
+    alone = collect(model, loader, CPU)
+    assert torch.equal(shared.logits, alone.logits) and torch.equal(shared.targets, alone.targets)
+    assert all(torch.equal(a, b) for a, b in zip(shared.energies, alone.energies, strict=True))
+    only, targets = head_outputs(model, heads, loader, CPU)
+    for k, binary in classifiers.items():
+        features, _ = pruned_features(binary, loader, CPU)
+        assert torch.equal(shared.outputs[k], features) and torch.equal(only[k], features), k
+    assert torch.equal(targets, alone.targets)
+
+
+def test_a_searchs_suite_logs_the_same_figures_with_the_removal_diagnostic_at_its_summary_points(model):
+    """full=False (a search's trial): every metric as the full suite's, the removal table at the points the
+    summary reads (k = 0 and the largest k both kinds allow), those rows equal to the full curve's."""
+    fit, val = _images(60, seed=1), _images(40, seed=2)
+    full = run_suite(model, SuiteData(fit=fit, val=val), device=CPU, settings=SMALL)
+    search = run_suite(model, SuiteData(fit=fit, val=val), device=CPU, settings=SMALL, full=False)
+    assert search.metrics == full.metrics
+    curve, points = full.tables["removal_curve"], search.tables["removal_curve"]
+    assert len(points) < len(curve) and all(row in curve for row in points)
+    for block in {r["block"] for r in curve}:
+        mine = [r for r in points if r["block"] == block]
+        largest = max(r["k"] for r in mine)
+        assert sorted((r["which"], r["k"]) for r in mine) == [
+            ("active", 0), ("active", largest), ("inactive", 0), ("inactive", largest)
+        ]  # fmt: skip
+        zero = [r["accuracy"] for r in curve if r["block"] == block and r["k"] == 0]
+        assert zero[0] == zero[1]  # no branch removed: one measurement for both kinds
+    assert {k: v for k, v in search.tables.items() if k != "removal_curve"} == {
+        k: v for k, v in full.tables.items() if k != "removal_curve"
+    }
+
+
+def test_the_information_paths_are_logged_as_a_table_the_heatmaps_are_drawn_from(model, tmp_path):
+    import pandas as pd
+
+    from coded_resnext.evaluation.collect import mean_energy_by_class
+    from coded_resnext.results.run_plots import energy_heatmaps_from_table
+
+    fit, val = _images(60, seed=1), _images(40, seed=2)
+    result = run_suite(model, SuiteData(fit=fit, val=val), device=CPU, settings=SMALL, full=False)
+    table = pd.DataFrame(result.tables["energy_by_class"])
+    assert set(table["block"]) == set(range(len(model.coded_blocks)))
+    for i, info in enumerate(model.coded_blocks):
+        mine = table[table["block"] == i]
+        energy = mine.pivot(index="class", columns="branch", values="energy").to_numpy()
+        bits = mine.pivot(index="class", columns="branch", values="bit").to_numpy()
+        np.testing.assert_allclose(energy, result.energy_by_class[i].numpy(), rtol=1e-6)
+        np.testing.assert_array_equal(bits, info.scheme.codewords)
+    direct = mean_energy_by_class(collect(model, torch.utils.data.DataLoader(val, 16), CPU), model.num_classes)
+    np.testing.assert_allclose(result.energy_by_class[0].numpy(), direct[0].numpy(), rtol=1e-6)
+    paths = energy_heatmaps_from_table(table, tmp_path, prefix="best_")
+    assert [p.name for p in paths] == [f"best_energy_heatmap_block_{i}.png" for i in range(len(model.coded_blocks))]
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)

@@ -249,3 +249,15 @@ def test_refit_without_positives_is_a_clear_error(mini):
     features = torch.randn(20, binary.fc.in_features)
     with pytest.raises(RefitError, match="0 positives of 20"):
         refit_binary_classifier(binary, features, torch.zeros(20, dtype=torch.long))
+
+
+def test_every_classifier_continues_the_models_trunk(mini):
+    """The suite runs the trunk once and each class's remaining pruned blocks on it: the same features as
+    the classifier alone, bit for bit."""
+    from coded_resnext.evaluation.binary import extract_classifiers
+
+    x = torch.randn(6, 1, 28, 28)
+    with torch.no_grad():
+        h = mini.eval().trunk(x)
+        for k, binary in extract_classifiers(mini, range(mini.num_classes)).items():
+            assert torch.equal(binary.features_from(h, mini.trunk_depth), binary.features(x)), k

@@ -39,6 +39,12 @@ def test_tiny_version_reports_every_section(gpu_check):
     inference = report["inference"]
     assert 0 < inference["early exit rate"] < 1  # the threshold for exit rate 0.5 splits the batch
     assert inference["binary / full time"] > 0 and inference["early exit / full time"] > 0
+    table = report["early_exit"]  # bench early-exit's table: per exit rate and batch size
+    assert [(r["rate"], r["batch"]) for r in table] == [(0.5, 1), (0.5, 4)]
+    for row in table:
+        assert 0 < row["FLOPs"] < 1 and row["wall-clock"] > 0 and row["profile"] > 0
+        assert row["routing"] == row["wall-clock"] - row["profile"]
+    assert any("early exit / full model" in line for line in lines)
     assert "ddp" not in report and any("skipped" in line for line in lines)
 
 

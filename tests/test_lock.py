@@ -66,3 +66,31 @@ def test_the_readme_names_the_tested_versions():
         assert lock[canonicalize_name(name)] == Version(said), (
             f"README says {name} {said}, the lock has it at {lock[canonicalize_name(name)]}"
         )
+
+
+def test_set_up_drops_only_pips_ignored_location_lines_and_keeps_its_status(tmp_path):
+    """scripts/env.sh installs through scripts/quiet_pip.sh: pip's "Location ... is ignored" lines (one per
+    package for every local index a site-wide pip.conf names) filled screens; every other line stays."""
+    import subprocess
+    import sys
+
+    script = ROOT / "scripts" / "quiet_pip.sh"
+    fake = (
+        "echo \"WARNING: Location 'file:///opt/pypi/simple/six/' is ignored: it is neither a file nor a directory.\" >&2;"
+        "echo 'WARNING: the disk is nearly full' >&2; echo installed; exit 3"
+    )
+    done = subprocess.run(["bash", str(script), "sh", "-c", fake], capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "installed\n", "WARNING: the disk is nearly full\n")
+    # real pip, offline: a find-links location that does not exist here, and a package it cannot find
+    missing = tmp_path / "no-such-wheels"
+    pip = [sys.executable, "-m", "pip", "download", "--no-index", "--no-deps", "--find-links", str(missing)]
+    raw = subprocess.run([*pip, "-d", str(tmp_path), "no-such-package-x"], capture_output=True, text=True, check=False)
+    assert f"Location '{missing}' is ignored" in raw.stderr  # what the filter is for
+    done = subprocess.run(
+        ["bash", str(script), *pip, "-d", str(tmp_path), "no-such-package-x"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == raw.returncode != 0
+    assert "is ignored" not in done.stderr and "No matching distribution found for no-such-package-x" in done.stderr

@@ -268,3 +268,32 @@ def test_a_stage_can_be_turned_off_or_on_by_its_scheme():
     on = cr.create_model("coded_resnext_small", schemes={"c2": "paper:cifar10/5/10"})
     assert list(on.schemes) == ["c2", "c3", "c4"]
     assert on.coded_blocks[0].drop_prob == 0.0  # c2 keeps its stage setting (no DropSubNNs in c2)
+
+
+@pytest.mark.parametrize("control", [False, True])
+def test_the_trunk_and_the_rest_are_the_forward_pass(control):
+    """An evaluation runs the trunk (stem and the blocks before the first coded block) once for the model
+    and every classifier extracted from it; the rest must then give exactly the model's outputs."""
+    from tests.conftest import randomize_batchnorm
+
+    model = cr.create_model("coded_resnext_mini", 6, in_chans=1, control=control).eval()
+    randomize_batchnorm(model)
+    x = torch.randn(5, 1, 28, 28)
+    with torch.no_grad():
+        whole = model.forward_with_aux(x)
+        depth = model.trunk_depth
+        assert depth == (len(model.blocks) if control else model.coded_blocks[0].block_index)
+        rest = model.forward_from(model.trunk(x), depth)
+        assert torch.equal(rest.logits, whole.logits)
+        assert all(torch.equal(a, b) for a, b in zip(rest.energies, whole.energies, strict=True))
+        if not control:  # from a later block, with a removal mask in it: forward_with_branch_masks's result
+            late = model.coded_blocks[-2]
+            keep = [None] * len(model.coded_blocks)
+            keep[-2] = (torch.rand(5, late.scheme.num_branches) > 0.4).float()
+            masked = model.forward_with_branch_masks(x, keep)
+            rest = model.forward_from(model.trunk(x, late.block_index), late.block_index, keep)
+            assert torch.equal(rest.logits, masked.logits)
+            assert torch.equal(rest.energies[0], masked.energies[-2]) and len(rest.energies) == 2
+    model.train()
+    with pytest.raises(RuntimeError, match=r"call model\.eval"):
+        model.trunk(x)

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from coded_resnext.orchestration.store import find_runs
 from coded_resnext.orchestration.tracking import RunTracker
+from coded_resnext.results.schema import MODEL_DEVELOPMENT, Tag
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +29,7 @@ MLFLOW_WRITES = {
     "set_tag", "set_tags", "set_terminated", "log_artifact", "log_artifacts", "log_batch", "log_metric",
     "log_metrics", "log_param", "log_params", "create_run", "create_experiment", "update_run", "log_inputs",
     "log_input", "delete_run", "delete_tag", "delete_experiment", "log_model", "start_run", "end_run",
-    "log_dict", "log_text", "log_figure", "log_table",
+    "log_dict", "log_text", "log_figure", "log_table", "set_experiment_tag",
 }  # fmt: skip
 TRACKING_LAYER = {"orchestration/tracking.py"}
 
@@ -81,6 +82,21 @@ def test_find_runs_matches_every_tag_and_status_newest_first(tmp_path, monkeypat
     assert len(find_runs(uri, "lookup", {"sweep": "b's", "role": "trial"})) == 1  # quotes in values
     assert find_runs(uri, "lookup", {"sweep": "a", "role": "sweep"}) == []
     assert find_runs(uri, "no-such-experiment", {"sweep": "a"}) == []
+
+
+def test_experiments_the_project_opens_are_tagged_as_model_development(tmp_path, monkeypatch, store):
+    """MLflow 3's UI opens an experiment on the view its kind tag names; untagged, it opened the quickstart's
+    on a GenAI tracing page. A new experiment gets the kind, an untagged old one too, a chosen one stays."""
+    monkeypatch.chdir(tmp_path)
+    client = MlflowClient(store)
+    RunTracker(store, "kind-new")
+    old = client.create_experiment("kind-old")  # as an older version (or MLflow's defaults) left it
+    chosen = client.create_experiment("kind-chosen", tags={Tag.EXPERIMENT_KIND: "finetuning"})
+    RunTracker(store, "kind-old")
+    RunTracker(store, "kind-chosen")
+    kind = lambda name: client.get_experiment_by_name(name).tags.get(Tag.EXPERIMENT_KIND)  # noqa: E731
+    assert kind("kind-new") == kind("kind-old") == MODEL_DEVELOPMENT == "custom_model_development"
+    assert kind("kind-chosen") == "finetuning" and old != chosen
 
 
 class _FlakyClient:

@@ -423,3 +423,63 @@ def test_importance_names_the_parameter_that_drives_each_objective():
     assert table["val/accuracy"].idxmax() == "loss.mu" and table["val/accuracy"]["loss.mu"] > 0.9
     assert table["binary/param_fraction"].idxmax() == "loss.p_drop"
     assert study_from_runs(runs.head(3), ["loss.mu"], objectives) is None  # too few runs to say anything
+
+
+@pytest.mark.parametrize("runs", [1, 3, 6])
+def test_the_legends_under_the_cross_run_figures_stay_inside_them(monkeypatch, tmp_path, runs):
+    """Quickstart run labels are long: a row of three ran past both edges of the early-exit, binary and
+    per-epoch figures (cut off in the report); each label now wraps to its column."""
+    from coded_resnext.results import plots
+
+    drawn = []
+
+    def keep(fig, path):
+        fig.draw_without_rendering()  # constrained layout places the legend
+        drawn.append((path.name, fig.bbox, fig.legends[0].get_window_extent(), fig.legends[0].get_texts()))
+        return path
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    ids = [f"run{i}" for i in range(runs)]
+    labels = pd.Series(
+        {
+            run: f"0000{i} (mu=3.8127361528716237, p_drop=0.1, c3=gen 4 d4, c4=paper 3/10, width=1.25, model=coded_resnext_mini)"
+            for i, run in enumerate(ids)
+        }
+    )
+    curves = pd.DataFrame(
+        [{"run_id": r, "compute_fraction": c, "accuracy": 0.8 + c / 10} for r in ids for c in (0.4, 0.7, 1.0)]
+    )
+    binary = pd.DataFrame(
+        [
+            {"run_id": r, "class": k, "precision": 0.9, "recall": 0.8, "ood_precision": 0.95}
+            for r in ids
+            for k in range(3)
+        ]
+    )
+    histories = pd.DataFrame(
+        [
+            {"run_id": r, "key": key, "step": s, "value": 0.5}
+            for r in ids
+            for key in ("val/accuracy", "train/loss")
+            for s in range(3)
+        ]
+    )
+    plots.early_exit_curves(curves, labels, tmp_path / "a.png")
+    plots.binary_precision_recall(binary, labels, tmp_path / "b.png")
+    plots.epoch_curves(histories, labels, tmp_path / "c.png")
+    assert len(drawn) == 3
+    for name, figure, legend, texts in drawn:
+        assert figure.x0 <= legend.x0 and legend.x1 <= figure.x1, (name, legend, figure)
+        assert legend.y0 >= figure.y0, name
+        assert all("mu=3.81" in t.get_text() or "mu=3.8127361528716237" in t.get_text() for t in texts)
+        assert len(texts) == runs
+
+
+def test_the_report_draws_the_best_runs_information_paths_from_its_table(tmp_path):
+    """A search's trials log the energy table, not the heatmap PNGs: the report draws them."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    write_synthetic_experiment(uri, SyntheticSpec("paths", runs=4, kind="sweep", epochs=2, energy_table=True))
+    report = build_report("paths", tmp_path / "out", ReportOptions(tracking_uri=uri))
+    (heatmap,) = [p for p in report.figures if p.name.startswith("best_energy_heatmap")]
+    assert heatmap.name == "best_energy_heatmap_block_0.png" and heatmap.read_bytes()[:4] == b"\x89PNG"
+    assert "Information paths of the best run" in report.markdown.read_text()

@@ -23,7 +23,7 @@ NOT_A_TAG = {
     ("orchestration/commands/tune.py", "storage_path"),  # TuneSection.storage_path
     ("orchestration/search_space.py", "reference_control"),  # the tune.reference_control key in an error
     ("orchestration/checkpoint.py", "experiment_hash"),  # a checkpoint entry
-    ("results/report.py", "control"),  # the label of the model.control parameter
+    ("results/labels.py", "control"),  # the label of the model.control parameter
 }
 
 

@@ -345,8 +345,7 @@ def test_the_report_keeps_the_reference_infeasible_and_stopped_runs_off_the_fron
 
     from coded_resnext.results.pareto import DEFAULT_OBJECTIVES
     from coded_resnext.results.plots import front_scatter, hypervolume_plot
-    from coded_resnext.results.report import _ranked
-    from coded_resnext.results.sweep_progress import reference_runs
+    from coded_resnext.results.sweep_progress import ranked_runs, reference_runs
 
     runs = pd.DataFrame(
         {
@@ -359,7 +358,7 @@ def test_the_report_keeps_the_reference_infeasible_and_stopped_runs_off_the_fron
             "tags.early_stopped": [None, None, None, None, "true"],
         }
     )
-    ranked = _ranked(runs, DEFAULT_OBJECTIVES)
+    ranked = ranked_runs(runs, DEFAULT_OBJECTIVES)
     assert ranked["run_id"].tolist() == runs["run_id"].tolist()  # rows and order kept
     assert ranked["pareto_front"].tolist() == [True, True, False, False, False]  # though ref and stopped dominate
     assert ranked["pareto_rank"].isna().tolist() == [False, False, True, True, True]
@@ -512,3 +511,148 @@ def test_a_scheduler_stopping_a_trial_is_not_a_failure_and_rung_epochs_report_ev
     (run,) = client.search_runs([client.get_experiment_by_name("stop").experiment_id])
     assert run.info.status == "RUNNING"  # left for TrialRunCloser to end FINISHED and tag early_stopped
     assert "early_exit/compute_at_99pct_accuracy" in run.data.metrics  # the rung epoch's objectives were logged
+
+
+# ---- what a sweep says at its end: the closing list and the parent's description ----------------------
+def _standing_runs():
+    import pandas as pd
+
+    from coded_resnext.orchestration.sweep_summary import marked
+
+    runs = pd.DataFrame(
+        {
+            "run_id": ["a" * 32, "b" * 32, "c" * 32, "d" * 32, "r" * 32],
+            "run_name": [
+                "00000 (c3=gen 4 d4, mu=3.81)",
+                "00001 (c3=paper 5/10, mu=6)",
+                "00002 (c3=gen 6 d4, mu=1.2)",
+                "00003 (c3=gen 4 d4, mu=9.9)",
+                "00004 (reference control: plain ResNeXt, base config)",
+            ],
+            "metrics.val/accuracy": [0.80, 0.82, 0.70, 0.78, 0.90],
+            "metrics.binary/param_fraction": [0.45, 0.50, 0.40, 0.46, 1.0],
+            "metrics.early_exit/compute_at_99pct_accuracy": [0.60, 0.70, 0.65, 0.61, None],
+            "tags.reference_control": [None, None, None, None, "true"],
+        }
+    )
+    return marked(
+        runs, {"val/accuracy": "max", "binary/param_fraction": "min", "early_exit/compute_at_99pct_accuracy": "min"}
+    )
+
+
+def test_the_closing_list_marks_the_front_and_the_reference_control():
+    import io
+
+    from coded_resnext.orchestration.sweep import SweepOutcome
+    from coded_resnext.orchestration.sweep_summary import print_outcome
+    from coded_resnext.results.schema import DEFAULT_OBJECTIVES
+
+    ranked = _standing_runs()
+    # 00003 is dominated by 00000 (lower accuracy, larger classifier, more compute); the control is off the front
+    assert ranked["pareto_front"].tolist() == [True, True, True, False, False]
+    assert ranked["reference"].tolist() == [False, False, False, False, True]
+    outcome = SweepOutcome("p" * 32, "/tmp/tune/q", [{"status": "OK"}] * 5, 0, standing=ranked, experiment_id="3")
+    out = io.StringIO()
+    print_outcome(outcome, dict(DEFAULT_OBJECTIVES), "sqlite:////tmp/m.db", "quickstart", out)
+    lines = out.getvalue().splitlines()
+    listed = [line for line in lines if line.startswith("  ")]
+    # best first by accuracy; the reference control listed (its missing early-exit figure as a dash)
+    assert [line.split(" (", 1)[0] for line in listed] == [
+        "  R 00004",
+        "  * 00001",
+        "  * 00000",
+        "    00003",
+        "  * 00002",
+    ]
+    assert "early_exit/compute_at_99pct_accuracy=–" in listed[0] and "val/accuracy=0.8200" in listed[1]
+    assert "Pareto front: 3 of 4 finished trials" in lines
+    assert any("*: on the Pareto front" in line and "R: the reference control" in line for line in lines)
+    view = (
+        f"http://127.0.0.1:5000/#/experiments/3/runs?viewStateShareKey=sweep-{'p' * 32}&workflowType=machine_learning"
+    )
+    assert f"its trials:       {view}" in lines  # the runs table listing the trials (mlflow ui's address)
+
+
+def test_the_parent_runs_description_says_the_sweep_its_front_and_how_to_get_the_report():
+    from coded_resnext.orchestration.sweep_summary import SweepFacts, sweep_note
+    from coded_resnext.results.schema import DEFAULT_OBJECTIVES, Role
+
+    facts = SweepFacts(
+        "quickstart", Role.SWEEP, "quickstart", "sqlite:////x/runs/mlflow.db", True, "motpe",
+        ["coding.c3", "loss.mu"], "search_spaces/quickstart.yaml", dict(DEFAULT_OBJECTIVES),
+    )  # fmt: skip
+    note = sweep_note(facts, "p" * 32, "finished: 5 trials, 0 failed", _standing_runs(), "3")
+    assert note.startswith("**Sweep `quickstart`**: motpe search over coding.c3, loss.mu")
+    assert "**Status**: finished: 5 trials, 0 failed" in note
+    rows = [line for line in note.splitlines() if line.startswith("| ")]
+    assert rows[0] == "| trial | val/accuracy | binary/param_fraction | early_exit/compute_at_99pct_accuracy |"
+    # the front best first, the reference control in italics beside it, the dominated trial left out
+    assert [r.split(" (", 1)[0] for r in rows[1:]] == ["| *00004", "| 00001", "| 00000", "| 00002"]
+    assert "00003" not in note
+    assert f"coded-resnext report quickstart --parent {'p' * 32} --out reports/quickstart" in note
+    assert "coded-resnext evaluate --sweep quickstart --front" in note
+    assert f"](#/experiments/3/runs?viewStateShareKey=sweep-{'p' * 32}&workflowType=machine_learning)" in note
+    elsewhere = SweepFacts(**{**facts.__dict__, "tracking_uri": "http://mlflow:5000", "default_tracking_uri": False})
+    assert "--tracking-uri http://mlflow:5000" in sweep_note(elsewhere, "p" * 32, "running", None)
+    assert "Pareto front" not in sweep_note(facts, "p" * 32, "running", None)  # nothing finished yet
+
+
+def test_the_sweeps_view_of_the_runs_table_lists_its_trials_best_first_with_the_objectives():
+    import json
+
+    from coded_resnext.orchestration.sweep_summary import SweepFacts, runs_view
+    from coded_resnext.results.schema import DEFAULT_OBJECTIVES, Role, Tag
+
+    facts = SweepFacts(
+        "q",
+        Role.SWEEP,
+        "q",
+        "sqlite:///x.db",
+        True,
+        "motpe",
+        ["coding.c3", "loss.mu"],
+        "q.yaml",
+        dict(DEFAULT_OBJECTIVES),
+    )
+    ((key, value),) = runs_view(facts, "f" * 32).items()
+    assert key == f"mlflow.sharedViewState.sweep-{'f' * 32}" and key.startswith(Tag.SHARED_VIEW)
+    assert json.loads(value) == {
+        "searchFilter": f"tags.`mlflow.parentRunId` = '{'f' * 32}'",
+        "orderByKey": "metrics.`val/accuracy`",
+        "orderByAsc": False,
+        "selectedColumns": [
+            "metrics.`val/accuracy`",
+            "metrics.`binary/param_fraction`",
+            "metrics.`early_exit/compute_at_99pct_accuracy`",
+            "params.`coding.c3`",
+            "params.`loss.mu`",
+        ],
+    }
+
+
+def test_a_trials_run_name_says_its_id_and_configuration():
+    from coded_resnext.orchestration.search_space import encode
+    from coded_resnext.orchestration.trial import REFERENCE_KEY, TrialContext, trial_description
+    from coded_resnext.results.labels import short_run_names, trial_run_name
+
+    space = load_search_space(ROOT / "search_spaces" / "quickstart.yaml")
+    ctx = TrialContext(space, "sqlite:///x.db", "p", "/tmp", "quickstart")
+    sampled = {
+        "coding.c3": encode({"active": 4, "min_distance": 4}),
+        "coding.c4": "paper:cifar10/3/10",
+        "loss.mu": 3.8127361528716237,
+        "loss.p_drop": 0.1,
+        "model.width_multiplier": 1.25,
+    }
+    name = trial_run_name("f9730498", trial_description(ctx, sampled, space.trial_config(sampled)))
+    assert name == "f9730498 (c3=gen 4 d4, c4=paper 3/10, mu=3.81, p_drop=0.1, width=1.25)"
+    reference = trial_description(ctx, {REFERENCE_KEY: True}, space.base_config())
+    assert reference == "reference control: plain ResNeXt, base config"
+    import pandas as pd
+
+    # the report's tables keep the number (they show the configuration in their own columns)
+    assert short_run_names(pd.Series([name, f"00c0ffee ({reference})"])).tolist() == ["f9730498", "00c0ffee"]
+    assert short_run_names(pd.Series(["quickstart-ab12c_00000", "quickstart-ab12c_00001"])).tolist() == [
+        "ab12c_00000",
+        "ab12c_00001",
+    ]

@@ -21,6 +21,11 @@ Two steps, so nothing that is reported was used to fit:
 A class with no sample where one is needed (no positive among the fit samples, none in the split) keeps
 its row, with NaN figures and a ``note``; the summary averages the classes that have figures and
 counts the others (``binary/classes_skipped``).
+
+Both steps take the classifiers' outputs from the pass the suite makes over each split anyway
+(``collect``'s heads: ``feature_heads`` for the fit samples, ``score_heads`` for a split and the OOD
+images), so every class costs its pruned blocks after the model's trunk and no reading of the data of
+its own; without them (a caller's own loader) each classifier runs over the loader itself.
 """
 
 from __future__ import annotations
@@ -31,13 +36,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score, precision_recall_curve, precision_score, recall_score
-from torch import Tensor
+from sklearn.metrics import precision_recall_curve, precision_recall_fscore_support
+from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from coded_resnext.datasets.sampling import LabelledSubset, stratified_sample
-from coded_resnext.evaluation.collect import Collected
-from coded_resnext.evaluation.refit import fit_score_row, pruned_features, with_score_row
+from coded_resnext.evaluation.collect import Collected, Head
+from coded_resnext.evaluation.refit import fit_score_row, pruned_features, score_row
 from coded_resnext.extraction import BinaryClassifier, extract_binary_classifier
 from coded_resnext.models import CodedResNeXt
 from coded_resnext.models.accounting import parameter_count
@@ -70,12 +75,11 @@ def subsample_negatives(targets: np.ndarray, k: int, ratio: int, seed: int) -> n
 
 
 def _metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
-    pred = scores >= threshold
-    return {
-        "precision": float(precision_score(labels, pred, zero_division=0)),
-        "recall": float(recall_score(labels, pred, zero_division=0)),
-        "f1": float(f1_score(labels, pred, zero_division=0)),
-    }
+    # one call for the three (each of sklearn's scorers validates its input again: 3x the time for the same)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        labels, scores >= threshold, average="binary", zero_division=0
+    )
+    return {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
 
 
 def choose_classes(num_classes: int, how_many: int, seed: int) -> list[int]:
@@ -85,9 +89,20 @@ def choose_classes(num_classes: int, how_many: int, seed: int) -> list[int]:
     return sorted(int(c) for c in rng.choice(num_classes, size=how_many, replace=False))
 
 
-def _row_scores(classifier: BinaryClassifier, features: Tensor) -> np.ndarray:
-    """The classifier's output (B,) from its precomputed pooled features: its output row only."""
-    return classifier.fc(features.to(classifier.fc.weight.device)).float().cpu()[:, 0].numpy()
+def _row_scores(row: nn.Linear, features: Tensor) -> np.ndarray:
+    """A classifier's output (B,) from its pooled features: its output row only."""
+    return row(features.to(row.weight.device)).float().cpu()[:, 0].numpy()
+
+
+def extract_classifiers(model: CodedResNeXt, classes: Sequence[int]) -> dict[int, BinaryClassifier]:
+    """Each class's binary classifier, unfused (its parameters counted like the model's; its stem and the
+    blocks before the first coded block the model's own copies, so ``features_from`` continues the trunk)."""
+    return {k: extract_binary_classifier(model, k, fuse=False) for k in classes}
+
+
+def feature_heads(classifiers: dict[int, BinaryClassifier], depth: int) -> dict[int, Head]:
+    """``collect`` heads: each classifier's pooled features (S, D) from the trunk's output at ``depth``."""
+    return {k: (lambda h, c=c: c.features_from(h, depth)) for k, c in classifiers.items()}
 
 
 def fit_draws(
@@ -129,6 +144,28 @@ class FittedClass:
     def note(self) -> str:
         return "" if self.fit_positives else "no sample of this class among the fit samples"
 
+    def rows(self, classifier: BinaryClassifier) -> dict[str, nn.Linear]:
+        """The pruned classifier's score rows by prefix: its own output row and, when refit, the refit one."""
+        rows = {"": classifier.fc}
+        if self.refit_row is not None:
+            rows["refit_"] = score_row(classifier, *self.refit_row)
+        return rows
+
+
+def score_heads(fitted: Sequence[FittedClass], classifiers: dict[int, BinaryClassifier], depth: int) -> dict[int, Head]:
+    """``collect`` heads: per fitted class, the (S, R) scores of its rows (``FittedClass.rows`` order)
+    from the trunk's output at ``depth``; a split then costs no features kept."""
+    heads = {}
+    for fc in fitted:
+        classifier, rows = classifiers[fc.k], list(fc.rows(classifiers[fc.k]).values())
+
+        def head(h: Tensor, classifier=classifier, rows=rows) -> Tensor:
+            features = classifier.features_from(h, depth)
+            return torch.cat([row(features) for row in rows], 1)
+
+        heads[fc.k] = head
+    return heads
+
 
 @torch.no_grad()
 def fit_binary_classifiers(
@@ -143,16 +180,19 @@ def fit_binary_classifiers(
     negatives_per_positive: int | None = 9,
     draws: int = 10,
     seed: int = 0,
+    classifiers: dict[int, BinaryClassifier] | None = None,
 ) -> list[FittedClass]:
     """Thresholds (max F1 at ``negatives_per_positive`` negatives per positive, averaged over ``draws``;
     see ``fit_draws``) and refit rows of each class's classifiers, on ``fit_set`` (``fit``: the full
     model's pass over it, in its order; ``loader`` batches a dataset in order).
 
-    The draws reuse scores: the full network's come from ``fit``, and each class's pruned network reads
-    its positives and the negatives its draws hold, once (on ImageNet about 9 x 10 negatives per positive
-    instead of every fit sample). ``fit_set`` must give the same image on every read (``FixedAugmentation``
-    for an augmented one). The refit row is a logistic regression on those samples, each negative weighted
-    by the share of the draws that hold it: the draws' average loss, at their prior."""
+    The draws reuse scores: the full network's come from ``fit``; each class's pruned network's features
+    come from ``fit`` too when it carries them (``feature_heads`` of ``classifiers``: one pass over the fit
+    samples for every class), else that network reads its positives and the negatives its draws hold, once
+    (on ImageNet about 9 x 10 negatives per positive instead of every fit sample). ``fit_set`` must give
+    the same image on every read (``FixedAugmentation`` for an augmented one). The refit row is a logistic
+    regression on those samples, each negative weighted by the share of the draws that hold it: the
+    draws' average loss, at their prior."""
     model.eval()
     targets = fit.targets.numpy()
     probabilities, logits = torch.softmax(fit.logits, 1).numpy(), fit.logits.numpy()
@@ -166,11 +206,14 @@ def fit_binary_classifiers(
         chosen = fit_draws(targets, k, negatives_per_positive, draws, seed)
         read = np.unique(np.concatenate(chosen))  # every sample some draw holds, once
         where = [np.searchsorted(read, d) for d in chosen]  # each draw's rows among those read
-        binary = extract_binary_classifier(model, k, fuse=False).to(device)
-        features, _ = pruned_features(binary, loader(LabelledSubset(fit_set, torch.from_numpy(read))), device)
+        binary = (classifiers or {}).get(k) or extract_binary_classifier(model, k, fuse=False).to(device)
+        if k in fit.outputs:
+            features = fit.outputs[k][torch.from_numpy(read)]
+        else:
+            features, _ = pruned_features(binary, loader(LabelledSubset(fit_set, torch.from_numpy(read))), device)
         mine = labels[read]
         thresholds = {
-            "": mean_f1_threshold(mine, _row_scores(binary, features), where),
+            "": mean_f1_threshold(mine, _row_scores(binary.fc, features), where),
             "full_": mean_f1_threshold(labels, probabilities[:, k], chosen),
             "full_logit_": mean_f1_threshold(labels, logits[:, k], chosen),
         }
@@ -179,7 +222,7 @@ def fit_binary_classifiers(
             weight = np.bincount(np.concatenate(where), minlength=len(read)) / len(where)
             weight[mine] = 1.0
             row = fit_score_row(features, torch.from_numpy(mine), sample_weight=weight)
-            thresholds["refit_"] = mean_f1_threshold(mine, _row_scores(with_score_row(binary, *row), features), where)
+            thresholds["refit_"] = mean_f1_threshold(mine, _row_scores(score_row(binary, *row), features), where)
         elif refit:
             thresholds["refit_"] = math.nan
         negatives = int((~labels[chosen[0]]).sum())
@@ -189,10 +232,12 @@ def fit_binary_classifiers(
 
 @dataclass
 class OodNegatives:
-    """Out-of-distribution images and their own labels (to stratify each class's sample of them)."""
+    """Out-of-distribution images and their own labels (to stratify each class's sample of them); with
+    ``scores``, each class's (S, R) row scores on them (``score_heads``) already computed."""
 
     loader: Iterable
     source_targets: Tensor
+    scores: dict[int, Tensor] | None = None
 
 
 def _histogram_rows(k: int, groups: dict[str, np.ndarray], threshold: float) -> list[dict]:
@@ -231,9 +276,11 @@ def measure_binary_classifiers(
     negatives_per_positive: int = 9,
     ood_negatives_per_positive: int | None = None,
     seed: int = 0,
+    classifiers: dict[int, BinaryClassifier] | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """(one row per class, score-histogram rows) on the split ``loader`` yields (``split``: the full
-    model's pass over it), at the thresholds in ``fitted``."""
+    model's pass over it; with ``score_heads`` of ``classifiers`` it carries each class's row scores, else
+    each classifier runs over ``loader`` and the OOD images), at the thresholds in ``fitted``."""
     model.eval()
     targets = split.targets.numpy()
     probabilities, logits = torch.softmax(split.logits, 1).numpy(), split.logits.numpy()
@@ -242,7 +289,7 @@ def measure_binary_classifiers(
     rows, histograms = [], []
     for fc in fitted:
         k = fc.k
-        binary = extract_binary_classifier(model, k, fuse=False).to(device)
+        binary = (classifiers or {}).get(k) or extract_binary_classifier(model, k, fuse=False).to(device)
         labels = targets == k
         keep = subsample_negatives(targets, k, negatives_per_positive, seed + k)
         row: dict = {
@@ -267,22 +314,19 @@ def measure_binary_classifiers(
         if row["note"]:
             rows.append(row)
             continue
-        features, _ = pruned_features(binary, loader, device)
-        classifiers = {"": binary}
-        if fc.refit_row is not None:
-            classifiers["refit_"] = with_score_row(binary, *fc.refit_row)
-        ood_features = None
+        score_rows = fc.rows(binary)
+        split_scores = _scores(split, k, score_rows, binary, loader, device)
+        ood_scores_all = None
         if ood is not None:
-            ood_features, _ = pruned_features(binary, ood.loader, device)
             limit = None if ood_negatives_per_positive is None else ood_negatives_per_positive * int(labels.sum())
             chosen = stratified_sample(ood.source_targets, limit, seed + k)
-            ood_features = ood_features[chosen]
+            ood_scores_all = {p: v[chosen] for p, v in _scores_of(ood, k, score_rows, binary, device).items()}
             row["ood_negatives"] = len(chosen)
-        for prefix, classifier in classifiers.items():
-            scores = _row_scores(classifier, features)
+        for prefix in score_rows:
+            scores = split_scores[prefix]
             threshold = fc.thresholds[prefix]
             row.update({f"{prefix}{m}": v for m, v in _metrics(labels[keep], scores[keep], threshold).items()})
-            ood_scores = _row_scores(classifier, ood_features) if ood_features is not None else None
+            ood_scores = ood_scores_all[prefix] if ood_scores_all is not None else None
             if ood_scores is not None:
                 pos = scores[labels]
                 both = np.concatenate([np.ones(len(pos), bool), np.zeros(len(ood_scores), bool)])
@@ -300,6 +344,23 @@ def measure_binary_classifiers(
             )
         rows.append(row)
     return rows, histograms
+
+
+def _scores(
+    split: Collected, k: int, rows: dict[str, nn.Linear], binary: BinaryClassifier, loader: Iterable, device
+) -> dict[str, np.ndarray]:
+    """Class ``k``'s row scores on a split: from its pass (``score_heads``), else by running the classifier."""
+    if k in split.outputs:
+        return {prefix: split.outputs[k][:, i].numpy() for i, prefix in enumerate(rows)}
+    features, _ = pruned_features(binary, loader, device)
+    return {prefix: _row_scores(row, features) for prefix, row in rows.items()}
+
+
+def _scores_of(ood: OodNegatives, k: int, rows: dict[str, nn.Linear], binary: BinaryClassifier, device):
+    if ood.scores is not None and k in ood.scores:
+        return {prefix: ood.scores[k][:, i].numpy() for i, prefix in enumerate(rows)}
+    features, _ = pruned_features(binary, ood.loader, device)
+    return {prefix: _row_scores(row, features) for prefix, row in rows.items()}
 
 
 def binary_summary(rows: list[dict]) -> dict[str, float]:

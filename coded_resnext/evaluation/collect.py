@@ -1,9 +1,17 @@
-"""One pass of a model over data, keeping what every analysis needs: logits, energies, targets."""
+"""One pass of a model over data, keeping what every analysis needs: logits, energies, targets, and the
+outputs of any networks that share the model's trunk (the per-class binary classifiers).
+
+A pass reads each batch once and runs the model's trunk (the stem and the blocks before the first coded
+block, ``CodedResNeXt.trunk``) once; the model's own rest and every extra *head* (a function of the trunk's
+output: a pruned classifier's remaining blocks and its score rows) run on that. Evaluating ten binary
+classifiers used to read and decode the split's images ten times more and run ten trunks more; the
+figures are the same (the same modules on the same batches).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -16,6 +24,7 @@ class Collected:
     logits: Tensor  # (S, K)
     energies: list[Tensor]  # one (S, N_l) per coded block
     targets: Tensor  # (S,)
+    outputs: dict[Hashable, Tensor] = field(default_factory=dict)  # per head: its (S, ...) output, float, on CPU
 
     @property
     def accuracy(self) -> float:
@@ -48,18 +57,61 @@ def outputs_and_targets(
     return torch.cat(out), torch.cat(targets)
 
 
+Head = Callable[[Tensor], Tensor]  # the trunk's output (B, C, H, W) -> (B, ...)
+
+
 @torch.no_grad()
-def collect(model: CodedResNeXt, loader: Iterable, device: torch.device, limit: int | None = None) -> Collected:
+def collect(
+    model: CodedResNeXt,
+    loader: Iterable,
+    device: torch.device,
+    limit: int | None = None,
+    heads: Mapping[Hashable, Head] | None = None,
+) -> Collected:
+    """The model's logits and energies on ``loader`` (at most ``limit`` samples), and each head's output
+    on the same batches' trunk output (``heads``: see the module docstring)."""
     model.eval()
+    heads = heads or {}
     logits, targets = [], []
     energies: list[list[Tensor]] = [[] for _ in model.coded_blocks]
+    outputs: dict[Hashable, list[Tensor]] = {key: [] for key in heads}
+    depth = model.trunk_depth
     for x, y in take(loader, limit):
-        out = model.forward_with_aux(x.to(device, non_blocking=True))
+        x = x.to(device, non_blocking=True)
+        if heads:
+            h = model.trunk(x, depth)
+            out = model.forward_from(h, depth)
+            for key, head in heads.items():
+                outputs[key].append(head(h).float().cpu())
+        else:
+            out = model.forward_with_aux(x)
         logits.append(out.logits.float().cpu())
         targets.append(y)
         for store, e in zip(energies, out.energies, strict=True):
             store.append(e.float().cpu())
-    return Collected(torch.cat(logits), [torch.cat(e) for e in energies], torch.cat(targets).long())
+    return Collected(
+        torch.cat(logits),
+        [torch.cat(e) for e in energies],
+        torch.cat(targets).long(),
+        {key: torch.cat(chunks) for key, chunks in outputs.items()},
+    )
+
+
+@torch.no_grad()
+def head_outputs(
+    model: CodedResNeXt, heads: Mapping[Hashable, Head], loader: Iterable, device: torch.device
+) -> tuple[dict[Hashable, Tensor], Tensor]:
+    """Each head's output on ``loader`` (one trunk pass, the model's own rest not run) and the targets:
+    for data only the heads read (out-of-distribution negatives of the binary classifiers)."""
+    model.eval()
+    outputs: dict[Hashable, list[Tensor]] = {key: [] for key in heads}
+    targets = []
+    for x, y in loader:
+        h = model.trunk(x.to(device, non_blocking=True))
+        for key, head in heads.items():
+            outputs[key].append(head(h).float().cpu())
+        targets.append(y)
+    return {key: torch.cat(chunks) for key, chunks in outputs.items()}, torch.cat(targets)
 
 
 def mean_energy_by_class(collected: Collected, num_classes: int) -> list[Tensor]:

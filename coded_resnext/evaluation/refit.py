@@ -64,14 +64,19 @@ def fit_score_row(
     return torch.from_numpy(weight).float(), bias
 
 
-def with_score_row(binary: BinaryClassifier, weight: Tensor, bias: float) -> BinaryClassifier:
-    """A copy of ``binary`` whose output row is ``weight`` with offset ``bias`` (the original is untouched)."""
-    refit = copy.deepcopy(binary)
+def score_row(binary: BinaryClassifier, weight: Tensor, bias: float) -> nn.Linear:
+    """The output layer of ``binary`` refit to ``weight`` with offset ``bias``: one row."""
     fc = nn.Linear(weight.numel(), 1, bias=True, device=binary.fc.weight.device, dtype=binary.fc.weight.dtype)
     with torch.no_grad():
         fc.weight.copy_(weight.reshape(1, -1))
         fc.bias.fill_(bias)
-    refit.fc = fc
+    return fc
+
+
+def with_score_row(binary: BinaryClassifier, weight: Tensor, bias: float) -> BinaryClassifier:
+    """A copy of ``binary`` whose output row is ``weight`` with offset ``bias`` (the original is untouched)."""
+    refit = copy.deepcopy(binary)
+    refit.fc = score_row(binary, weight, bias)
     return refit
 
 

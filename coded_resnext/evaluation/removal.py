@@ -5,6 +5,11 @@ the small CPU nets the network's last block adds little to its identity shortcut
 its branches barely moves the accuracy, while the blocks before it show the paper's picture (active
 removal hurts, inactive removal does not). The summary is therefore the mean over the measured
 blocks, with each block's own drops logged beside it.
+
+Per block, the blocks before it run once per batch for every point (``CodedResNeXt.trunk``), k = 0 (no
+branch removed) once for both kinds, and ``summary_only`` measures the points the summary reads (k = 0
+and the largest k both kinds allow) instead of the whole curves: a search's trial logs the same summary
+for a quarter of the passes.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import torch
 
 from coded_resnext.evaluation.collect import take
 from coded_resnext.models import CodedResNeXt
-from coded_resnext.models.branch_removal import removal_logits
+from coded_resnext.models.branch_removal import removal_logits_from
 
 
 @torch.no_grad()
@@ -26,10 +31,12 @@ def removal_curves(
     coded_block: int | None,
     limit: int | None,
     seed: int = 0,
+    summary_only: bool = False,
 ) -> list[dict[str, float]]:
-    """Rows (block, which, k, accuracy) for k = 0..available branches of each kind, in coded block
-    ``coded_block`` (network order, negative from the end) or, with None, in every coded block; on at most
-    ``limit`` samples of ``loader`` (None: all)."""
+    """Rows (block, which, k, accuracy) for k = 0..available branches of each kind (``summary_only``: k = 0
+    and the largest k both kinds allow), in coded block ``coded_block`` (network order, negative from the
+    end) or, with None, in every coded block; on at most ``limit`` samples of ``loader`` (None: all).
+    The rows of the points both measure are the same either way (each point's draws are its own)."""
     model.eval()
     if not model.coded_blocks:
         return []
@@ -40,18 +47,30 @@ def removal_curves(
     batches = [(x.to(device), y.to(device)) for x, y in take(loader, limit)]
     rows = []
     for block in blocks:
-        scheme = model.coded_blocks[block].scheme
-        for which, available in (("active", scheme.num_active), ("inactive", scheme.num_branches - scheme.num_active)):
-            for k in range(available + 1):
-                generator = torch.Generator().manual_seed(seed + k)
-                correct = total = 0
-                for x, y in batches:
-                    logits = removal_logits(model, x, y, block, k, which, generator)
-                    correct += (logits.argmax(1) == y).sum().item()
-                    total += len(y)
-                rows.append(
-                    {"block": block, "which": which, "k": k, "accuracy": correct / max(total, 1), "samples": total}
-                )
+        info = model.coded_blocks[block]
+        scheme = info.scheme
+        counts = (("active", scheme.num_active), ("inactive", scheme.num_branches - scheme.num_active))
+        points = [(which, k) for which, available in counts for k in range(available + 1)]
+        if summary_only:
+            largest = min(available for _, available in counts)
+            points = [(which, k) for which, k in points if k in (0, largest)]
+        # one generator per point, advanced batch by batch: the draws do not depend on the loop order
+        generators = {(which, k): torch.Generator().manual_seed(seed + k) for which, k in points}
+        correct = dict.fromkeys(points, 0)
+        total = 0
+        for x, y in batches:
+            h = model.trunk(x, info.block_index)  # what the removal does not touch: once for every point
+            for which, k in points:
+                if (which, k) == ("inactive", 0):  # removes nothing, like ("active", 0): measured there
+                    correct[(which, k)] = correct[("active", 0)]
+                    continue
+                logits = removal_logits_from(model, h, y, block, k, which, generators[(which, k)])
+                correct[(which, k)] += (logits.argmax(1) == y).sum().item()
+            total += len(y)
+        rows += [
+            {"block": block, "which": which, "k": k, "accuracy": correct[(which, k)] / max(total, 1), "samples": total}
+            for which, k in points
+        ]
     return rows
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from coded_resnext.coding import CodingScheme
@@ -42,10 +42,13 @@ from coded_resnext.evaluation.binary import (
     OodNegatives,
     binary_summary,
     choose_classes,
+    extract_classifiers,
+    feature_heads,
     fit_binary_classifiers,
     measure_binary_classifiers,
+    score_heads,
 )
-from coded_resnext.evaluation.collect import Collected, collect, mean_energy_by_class
+from coded_resnext.evaluation.collect import Collected, collect, head_outputs, mean_energy_by_class
 from coded_resnext.evaluation.early_exit import (
     early_exit_at_operating_points,
     early_exit_curve,
@@ -56,6 +59,7 @@ from coded_resnext.evaluation.early_exit import (
 from coded_resnext.evaluation.invariance import invariance_rows, invariance_summary
 from coded_resnext.evaluation.removal import removal_curves, removal_summary
 from coded_resnext.evaluation.settings import EvalSettings
+from coded_resnext.extraction.fusion import fuse_for_inference
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +151,19 @@ class _Fitted:
     classes: list[FittedClass]
     fractions: list[float]  # per coded block, the compute fraction of exiting after it
     operating: dict[str, float] | None  # early-exit thresholds (None: choose them on the validation split)
+    classifiers: dict = field(default_factory=dict)  # class -> its extracted binary classifier (unfused)
+    scorers: dict = field(default_factory=dict)  # the same, BatchNorms folded: what scores the images
+    ood_scores: dict | None = None  # class -> its row scores on the OOD images (the same for every split)
+
+
+def _one_pass(model: nn.Module, settings: EvalSettings) -> bool:
+    """Whether every class's pruned network reads every fit sample in the model's own pass (the trunk run
+    once per image), rather than each reading only the samples its draws hold. One pass wins while the
+    draws hold a large share of the fit set: (1 + r * draws) samples per positive out of ``num_classes``
+    per positive, at least half of them (CIFAR-10 and CIFAR-100 at 1:9 x 10 draws, every sample without a
+    prior); on ImageNet the draws hold about 6,000 of 90,000 samples per class, so each class reads those."""
+    r = settings.binary_fit_negatives_per_positive
+    return r is None or 2 * (1 + r * settings.binary_fit_draws) >= model.num_classes
 
 
 def run_suite(
@@ -156,19 +173,30 @@ def run_suite(
     device: torch.device,
     settings: EvalSettings,
     seed: int = 0,
+    full: bool = True,
 ) -> SuiteResult:
     """Fit on training samples, then measure the validation split and, when given, the test split.
-    Says what it is doing as progress lines (``logging``, INFO)."""
+    Says what it is doing as progress lines (``logging``, INFO).
+
+    ``full=False`` (a search's trial) measures the branch-removal diagnostic at the points its summary
+    reads instead of its whole curves; every other figure is the same."""
     model.eval()
     fit_set = binary_fit_set(data, settings, seed)
     fit_loader = data.loader(fit_set)
     kind = "augmented" if settings.binary_fit_augmented else "clean"
     logger.info(f"evaluation: fitting thresholds on {len(fit_set)} {kind} training samples")
-    fit = collect(model, fit_loader, device)
     classes = choose_classes(model.num_classes, settings.binary_classes, seed)
-    binary = []
-    if classes:
-        binary = fit_binary_classifiers(
+    classifiers = {k: c.to(device) for k, c in extract_classifiers(model, classes).items()}
+    # BatchNorms folded for scoring (as `extract` deploys them): the same scores to ~1e-6, in 0.85 of the time
+    scorers = {k: fuse_for_inference(c) for k, c in classifiers.items()}
+    fit = collect(
+        model,
+        fit_loader,
+        device,
+        heads=feature_heads(scorers, model.trunk_depth) if _one_pass(model, settings) else None,
+    )
+    fitted = _Fitted(
+        fit_binary_classifiers(
             model,
             classes,
             fit_set,
@@ -179,12 +207,16 @@ def run_suite(
             negatives_per_positive=settings.binary_fit_negatives_per_positive,
             draws=settings.binary_fit_draws,
             seed=seed,
+            classifiers=scorers,
         )
-    fitted = _Fitted(
-        binary,
+        if classes
+        else [],
         exit_compute_fractions(model, first_example(fit_loader).to(device)) if model.coded_blocks else [],
         None,
+        classifiers,
+        scorers,
     )
+    fit.outputs.clear()  # the features: only the fit needed them
     if data.val is None and model.coded_blocks:  # no validation split: operating points from training samples
         curve = early_exit_curve(model, fit, fitted.fractions, settings.early_exit_thresholds)
         fitted.operating = operating_points(curve, fit.accuracy)
@@ -202,7 +234,7 @@ def run_suite(
                 fitted.operating = operating_points(curve, collected.accuracy)
             continue
         logger.info(f"evaluation: {role} split")
-        metrics, tables, energy = _measure(model, role, dataset, data, fitted, device, settings, seed)
+        metrics, tables, energy = _measure(model, role, dataset, data, fitted, device, settings, seed, full)
         if role == "test":
             metrics = {as_test_metric(k): v for k, v in metrics.items()}
             tables = {f"test_{k}": v for k, v in tables.items()}
@@ -213,11 +245,12 @@ def run_suite(
     return result
 
 
-def _measure(model, role, dataset, data: SuiteData, fitted: _Fitted, device, settings: EvalSettings, seed):
+def _measure(model, role, dataset, data: SuiteData, fitted: _Fitted, device, settings: EvalSettings, seed, full):
     """(metrics, tables, energy by class) of one split, named as for validation."""
     part = stratified_subset(dataset, settings.limit_val if role == "val" else None, seed)
     loader = data.loader(part)
-    collected = collect(model, loader, device)
+    heads = score_heads(fitted.classes, fitted.scorers, model.trunk_depth)
+    collected = collect(model, loader, device, heads=heads)  # one pass: the model's outputs, every class's scores
     metrics = basic_metrics(model, collected)
     tables: dict[str, list[dict]] = {
         "decode_accuracy": [
@@ -234,7 +267,11 @@ def _measure(model, role, dataset, data: SuiteData, fitted: _Fitted, device, set
         logger.info(f"evaluation: binary classifiers for {len(fitted.classes)} classes ({role})")
         ood = None
         if data.ood is not None:
-            ood = OodNegatives(data.loader(data.ood), getattr(data.ood, "source_targets", data.ood.targets))
+            ood_loader = data.loader(data.ood)
+            if fitted.ood_scores is None:  # one pass over the OOD images for every class and split
+                fitted.ood_scores, _ = head_outputs(model, heads, ood_loader, device)
+            targets = getattr(data.ood, "source_targets", data.ood.targets)
+            ood = OodNegatives(ood_loader, targets, fitted.ood_scores)
         rows, histograms = measure_binary_classifiers(
             model,
             fitted.classes,
@@ -245,6 +282,7 @@ def _measure(model, role, dataset, data: SuiteData, fitted: _Fitted, device, set
             negatives_per_positive=settings.negatives_per_positive,
             ood_negatives_per_positive=settings.ood_negatives_per_positive,
             seed=seed,
+            classifiers=fitted.classifiers,
         )
         tables["binary_classifiers"] = rows
         tables["binary_score_histograms"] = histograms
@@ -271,7 +309,7 @@ def _measure(model, role, dataset, data: SuiteData, fitted: _Fitted, device, set
 
         logger.info(f"evaluation: branch removal ({role})")
         removal_set = data.loader(stratified_subset(dataset, settings.removal_samples, seed))
-        rows = removal_curves(model, removal_set, device, settings.removal_block, None, seed)
+        rows = removal_curves(model, removal_set, device, settings.removal_block, None, seed, summary_only=not full)
         tables["removal_curve"] = rows
         metrics.update(removal_summary(rows))
 
@@ -281,7 +319,25 @@ def _measure(model, role, dataset, data: SuiteData, fitted: _Fitted, device, set
             rows = invariance_rows(model, invariance_set, device, None)
             tables["invariance"] = rows
             metrics.update(invariance_summary(rows))
-    return metrics, tables, mean_energy_by_class(collected, model.num_classes)
+    energy = mean_energy_by_class(collected, model.num_classes)
+    if model.coded_blocks:
+        tables["energy_by_class"] = energy_rows(model, energy)
+    return metrics, tables, energy
+
+
+def energy_rows(model, energy_by_class: list[Tensor]) -> list[dict]:
+    """The information paths as a table: per coded block, class and branch, the class's mean normalized
+    energy and the branch's bit in the class's codeword; the energy heatmaps are drawn from it (by a
+    single run at its end, by ``report`` for a search's best run)."""
+    rows = []
+    for i, (info, table) in enumerate(zip(model.coded_blocks, energy_by_class, strict=True)):
+        bits = model.blocks[info.block_index].codewords.cpu()
+        for k in range(table.shape[0]):
+            rows += [
+                {"block": i, "stage": info.stage, "class": k, "branch": n, "energy": float(e), "bit": int(b)}
+                for n, (e, b) in enumerate(zip(table[k].tolist(), bits[k].tolist(), strict=True))
+            ]
+    return rows
 
 
 def first_example(loader: Iterable) -> Tensor:

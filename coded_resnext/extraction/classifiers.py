@@ -37,8 +37,14 @@ class PrunedCodedResNeXt(nn.Module):
         self.classes: list[int] = [int(c) for c in classes]
 
     def features(self, x: Tensor) -> Tensor:
-        x = self.stem(x)
-        for block in self.blocks:
+        return self.features_from(self.stem(x), 0)
+
+    def features_from(self, x: Tensor, start: int) -> Tensor:
+        """``features`` of an input that went through the stem and ``blocks[:start]``. Extraction leaves
+        the stem and the blocks before the first coded block as they are (unfused: the same modules'
+        copies), so up to ``CodedResNeXt.trunk_depth`` the model's ``trunk`` gives that input: an
+        evaluation runs the trunk once for the model and all its classifiers."""
+        for block in self.blocks[start:]:
             x = block(x).out
         return torch.flatten(self.pool(x), 1)
 

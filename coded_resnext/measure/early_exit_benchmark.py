@@ -109,6 +109,34 @@ def threshold_for_exit_rate(model: CodedResNeXt, inputs: Tensor, rate: float, ba
     return torch.quantile(torch.cat(best), 1.0 - rate).item()
 
 
+@torch.no_grad()
+def thresholds_for_block_exit_rate(
+    model: CodedResNeXt, inputs: Tensor, rate: float, batch_size: int = 256
+) -> list[float]:
+    """One threshold per coded block such that about ``rate`` of the samples that reach each coded block
+    leave there (e.g. 0.5: half leave at the first, a quarter of all at the second, ...): the same exit
+    pattern on every net, whatever its confidences, so random-weight nets compare."""
+    model.eval()
+    confidences = []
+    for i in range(0, len(inputs), batch_size):
+        energies = model.forward_with_aux(inputs[i : i + batch_size]).energies
+        conf = [decode(e, info.scheme).confidence for e, info in zip(energies, model.coded_blocks, strict=True)]
+        confidences.append(torch.stack(conf, 1))
+    table = torch.cat(confidences)  # (S, L)
+    reaching = torch.ones(len(table), dtype=torch.bool)
+    thresholds = []
+    for block in range(table.shape[1]):
+        here = table[reaching, block]
+        if len(here) == 0:  # nobody left: never exit here
+            thresholds.append(math.inf)
+            continue
+        # leave when confidence >= the (1 - rate) quantile; 'higher' keeps exact ties from overshooting
+        threshold = torch.quantile(here, 1.0 - rate, interpolation="higher").item() if rate > 0 else math.inf
+        thresholds.append(threshold)
+        reaching &= table[:, block] < threshold
+    return thresholds
+
+
 CLOCKS: dict[str, Callable[[], float]] = {
     "wall": time.perf_counter,
     # CPU time of the calling thread: with one intra-op thread, the time the work took, whatever else the
@@ -118,8 +146,12 @@ CLOCKS: dict[str, Callable[[], float]] = {
 
 
 def _timed(fn: Callable[[Tensor], object], x: Tensor, clock: Callable[[], float]) -> float:
+    if x.is_cuda:  # a GPU runs kernels asynchronously: time the work, not its launch
+        torch.cuda.synchronize(x.device)
     start = clock()
     fn(x)
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
     return clock() - start
 
 

@@ -65,3 +65,18 @@ def removal_logits(
     """Logits with k active / inactive branches removed in one block (see ``removal_masks``)."""
     masks = removal_masks(model, coded_block, targets, k, which, generator)
     return model.forward_with_branch_masks(x, masks).logits
+
+
+def removal_logits_from(
+    model: CodedResNeXt,
+    h: Tensor,
+    targets: Tensor,
+    coded_block: int,
+    k: int,
+    which: Which,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """``removal_logits`` of an input that went through ``model.trunk(x, block_index)`` of that coded
+    block: the blocks before it, which the removal does not touch, run once for every k (eval mode)."""
+    masks = removal_masks(model, coded_block, targets, k, which, generator)
+    return model.forward_from(h, model.coded_blocks[coded_block].block_index, masks).logits

@@ -218,6 +218,45 @@ class CodedResNeXt(nn.Module):
     def head(self, features: Tensor) -> Tensor:
         return self.fc(torch.flatten(self.pool(features), 1))
 
+    # ---- the trunk: what every pruned classifier shares with the model -----------------------------
+    @property
+    def trunk_depth(self) -> int:
+        """Blocks before the first coded block (all of them in a plain model): the stem and these are
+        the same in the model and in every network extracted from it, so an evaluation can run them once
+        per image for all of those networks (``trunk``, ``forward_from``)."""
+        return self.coded_blocks[0].block_index if self.coded_blocks else len(self.blocks)
+
+    def trunk(self, x: Tensor, depth: int | None = None) -> Tensor:
+        """The stem and the first ``depth`` blocks (default ``trunk_depth``) in eval mode: the input of
+        ``blocks[depth]``, as ``forward_with_aux`` computes it."""
+        self._inference_only("trunk")
+        x = self.stem(x)
+        for block in self.blocks[: self.trunk_depth if depth is None else depth]:
+            x = block(x).out
+        return x
+
+    def forward_from(self, x: Tensor, start: int, keep: Sequence[Tensor | None] | None = None) -> CodedOutput:
+        """``forward_with_branch_masks`` of an input that went through ``trunk(., start)``: the same logits,
+        and the energies of the coded blocks from ``blocks[start]`` on (all of them when ``start`` is at
+        most ``trunk_depth``); ``keep`` as there, one mask (or None) per coded block of the model. Eval mode:
+        a diagnostic that varies only a late block (branch removal) runs the blocks before it once."""
+        self._inference_only("forward_from")
+        energies: list[Tensor] = []
+        coded = sum(1 for info in self.coded_blocks if info.block_index < start)  # coded blocks already run
+        for block in self.blocks[start:]:
+            if block.normalize_energy:
+                out = block(x, None if keep is None else keep[coded])
+                energies.append(out.energies)
+                coded += 1
+            else:
+                out = block(x)
+            x = out.out
+        return CodedOutput(self.head(x), tuple(energies))
+
+    def _inference_only(self, what: str) -> None:
+        if self.training:  # DropSubNNs and batch statistics: training goes through forward_with_aux
+            raise RuntimeError(f"{what} is for evaluation; call model.eval() first")
+
     # ---- loss ----------------------------------------------------------------------------------
     def loss_parts(self, output: CodedOutput, targets: Tensor) -> LossParts:
         """Eq. 6: cross-entropy (with the config's label smoothing) + mu * sum over coded blocks of L_code (Eq. 5)."""

@@ -45,7 +45,8 @@ def _run(args: argparse.Namespace) -> int:
     from coded_resnext.orchestration.ablation import load_ablation, smoke_test_ablation, summarize
     from coded_resnext.orchestration.ray_runtime import ray_session
     from coded_resnext.orchestration.search_space import CELL_KEY
-    from coded_resnext.orchestration.sweep import Sweep, print_outcome
+    from coded_resnext.orchestration.sweep import Sweep
+    from coded_resnext.orchestration.sweep_summary import print_outcome
     from coded_resnext.orchestration.tracking import RunTracker
 
     space, metrics = load_ablation(args.ablation, args.overrides)

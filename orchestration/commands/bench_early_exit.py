@@ -36,6 +36,13 @@ def register(bench_sub: argparse._SubParsersAction) -> None:
     point = p.add_mutually_exclusive_group()
     point.add_argument("--threshold", metavar="T", help="confidence threshold: a number, or one per coded block")
     point.add_argument("--exit-rate", type=float, metavar="R", help="the threshold at which this share exits early")
+    point.add_argument(
+        "--block-exit-rate",
+        type=float,
+        metavar="R",
+        help="one threshold per coded block, at which this share of the samples reaching each block leaves there "
+        "(0.5: half at the first, a quarter at the second, ...)",
+    )
     point.add_argument("--at-accuracy", type=float, metavar="A", help="runs: keep this share of the full accuracy")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64], help="batch sizes to time (default 1 64)")
     p.add_argument("--samples", type=int, default=512, help="images timed at batch > 1 (default 512)")
@@ -68,6 +75,7 @@ def _check(args: argparse.Namespace) -> None:
     if max(args.batch_sizes) > args.samples:
         raise UserError(f"--samples {args.samples} is fewer than one batch of {max(args.batch_sizes)}; raise it")
     check_option("--exit-rate", args.exit_rate)
+    check_option("--block-exit-rate", args.block_exit_rate)
     if args.at_accuracy is not None and args.preset:
         raise UserError("--at-accuracy reads a run's validation curve; give --run-id or --checkpoint, or --exit-rate")
     if args.preset and args.preset not in list_models():
@@ -81,7 +89,11 @@ def _check(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from coded_resnext.measure.early_exit_benchmark import run_early_exit_benchmark, threshold_for_exit_rate
+    from coded_resnext.measure.early_exit_benchmark import (
+        run_early_exit_benchmark,
+        threshold_for_exit_rate,
+        thresholds_for_block_exit_rate,
+    )
     from coded_resnext.orchestration.operating_point import check_at_accuracy, check_threshold_count, parse_threshold
 
     _check(args)
@@ -96,6 +108,9 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(f"{source} has no coded blocks (a control?): nothing can exit early")
     if threshold is None and point is not None:
         threshold = point.threshold
+    elif threshold is None and args.block_exit_rate is not None:
+        threshold = thresholds_for_block_exit_rate(model, inputs, args.block_exit_rate)
+        source += f", thresholds for exit rate {args.block_exit_rate} at each coded block"
     elif threshold is None:
         rate = args.exit_rate or DEFAULT_EXIT_RATE
         threshold = threshold_for_exit_rate(model, inputs, rate)
@@ -164,7 +179,7 @@ def _trained_source(args: argparse.Namespace, threshold):
     model = model_from_checkpoint(state)
     run_id = args.run_id or state.get("run_id")
     point = None
-    if threshold is None and args.exit_rate is None:
+    if threshold is None and args.exit_rate is None and args.block_exit_rate is None:
         point = operating_point(run_curve(client, run_id), args.at_accuracy or DEFAULT_AT_ACCURACY)
     cfg = config_from_dict(yaml.safe_load(state["config"]))
     val = build_dataset(data_spec(cfg)).val

@@ -17,6 +17,8 @@ OPTION_BOUNDS: dict[str, Bound] = {
     "--samples": Bound(low=1),
     "--samples-at-batch-1": Bound(low=1),
     "--exit-rate": Bound(low=0, high=1, low_open=True, high_open=True),  # the share of samples that exit early
+    # the share of the samples reaching each coded block that leave there
+    "--block-exit-rate": Bound(low=0, high=1, low_open=True, high_open=True),
     "--at-accuracy": Bound(low=0, high=1, low_open=True),  # the share of the full accuracy to keep
 }
 

@@ -60,7 +60,8 @@ def _run(args: argparse.Namespace) -> int:
     from coded_resnext.orchestration.errors import UserError
     from coded_resnext.orchestration.ray_runtime import ray_session
     from coded_resnext.orchestration.search_space import load_search_space
-    from coded_resnext.orchestration.sweep import Sweep, print_outcome
+    from coded_resnext.orchestration.sweep import Sweep
+    from coded_resnext.orchestration.sweep_summary import print_outcome
 
     if args.resume and args.extend:
         raise UserError("--resume and --extend: pick one (resume an interrupted sweep, or extend a finished one)")
