@@ -71,11 +71,12 @@ def _run_distributed(cfg, args: argparse.Namespace, uri: str) -> int:
 
     from coded_resnext.orchestration.errors import UserError
     from coded_resnext.orchestration.lineage import Lineage
-    from coded_resnext.orchestration.ray_runtime import ray_session, storage_uri
+    from coded_resnext.orchestration.ray_runtime import check_storage, ray_session, storage_uri
     from coded_resnext.orchestration.ray_train import make_trainer
 
     cfg.tracking = dataclasses.replace(cfg.tracking, uri=uri)
     storage = storage_uri(args.storage_path, Path("runs") / "ray")
+    check_storage(storage)
     name = f"train-{cfg.experiment_hash}"
     exists = "://" not in storage and (Path(storage) / name).exists()
     if exists and not args.resume:
