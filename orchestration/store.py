@@ -31,7 +31,8 @@ class TrackingError(UserError):
 
 
 def default_tracking_uri(runs_dir: Path = DEFAULT_RUNS_DIR) -> str:
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    """The SQLite store under the working directory, used when no tracking URI is given (created only when
+    a command opens it: ``prepare_store``)."""
     return f"sqlite:///{(runs_dir / 'mlflow.db').resolve()}"
 
 
