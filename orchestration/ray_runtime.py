@@ -25,6 +25,7 @@ import ray
 
 from coded_resnext.orchestration.errors import UserError
 
+JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for a job's driver only
 WORKER_ENV = {
     "RAY_CHDIR_TO_TRIAL_DIR": "0",
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -48,8 +49,14 @@ def quiet_ray_env() -> None:
 
 @contextlib.contextmanager
 def ray_session(address: str | None, num_cpus: int | None = None, log_to_driver: bool = False) -> Iterator[None]:
-    """Ray for the duration of a command; shuts down only what it started."""
+    """Ray for the duration of a command; shuts down only what it started.
+
+    Without ``address``, a command run as a Ray Job (``ray job submit -- coded-resnext tune ...``) joins the
+    cluster the job runs on: Ray's job supervisor names it in ``RAY_ADDRESS``; anywhere else a new local
+    instance is started."""
     quiet_ray_env()
+    if not address and os.environ.get(JOB_CONFIG_ENV) and os.environ.get("RAY_ADDRESS"):
+        address = os.environ["RAY_ADDRESS"]  # the GCS of the cluster this job's driver runs on
 
     if ray.is_initialized():  # a caller (e.g. a test) already connected
         yield
