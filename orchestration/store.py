@@ -84,10 +84,19 @@ def open_store(uri: str | None) -> str:
     return resolved
 
 
+# An MLflow server whose own database is overloaded answers 400 BAD_REQUEST, not 503: a SQLAlchemy pool
+# timeout ("QueuePool limit of size 5 overflow 10 reached, connection timed out"), PostgreSQL out of
+# connections, a locked SQLite file. Not the client's mistake: retried like a 503 (found by
+# benchmarks/tracking_load.py with 64 writers, where treating it as a refusal dropped four trials' metrics).
+_OVERLOADED_STORE = ("QueuePool limit", "too many clients", "remaining connection slots", "database is locked")
+
+
 def is_transient(err: BaseException) -> bool:
-    """Worth retrying: the store was unreachable, timed out, overloaded (429) or failed inside (5xx)."""
+    """Worth retrying: the store was unreachable, timed out, overloaded (429, or its database out of
+    connections) or failed inside (5xx)."""
     if isinstance(err, MlflowException):
-        return err.get_http_status_code() == 429 or err.get_http_status_code() >= 500
+        status = err.get_http_status_code()
+        return status == 429 or status >= 500 or any(marker in str(err) for marker in _OVERLOADED_STORE)
     response = getattr(err, "response", None)  # requests.HTTPError from an artifact upload
     if response is not None and getattr(response, "status_code", None) is not None:
         return response.status_code == 429 or response.status_code >= 500
