@@ -185,9 +185,10 @@ def _count(args, work: Path, uri: str, watcher: Watcher, kills: int, hard: int, 
     for trial_id, status in sorted(statuses.items()):
         mine = [r.info.status for r in runs if r.data.tags.get("trial_id") == trial_id]
         print(f"  trial {trial_id}: Tune {status}, MLflow {', '.join(mine) or 'no run'}")
-    study = optuna.load_study(
-        study_name=EXPERIMENT, storage=f"sqlite:///{work / 'runs' / 'tune' / f'{EXPERIMENT}.optuna.db'}"
-    )
+    from coded_resnext.orchestration.searcher import carried_storage
+
+    # the study as the experiment's last searcher checkpoint holds it
+    study = optuna.load_study(study_name=EXPERIMENT, storage=carried_storage(str(work / "runs" / "ray" / EXPERIMENT)))
     states = [t.state.name for t in study.trials]
     counts = {
         "kills": kills,

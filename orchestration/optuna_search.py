@@ -53,6 +53,11 @@ class SweepOptunaSearch(OptunaSearch):
         if self.space_hash and self.hash_attr not in self._ot_study.user_attrs:
             self._ot_study.set_user_attr(self.hash_attr, self.space_hash)
 
+    @property
+    def study_storage(self):
+        """The Optuna storage of this searcher's study (in memory unless a database was given)."""
+        return self._ot_study._storage
+
     def suggest(self, trial_id: str) -> dict | None:
         config = super().suggest(trial_id)
         trial = self._ot_trials.get(trial_id)

@@ -149,7 +149,8 @@ class TuneSection:
     seed: int = 0  # the searcher's seed
     name: str | None = None  # the sweep's name in storage and MLflow; default: the file's stem
     storage_path: str | None = None  # shared dir or object-store URI; default runs/ray
-    # the Optuna study's database URL (e.g. the MLflow server's PostgreSQL); default runs/tune/<name>.optuna.db
+    # the Optuna study's database URL (e.g. the MLflow server's PostgreSQL); default: none, the study is
+    # checkpointed with the sweep's Tune experiment in its storage path (searcher.py)
     searcher_storage: str | None = None
 
     def __post_init__(self) -> None:

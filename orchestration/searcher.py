@@ -1,22 +1,34 @@
 """The sweep's searcher and where its history lives: the Optuna study of a TPE / NSGA-II / MO-TPE search.
 
-The study is named after the sweep and kept in a database (``tune.searcher_storage``): by default a SQLite
-file beside the sweep's local state (``runs/tune/<name>.optuna.db``); on a cluster the PostgreSQL server
-the MLflow server uses (``docs/cluster.md``), so ``--resume`` and ``--extend`` from a fresh driver on
-another machine continue with every earlier trial in the sampler's view. The study records the search
-space's hash (user attribute ``search_space_hash``), so another space under the same name is refused
-before Ray starts, and every Optuna trial the Tune trial it serves (``tune_trial_id``), so a trial a
-killed driver left RUNNING in the study is found and failed on resume (``fail_orphans``).
+By default the study lives with the sweep's Tune experiment, wherever its storage path is (a local
+folder, a shared filesystem, an object store): Optuna keeps it in memory and Ray Tune checkpoints the
+searcher with the experiment (``searcher-state-*.pkl`` beside ``experiment_state-*.json``, on every
+controller step), so ``--resume`` from a fresh driver on another machine restores it with the experiment
+and ``--extend`` seeds its new experiment's searcher with the previous experiment's study
+(``carried_storage``). Nothing is kept beside the driver, and two sweeps of one name in two storage paths
+never share a study. Searcher and experiment are saved in one checkpoint, so they cannot disagree about
+which trials exist. Why not a SQLite file beside Tune's state: on an object store Optuna's RDB storage
+cannot live there, and a local default (``runs/tune/``, the old one) is exactly what a driver on another
+machine or in another directory does not find.
+
+``tune.searcher_storage`` (a database URL, e.g. the PostgreSQL server the MLflow server uses) keeps the
+study in that database instead, for a study to open with Optuna's own tools while the sweep runs. It
+records the search space's hash (user attribute ``search_space_hash``), so another space under the same
+name is refused before Ray starts, and every Optuna trial the Tune trial it serves (``tune_trial_id``),
+so a trial a killed driver left RUNNING in the study is found and failed on resume (``fail_orphans``).
 """
 
 from __future__ import annotations
 
+import fnmatch
+import tempfile
 from pathlib import Path
 
 import optuna
+import pyarrow.fs
 import sqlalchemy
 from optuna.trial import TrialState
-from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
@@ -26,7 +38,6 @@ from coded_resnext.orchestration.redaction import redact_uri
 from coded_resnext.orchestration.reference_control import WithReferenceControl
 from coded_resnext.orchestration.samplers import make_sampler
 
-LOCAL_STATE = Path("runs") / "tune"
 HASH_ATTR = "search_space_hash"
 TRIAL_ATTR = "tune_trial_id"
 OPTUNA_ALGORITHMS = ("optuna", "nsga2", "motpe")
@@ -36,11 +47,36 @@ class SearcherStorageError(UserError):
     """The searcher's database is malformed, unreachable, or holds another search space's study."""
 
 
-def storage_url(searcher_storage: str | None, sweep_name: str) -> str:
-    """The study's database URL: ``tune.searcher_storage``, else the local SQLite file (made absolute)."""
-    if searcher_storage:
-        return searcher_storage
-    return f"sqlite:///{(LOCAL_STATE / f'{sweep_name}.optuna.db').resolve()}"
+def storage_url(searcher_storage: str | None) -> str | None:
+    """The study's database URL: ``tune.searcher_storage``; None when the study travels with the Tune
+    experiment's checkpoints (the default)."""
+    return searcher_storage or None
+
+
+def carried_storage(experiment_path: str) -> optuna.storages.BaseStorage:
+    """The Optuna storage holding the study as the Tune experiment at ``experiment_path`` (a local path or
+    an object-store URI) last checkpointed it: its base searcher's newest ``searcher-state-*.pkl``, read
+    through the same pyarrow filesystem Tune wrote it with and restored by Tune's own
+    ``Searcher.restore_from_dir``. For a sweep of an earlier release whose study was in a database, that
+    database's storage."""
+    fs, path = pyarrow.fs.FileSystem.from_uri(experiment_path)
+    pattern = Searcher.CKPT_FILE_TMPL.format("*")
+    try:
+        found = fs.get_file_info(pyarrow.fs.FileSelector(path))
+    except OSError as err:
+        raise SearcherStorageError(f"cannot read the sweep's Tune experiment at {experiment_path} ({err})") from None
+    names = sorted(Path(info.path).name for info in found if fnmatch.fnmatch(Path(info.path).name, pattern))
+    if not names:
+        raise SearcherStorageError(
+            f"the Tune experiment at {experiment_path} holds no searcher checkpoint ({pattern}); it did not run an "
+            "Optuna searcher, so there is no study to extend"
+        )
+    with tempfile.TemporaryDirectory(prefix="coded-resnext-searcher-") as tmp:
+        with fs.open_input_stream(f"{path}/{names[-1]}") as src:
+            (Path(tmp) / names[-1]).write_bytes(src.readall())
+        holder = SweepOptunaSearch()
+        holder.restore_from_dir(tmp)
+    return holder.study_storage
 
 
 def check_url(url: str) -> None:
@@ -62,10 +98,16 @@ def check_url(url: str) -> None:
         ) from None
 
 
+CONNECT_TIMEOUT_S = 10  # a database that does not answer is an error after this long, not a hang
+
+
+def _connect_args(url: str) -> dict:
+    backend = sqlalchemy.engine.make_url(url).get_backend_name()
+    return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}} if backend in ("postgresql", "mysql") else {}
+
+
 def _engine(url: str):
-    parsed = sqlalchemy.engine.make_url(url)
-    connect_args = {"connect_timeout": 10} if parsed.get_backend_name() in ("postgresql", "mysql") else {}
-    return sqlalchemy.create_engine(url, connect_args=connect_args, poolclass=sqlalchemy.pool.NullPool)
+    return sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, **_connect_args(url))
 
 
 def study_hash(url: str, study: str) -> str | None:
@@ -87,7 +129,7 @@ def study_hash(url: str, study: str) -> str | None:
         reason = " ".join(str(getattr(err, "orig", err)).split())[:200]
         raise SearcherStorageError(
             f"tune.searcher_storage {shown!r}: cannot connect ({reason}); check the host, port, database and "
-            "credentials (PGPASSWORD), or leave it out for the local file"
+            "credentials (PGPASSWORD), or leave it out to keep the study with the sweep's Tune experiment"
         ) from None
     finally:
         engine.dispose()
@@ -99,12 +141,12 @@ def study_hash(url: str, study: str) -> str | None:
     return str(storage.get_study_user_attrs(study_id).get(HASH_ATTR, "unknown"))
 
 
-def check_study(url: str, study: str, space_hash: str, *, continuing: bool, given: bool) -> None:
-    """Before Ray starts: the storage (``given`` by the user, else the local default) is reachable, and a
-    study of this name, if any, is this space's; a fresh sweep does not silently continue an old study."""
+def check_study(url: str, study: str, space_hash: str, *, continuing: bool) -> None:
+    """Before Ray starts: the storage is reachable, and a study of this name, if any, is this space's; a
+    fresh sweep does not silently continue an old study."""
     shown = redact_uri(url)
     check_url(url)
-    if given and url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).parent.is_dir():
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).parent.is_dir():
         raise SearcherStorageError(f"tune.searcher_storage {shown!r}: its directory does not exist; create it first")
     found = study_hash(url, study)
     if found is not None and found != space_hash:
@@ -129,10 +171,13 @@ def make_searcher(
     constraints=(),
     budget: tuple[str, float] | None = None,
     reference: dict | None = None,
+    carried: optuna.storages.BaseStorage | None = None,
 ):
-    """The Tune searcher of ``tune.algorithm``; Optuna's keep their study in ``tune.searcher_storage``, are
-    told ``constraints`` and treat trials ending below ``budget`` as stopped (``optuna_search.py``).
-    ``reference``: one reference-control configuration handed out first and hidden from the search."""
+    """The Tune searcher of ``tune.algorithm``; Optuna's keep their study in ``tune.searcher_storage``
+    (else in memory, checkpointed by Tune with the experiment; ``carried``: an extension's study from the
+    previous experiment), are told ``constraints`` and treat trials ending below ``budget`` as stopped
+    (``optuna_search.py``). ``reference``: one reference-control configuration handed out first and hidden
+    from the search."""
     if tune.algorithm not in OPTUNA_ALGORITHMS:
         return BasicVariantGenerator(
             random_state=tune.seed + extension,
@@ -140,10 +185,10 @@ def make_searcher(
             points_to_evaluate=[reference] if reference else None,
         )
 
-    url = storage_url(tune.searcher_storage, study)
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    storage = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    url = storage_url(tune.searcher_storage)
+    storage = carried
+    if url is not None:
+        storage = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True, **_connect_args(url)})
     sampler = make_sampler(
         tune.algorithm,
         seed=tune.seed + extension,

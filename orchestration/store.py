@@ -31,7 +31,8 @@ class TrackingError(UserError):
 
 
 def default_tracking_uri(runs_dir: Path = DEFAULT_RUNS_DIR) -> str:
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    """The SQLite store under the working directory, used when no tracking URI is given (created only when
+    a command opens it: ``prepare_store``)."""
     return f"sqlite:///{(runs_dir / 'mlflow.db').resolve()}"
 
 
@@ -47,26 +48,55 @@ def prepare_store(uri: str) -> None:
 
     MLflow creates the schema (alembic migrations) the first time a process opens a store; two processes
     doing so at once on a file that does not exist yet both migrate and crash ("Online migration expected
-    to match one row"). Under the lock the first process migrates and the others find the schema done.
-    Servers and other stores migrate themselves; once per process and URI.
+    to match one row", "duplicate column name: step"). Under the lock the first process migrates and the
+    others find the schema done. Servers and other stores migrate themselves; once per process and URI.
+    A directory that cannot be created or a store MLflow cannot open is a one-line ``TrackingError``.
     """
     if not uri.startswith("sqlite:///") or uri in _PREPARED:
         return
     db = Path(uri.removeprefix("sqlite:///"))
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(db.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            MlflowClient(uri).search_experiments(max_results=1)  # opening the store runs its migrations
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    shown = redact_uri(uri)
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with open(db.with_name(db.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                MlflowClient(uri).search_experiments(max_results=1)  # opening the store runs its migrations
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    except OSError as err:
+        raise TrackingError(
+            f"tracking store {shown}: cannot create or lock it ({err.strerror or err}); pass --tracking-uri with a "
+            "directory you can write to"
+        ) from None
+    except MlflowException as err:
+        raise TrackingError(f"tracking store {shown} cannot be opened ({failure_reason(err)})") from None
     _PREPARED.add(uri)
 
 
+def open_store(uri: str | None) -> str:
+    """The tracking URI a command uses, ready: ``uri`` (else the default ``runs/mlflow.db`` under the
+    working directory, which the command names in its output), a fresh local store created and migrated
+    under the lock. Every entry point that reads or writes runs calls it first, so any mix of commands
+    started at once on a store that does not exist yet works."""
+    resolved = uri or default_tracking_uri()
+    prepare_store(resolved)
+    return resolved
+
+
+# An MLflow server whose own database is overloaded answers 400 BAD_REQUEST, not 503: a SQLAlchemy pool
+# timeout ("QueuePool limit of size 5 overflow 10 reached, connection timed out"), PostgreSQL out of
+# connections, a locked SQLite file. Not the client's mistake: retried like a 503 (found by
+# benchmarks/tracking_load.py with 64 writers, where treating it as a refusal dropped four trials' metrics).
+_OVERLOADED_STORE = ("QueuePool limit", "too many clients", "remaining connection slots", "database is locked")
+
+
 def is_transient(err: BaseException) -> bool:
-    """Worth retrying: the store was unreachable, timed out, overloaded (429) or failed inside (5xx)."""
+    """Worth retrying: the store was unreachable, timed out, overloaded (429, or its database out of
+    connections) or failed inside (5xx)."""
     if isinstance(err, MlflowException):
-        return err.get_http_status_code() == 429 or err.get_http_status_code() >= 500
+        status = err.get_http_status_code()
+        return status == 429 or status >= 500 or any(marker in str(err) for marker in _OVERLOADED_STORE)
     response = getattr(err, "response", None)  # requests.HTTPError from an artifact upload
     if response is not None and getattr(response, "status_code", None) is not None:
         return response.status_code == 429 or response.status_code >= 500

@@ -2,9 +2,9 @@
 one parent run. What runs inside a trial is ``trial.py``.
 
 Searchers: random / grid (``BasicVariantGenerator``), Optuna TPE, and multi-objective Optuna (NSGA-II or
-multi-objective TPE). Optuna studies live in ``tune.searcher_storage`` (default: a SQLite file beside the
-sweep's local state, ``runs/tune/<name>.optuna.db``; on a cluster the MLflow server's PostgreSQL), so
-``--extend`` continues the same study, from any driver: the sampler sees every earlier trial
+multi-objective TPE). An Optuna study travels with the sweep's Tune experiment (Tune checkpoints the
+searcher into the storage path; ``tune.searcher_storage`` puts it in a database instead), so ``--resume``
+and ``--extend`` continue the same study, from any driver: the sampler sees every earlier trial
 (``searcher.py``).
 
 Early stopping and the sweep's progress: ``tune.scheduler: moasha`` (``moasha.py``; its rung epochs report
@@ -41,12 +41,13 @@ from coded_resnext.orchestration.config import smoke_test_config
 from coded_resnext.orchestration.constraints import parse_constraints
 from coded_resnext.orchestration.errors import UserError
 from coded_resnext.orchestration.moasha import MultiObjectiveASHA
-from coded_resnext.orchestration.ray_runtime import storage_uri
+from coded_resnext.orchestration.ray_runtime import check_storage, storage_uri
 from coded_resnext.orchestration.reconcile import close_child_runs, trial_statuses, unfinished
 from coded_resnext.orchestration.redaction import redact_uri
 from coded_resnext.orchestration.search_space import CELL_KEY, SearchSpace, decode, default_reference_point, encode
 from coded_resnext.orchestration.searcher import (
     OPTUNA_ALGORITHMS,
+    carried_storage,
     check_study,
     fail_orphans,
     make_searcher,
@@ -85,6 +86,7 @@ class SweepOutcome:
     # marks (sweep_summary.standing); None when the store could not be read
     standing: pd.DataFrame | None = None
     experiment_id: str | None = None  # the MLflow experiment of the parent run (for links to its UI)
+    locations: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (what, where) it kept its state
 
 
 class Sweep:
@@ -98,11 +100,15 @@ class Sweep:
             self.base_cfg = smoke_test_config(self.base_cfg)
 
     # ---- naming and state ------------------------------------------------------------------------
+    def experiment_name(self, extension: int) -> str:
+        """The Tune experiment of the sweep (0) or of its ``extension``-th extension."""
+        return self.space.name if extension == 0 else f"{self.space.name}-ext{extension}"
+
     def experiment_names(self) -> list[str]:
         """The sweep's Tune experiments that exist in storage: the sweep itself, then its extensions."""
         names = []
         for k in range(0, 1000):
-            name = self.space.name if k == 0 else f"{self.space.name}-ext{k}"
+            name = self.experiment_name(k)
             if not tune.Tuner.can_restore(f"{self.storage_path}/{name}"):
                 break
             names.append(name)
@@ -170,6 +176,10 @@ class Sweep:
     # ---- Tune objects ---------------------------------------------------------------------------
     def _searcher(self, extension: int):
         t = self.space.tune
+        carried = None
+        if extension and t.algorithm in OPTUNA_ALGORITHMS and self.searcher_url is None:
+            # the study as the previous experiment's last checkpoint left it (it holds every earlier trial)
+            carried = carried_storage(f"{self.storage_path}/{self.experiment_name(extension - 1)}")
         return make_searcher(
             t,
             self._objectives(),
@@ -179,14 +189,16 @@ class Sweep:
             constraints=parse_constraints(t.constraints),
             budget=("epoch", self._max_t()) if t.scheduler == "moasha" else None,
             reference=reference_suggestion(self.space) if self._adds_reference(extension) else None,
+            carried=carried,
         )
 
     @property
     def searcher_url(self) -> str | None:
-        """The Optuna study's database, for the Optuna searchers (None for random and grid)."""
+        """The Optuna study's database, when one was given (None: random and grid, or a study that travels
+        with the Tune experiment's checkpoints)."""
         if self.space.tune.algorithm not in OPTUNA_ALGORITHMS:
             return None
-        return storage_url(self.space.tune.searcher_storage, self.space.name)
+        return storage_url(self.space.tune.searcher_storage)
 
     def planned_trials(self, samples: int) -> int:
         """Trials a Tune experiment of ``samples`` samples runs: each sample over every grid combination."""
@@ -196,6 +208,24 @@ class Sweep:
             if domain.kind == "grid" or (exhaustive and domain.kind == "choice"):
                 combos *= len(domain.values)
         return samples * combos
+
+    def locations(self) -> list[tuple[str, str]]:
+        """Where the sweep keeps its state, each with whether it is a default under the working directory
+        (said in the closing summary: the one case a sweep writes into the directory it was started from)."""
+        cwd_default = "the default, under the working directory; {} to put it elsewhere"
+        tracking = self.tracking_uri
+        if self.tracking_uri == default_tracking_uri():
+            tracking += f" ({cwd_default.format('--tracking-uri')})"
+        storage = self.storage_path
+        if not self.space.tune.storage_path:
+            storage += f" ({cwd_default.format('--storage-path')})"
+        out = [("tracking store", redact_uri(tracking)), ("Tune storage", storage)]
+        if self.space.tune.algorithm in OPTUNA_ALGORITHMS:
+            url = self.searcher_url
+            out.append(
+                ("searcher's study", redact_uri(url) if url else "with the Tune experiment (searcher-state-*.pkl)")
+            )
+        return out
 
     def resume_command(self) -> str:
         """The command line that finishes this sweep after an interruption."""
@@ -354,6 +384,7 @@ class Sweep:
     def check(self, resume: bool = False, extend: int | None = None) -> tuple[list[str], str | None]:
         """The sweep's existing Tune experiments and parent run; refuses a resume or extension of
         nothing, and a fresh start over an existing sweep. Needs no running Ray."""
+        check_storage(self.storage_path)
         existing = self.experiment_names()
         parent_id = self.find_parent() if existing else None  # nothing in storage: leave the store untouched
         if resume or extend:
@@ -368,11 +399,28 @@ class Sweep:
                 "--extend N to add trials, or set tune.name (or --name) for a new sweep"
             )
         if self.searcher_url is not None:
-            given = self.space.tune.searcher_storage is not None
-            check_study(
-                self.searcher_url, self.space.name, self.space.hash, continuing=bool(resume or extend), given=given
-            )
+            check_study(self.searcher_url, self.space.name, self.space.hash, continuing=bool(resume or extend))
+        elif parent_id is not None and self.space.tune.algorithm in OPTUNA_ALGORITHMS:
+            self._check_same_space(parent_id)
         return existing, parent_id
+
+    def _check_same_space(self, parent_id: str) -> None:
+        """A study carried with the experiment was made by the space whose hash the parent run records:
+        continuing it with another space would feed the sampler trials from a different search."""
+        client = MlflowClient(self.tracking_uri)
+        params = call_with_retry(
+            lambda: client.get_run(parent_id).data.params,
+            what="read the sweep's parent run",
+            display_uri=redact_uri(self.tracking_uri),
+            deadline=time.monotonic() + 120,
+        )
+        found = params.get("search_space.hash")
+        if found is not None and found != self.space.hash:
+            raise UserError(
+                f"sweep {self.space.name!r} in {self.storage_path} was made by another search space (hash {found}, "
+                f"this one {self.space.hash}); set tune.name (or --name) for a new sweep, or restore the space it was "
+                "made with"
+            )
 
     def run(self, resume: bool = False, extend: int | None = None) -> SweepOutcome:
         existing, parent_id = self.check(resume, extend)
@@ -425,6 +473,7 @@ class Sweep:
         outcome = SweepOutcome(parent.run_id, path, rows, failed, self._planned(parent, name))
         outcome.experiment_id = parent.experiment_id
         experiment = self.base_cfg.tracking.experiment
+        outcome.locations = self.locations()
         if self._interrupted(outcome, parent):
             outcome.standing = try_standing(self.tracking_uri, experiment, parent.run_id, self._objectives())
             status = f"interrupted after {outcome.done} of {outcome.planned or '?'} trials; continue with "

@@ -197,6 +197,8 @@ def print_outcome(outcome, objectives: dict[str, str], tracking_uri: str, experi
                 print(f"    {r[Tag.TRIAL_ID]}: {shown}", file=stream)
     print(f"\nMLflow parent run {outcome.parent_run_id} at {tracking_uri}", file=stream)
     print(f"Tune experiment: {outcome.experiment_path}", file=stream)
+    for what, where in outcome.locations:
+        print(f"{what + ':':<17} {where}", file=stream)
     if tracking_uri.startswith("sqlite:"):
         print(f"look at it with:  mlflow ui --backend-store-uri {tracking_uri}", file=stream)
     if outcome.experiment_id is not None:

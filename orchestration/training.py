@@ -45,6 +45,7 @@ from coded_resnext.orchestration.config import RunConfig
 from coded_resnext.orchestration.errors import UserError
 from coded_resnext.orchestration.lineage import Lineage
 from coded_resnext.orchestration.optimizer import make_optimizer
+from coded_resnext.orchestration.resources import check_fits, is_out_of_memory, out_of_memory_error
 from coded_resnext.orchestration.run_records import finish_run, log_run_start
 from coded_resnext.orchestration.sessions import LocalSession, Session
 from coded_resnext.orchestration.tracking import start_on_every_rank
@@ -240,7 +241,28 @@ def train_loop(
     every figure the search ranks and the report shows (``run_evaluation``).
     ``rung_epochs`` (1-based; a multi-objective scheduler's rungs): those epochs' reports also carry every
     objective of a search (``rung_metrics``).
+
+    A configuration that cannot fit its device is a ``ResourceError`` before the model is allocated and
+    before its MLflow run is opened (``resources.check_fits``); an allocator failure the estimate missed
+    becomes the same kind of one-line error, its run marked FAILED.
     """
+    try:
+        return _train_loop(cfg, session, lineage, progress, measure_test=measure_test, rung_epochs=rung_epochs)
+    except BaseException as err:
+        if is_out_of_memory(err):
+            raise out_of_memory_error(cfg, err) from None
+        raise
+
+
+def _train_loop(
+    cfg: RunConfig,
+    session: Session,
+    lineage: Lineage,
+    progress: Progress,
+    *,
+    measure_test: bool,
+    rung_epochs: Collection[int],
+) -> LoopResult:
     chief = session.rank == 0
     state = session.restore()
     done = session.broadcast(lineage.finished_metrics(cfg.tracking.uri, cfg.tracking.experiment) if chief else None)
@@ -259,6 +281,7 @@ def train_loop(
             "to evaluate on; set data.val_fraction in (0, 1)"
         )
     schemes = None if state is None else resume_schemes(cfg, state, bundle.num_classes, bundle.in_chans)
+    check_fits(cfg, bundle.num_classes, bundle.in_chans, bundle.image_size, device, session.world_size)
     model = build_model(cfg, bundle.num_classes, bundle.in_chans, schemes)
     model = model.to(device, memory_format=torch.channels_last)
     model = acceleration.sync_batchnorm(model, cfg.train.sync_batchnorm, session.world_size)

@@ -29,6 +29,7 @@ from coded_resnext.orchestration.constraints import INFEASIBLE_KEY, parse_constr
 from coded_resnext.orchestration.lineage import Lineage
 from coded_resnext.orchestration.moasha import rung_milestones
 from coded_resnext.orchestration.ray_train import make_trainer
+from coded_resnext.orchestration.resources import ResourceError
 from coded_resnext.orchestration.search_space import CELL_KEY, SearchSpace
 from coded_resnext.orchestration.sessions import TuneSession
 from coded_resnext.orchestration.training import Progress, train_loop
@@ -78,7 +79,12 @@ def run_trial(sampled: dict[str, Any], ctx: TrialContext) -> None:
         return
     if cfg.train.num_workers == 1:
         torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
-        train_loop(cfg, TuneSession(), lineage, Progress("none", cfg.train.epochs), rung_epochs=ctx.rung_epochs)
+        try:
+            train_loop(cfg, TuneSession(), lineage, Progress("none", cfg.train.epochs), rung_epochs=ctx.rung_epochs)
+        except ResourceError as err:
+            if not err.before_allocation:
+                raise
+            end_infeasible(cfg, lineage, str(err), architecture_before_training(cfg))  # as a failed constraint
         return
 
     trainer = make_trainer(
@@ -146,9 +152,9 @@ def architecture_before_training(cfg) -> dict[str, float]:
         bundle = build_dataset(data_spec(cfg))
         shape = (bundle.num_classes, bundle.in_chans)
     classes, chans = shape
-    with torch.device("meta"):
+    with torch.device("meta"):  # the extracted classifiers too: a model of terabytes is measured, not allocated
         model = build_model(cfg, classes, chans)
-    return architecture_metrics(model, choose_classes(classes, cfg.eval.binary_classes, cfg.seed))
+        return architecture_metrics(model, choose_classes(classes, cfg.eval.binary_classes, cfg.seed))
 
 
 def end_if_infeasible(cfg, lineage: Lineage, constraints) -> bool:
@@ -159,11 +165,18 @@ def end_if_infeasible(cfg, lineage: Lineage, constraints) -> bool:
     broken = violated(constraints, metrics)
     if not broken:
         return False
+    end_infeasible(cfg, lineage, "; ".join(broken), metrics)
+    return True
+
+
+def end_infeasible(cfg, lineage: Lineage, reason: str, metrics: dict[str, float]) -> None:
+    """End a trial that cannot or must not train (a failed constraint, a configuration too large for its
+    device): its MLflow run, tagged ``infeasible`` with ``reason`` and ``metrics``, finished at once, and
+    one report to Tune with ``infeasible`` = 1, which the searcher tells Optuna as a pruned trial."""
     tags = {Tag.ROLE: Role.TRIAL, Tag.EXPERIMENT_HASH: cfg.experiment_hash, Tag.INFEASIBLE: "true"}
-    tags[Tag.INFEASIBLE_REASON] = "; ".join(broken)
+    tags[Tag.INFEASIBLE_REASON] = reason
     tracker = lineage.open(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.run_name, None, tags)
     tracker.log_params(cfg.flat())
     tracker.log_metrics(metrics, step=0)
     tracker.finish("FINISHED")
     ray.tune.report({**metrics, "epoch": 0, INFEASIBLE_KEY: 1.0})
-    return True

@@ -218,15 +218,28 @@ class PostgresCluster:
 
 class MlflowServer:
     """``mlflow server`` on 127.0.0.1 with ``backend_uri`` as its store and proxied artifacts under
-    ``artifacts``; ``restart()`` brings it back on the same port and store."""
+    ``artifacts`` (a local directory, or an object-store URI such as ``s3://bucket/prefix`` with ``env``
+    naming its endpoint and credentials, and ``log_dir`` for the server's log); ``restart()`` brings it
+    back on the same port and store."""
 
-    def __init__(self, backend_uri: str, artifacts: Path, *, port: int | None = None, workers: int = 1) -> None:
+    def __init__(
+        self,
+        backend_uri: str,
+        artifacts: Path | str,
+        *,
+        port: int | None = None,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        log_dir: Path | None = None,
+    ) -> None:
         self.backend_uri = backend_uri
-        self.artifacts = Path(artifacts)
+        self.artifacts = artifacts if "://" in str(artifacts) else Path(artifacts)
         self.port = port or free_port()
         self.workers = workers
+        self.env = dict(env or {})
         self.proc: subprocess.Popen | None = None
-        self.log_path = self.artifacts.parent / f"mlflow-server-{self.port}.log"
+        log_dir = Path(log_dir) if log_dir is not None else Path(self.artifacts).parent
+        self.log_path = log_dir / f"mlflow-server-{self.port}.log"
         self._log = None
         self.starts = 0
         self.startup_seconds: list[float] = []
@@ -245,8 +258,9 @@ class MlflowServer:
     def start(self, timeout: float = 120) -> MlflowServer:
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("mlflow server already running")
-        self.artifacts.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1"}
+        if isinstance(self.artifacts, Path):
+            self.artifacts.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.env, "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1"}
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         started = time.monotonic()
         self.proc = subprocess.Popen(

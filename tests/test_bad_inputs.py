@@ -732,6 +732,71 @@ ACCELERATION_CASES = [
     ),
 ]
 
+
+def _s3_endpoint_nobody_answers(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An S3-compatible endpoint on a closed loopback port (what a mistyped AWS_ENDPOINT_URL gives)."""
+    for key, value in {"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ACCESS_KEY_ID": "testing"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+ONE_TRIAL = "search: {loss.mu: {choice: [1]}}\ntune: {num_samples: 1}\n"
+# Issue 20: what a cluster throws. A missing bucket needs an S3 server: test_missing_bucket_is_one_line below.
+CLUSTER_CASES = [
+    Case(
+        "ray-address-refuses-connections",
+        [*TUNE, "--address", "127.0.0.1:1", "--storage-path", "{d}/ray"],
+        "--address 127.0.0.1:1: no Ray cluster answers at 127.0.0.1:1",
+        "ray start --head",
+        {"space.yaml": ONE_TRIAL},
+    ),
+    Case(
+        "ray-address-not-host-port",
+        [*TUNE, "--address", "head:port", "--storage-path", "{d}/ray"],
+        "--address head:port: not host:port",
+        "ray://head:10001",
+        {"space.yaml": ONE_TRIAL},
+    ),
+    Case(
+        "storage-s3-endpoint-unreachable",
+        [*TUNE, "--storage-path", "s3://bucket/sweeps"],
+        "--storage-path s3://bucket/sweeps: cannot use it",
+        "check the endpoint (AWS_ENDPOINT_URL",
+        {"space.yaml": ONE_TRIAL},
+        _s3_endpoint_nobody_answers,
+    ),
+    Case(
+        "train-storage-s3-endpoint-unreachable",
+        [*TRAIN, "--set", "train.num_workers=2", "--storage-path", "s3://bucket/train"],
+        "--storage-path s3://bucket/train: cannot use it",
+        "check the endpoint",
+        {"run.yaml": QUICK},
+        _s3_endpoint_nobody_answers,
+    ),
+    Case(
+        "searcher-storage-no-answer",
+        TUNE,
+        "cannot connect",
+        "check the host, port",
+        {"space.yaml": MOTPE % "postgresql+psycopg2://nobody@10.255.255.1:5432/optuna"},  # unroutable: time-out
+    ),
+    Case(
+        "config-model-too-large-for-memory",
+        [*TRAIN, "--set", "model.width_multiplier=1000"],
+        "model.width_multiplier=1000: training needs about",
+        "choose a smaller width multiplier",
+        {"run.yaml": QUICK},
+    ),
+    Case(
+        "config-batch-too-large-for-memory",
+        [*TRAIN, "--set", "optim.batch_size=50000000"],
+        "optim.batch_size=50000000: training needs about",
+        "choose a smaller batch",
+        {"run.yaml": QUICK},
+    ),
+]
+
 CASES = (
     CONFIG_CASES
     + SCHEME_CASES
@@ -742,6 +807,7 @@ CASES = (
     + SEARCH_SPACE_CASES
     + OBSERVABILITY_CASES
     + ACCELERATION_CASES
+    + CLUSTER_CASES
 )
 
 
@@ -805,6 +871,10 @@ def _snapshot(ws: Path) -> dict[str, str]:
     ids=[c.id for c in CASES],
 )
 def test_bad_input_is_one_line_nonzero_no_traceback_and_changes_nothing(case, workspace, tmp_path, monkeypatch, capsys):
+    _check(case, workspace, tmp_path, monkeypatch, capsys)
+
+
+def _check(case: Case, workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     d = tmp_path
     for name, content in case.files.items():
         path = d / name
@@ -849,3 +919,32 @@ def test_bad_input_is_one_line_nonzero_no_traceback_and_changes_nothing(case, wo
 def test_the_corpus_covers_every_kind_of_input():
     kinds = {"config": CONFIG_CASES, "scheme": SCHEME_CASES, "data": DATA_CASES, "checkpoint": CHECKPOINT_CASES}
     assert all(kinds.values()) and len(CASES) >= 25 and len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """moto's S3-compatible server on 127.0.0.1 (a stand-in for an object store), stopped after the module."""
+    from moto.server import ThreadedMotoServer
+    from servers import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def test_a_storage_path_in_a_missing_bucket_is_one_line(s3_server, workspace, tmp_path, monkeypatch, capsys):
+    def endpoint(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        _s3_endpoint_nobody_answers(d, monkeypatch)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+
+    case = Case(
+        "storage-s3-missing-bucket",
+        [*TUNE, "--storage-path", "s3://no-such-bucket/sweeps"],
+        "--storage-path s3://no-such-bucket/sweeps: cannot use it",
+        "create the bucket first",
+        {"space.yaml": ONE_TRIAL},
+        endpoint,
+    )
+    _check(case, workspace, tmp_path, monkeypatch, capsys)

@@ -304,14 +304,14 @@ def test_resume_closes_runs_and_fails_optuna_trials_the_restored_experiment_does
 
     monkeypatch.chdir(tmp_path)
     uri = store
-    sweep = Sweep(load_search_space(_space(tmp_path)), uri)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    sweep = Sweep(load_search_space(_space(tmp_path, searcher_storage=url)), uri)
     parent = sweep.open_parent(None)
     runs = {
         trial_id: RunTracker(uri, "study", tags={"role": "trial", "trial_id": trial_id}, parent_run_id=parent.run_id)
         for trial_id in ("known", "orphan")
     }
-    url = storage_url(None, "study")
-    Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True)
+    assert storage_url(sweep.space.tune.searcher_storage) == url
     study = optuna.create_study(study_name="study", storage=url, directions=["maximize", "minimize", "minimize"])
     for trial_id in ("known", "orphan"):
         study.ask().set_user_attr(TRIAL_ATTR, trial_id)

@@ -323,6 +323,31 @@ def test_a_refusal_is_an_error_not_a_retry(tmp_path, monkeypatch):
     assert len(calls) == 1 and tracker.pending() == 0
 
 
+def test_a_server_whose_database_is_out_of_connections_is_retried_not_a_refusal(tmp_path, monkeypatch):
+    """MLflow answers 400 when its SQLAlchemy pool times out under load (benchmarks/tracking_load.py, 64
+    writers): the batch waits and goes through once the server has a connection again, exactly once."""
+    from mlflow.exceptions import RestException
+
+    monkeypatch.chdir(tmp_path)
+    tracker = _tracker(tmp_path)
+    real, calls = tracker.client.log_batch, []
+
+    def overloaded_then_fine(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RestException(
+                {"error_code": "BAD_REQUEST", "message": "QueuePool limit of size 5 overflow 10 reached, connection "
+                 "timed out, timeout 30.00 (Background on this error at: https://sqlalche.me/e/21/3o7r)"}
+            )  # fmt: skip
+        return real(*args, **kwargs)
+
+    tracker.client.log_batch = overloaded_then_fine
+    tracker.log_metrics({"a": 1.0}, 0)  # buffered, not raised
+    assert tracker.pending() == 1
+    tracker.finish()
+    assert len(calls) == 2 and [m.step for m in tracker.client.get_metric_history(tracker.run_id, "a")] == [0]
+
+
 def test_an_unreachable_server_at_start_is_one_clear_line(tmp_path):
     from coded_resnext.orchestration.tracking import RunTracker
 

@@ -455,7 +455,9 @@ def test_a_moasha_sweep_with_constraints_and_a_reference_control(tmp_path, monke
     for run in trained:  # the rung epoch (1) reported every objective
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "early_exit/compute_at_99pct_accuracy")]
         assert steps[0] == 0, run.data.tags
-    study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path / 'runs/tune/mo.optuna.db'}")
+    from coded_resnext.orchestration.searcher import carried_storage
+
+    study = optuna.load_study(study_name=None, storage=carried_storage(str(tmp_path / "runs" / "ray" / "mo")))
     told = study.get_trials()
     assert len(told) == 4  # the reference control never reached the searcher
     pruned = [t for t in told if t.state == optuna.trial.TrialState.PRUNED]

@@ -2,8 +2,8 @@
 
 - kill -9 of the driver's whole process group right after a trial starts (its MLflow run exists, Tune's
   snapshot may not know it), then ``--resume`` from another working directory with the Optuna study in
-  PostgreSQL: no run left RUNNING, no finished trial trained again, the study's history kept and its
-  orphaned trial (if any) failed;
+  PostgreSQL, or carried with the Tune experiment (the default): no run left RUNNING, no finished trial
+  trained again, the study's history kept and its orphaned trial (if any) failed;
 - Ctrl-C of an ablation: it says it was interrupted, on the parent run too, and closes its trial runs.
 """
 
@@ -53,8 +53,11 @@ def _wait_for(predicate, driver: subprocess.Popen, timeout: float, what: str) ->
     pytest.fail(f"timed out waiting until {what}")
 
 
-def test_a_driver_killed_right_after_a_trial_starts_resumes_from_elsewhere_with_the_study_kept(tmp_path):
+@pytest.mark.parametrize("study_in", ["postgresql", "tune-experiment"])
+def test_a_driver_killed_right_after_a_trial_starts_resumes_from_elsewhere_with_the_study_kept(tmp_path, study_in):
     import optuna
+
+    from coded_resnext.orchestration.searcher import carried_storage
 
     if reason := postgres_unavailable():
         pytest.skip(reason)
@@ -79,7 +82,9 @@ def test_a_driver_killed_right_after_a_trial_starts_resumes_from_elsewhere_with_
     with PostgresCluster() as pg:
         study_url = pg.create_database("optuna")
         args = ["tune", str(space), "--smoke-test", "--tracking-uri", uri, "--storage-path", str(storage),
-                "--searcher-storage", study_url, "--num-cpus", "1"]  # fmt: skip
+                "--num-cpus", "1"]  # fmt: skip
+        if study_in == "postgresql":
+            args += ["--searcher-storage", study_url]
         first, second = tmp_path / "head-a", tmp_path / "head-b"
         first.mkdir()
         second.mkdir()
@@ -107,11 +112,16 @@ def test_a_driver_killed_right_after_a_trial_starts_resumes_from_elsewhere_with_
         for run in done:
             steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "train/loss")]
             assert sorted(steps) == [0, 1]
-        trials = optuna.load_study(study_name="killed", storage=study_url).trials
+        if study_in == "postgresql":
+            trials = optuna.load_study(study_name="killed", storage=study_url).trials
+        else:  # the study as the experiment's last searcher checkpoint holds it, read from the storage path alone
+            trials = optuna.load_study(study_name="killed", storage=carried_storage(str(storage / "killed"))).trials
         states = sorted(t.state.name for t in trials)
         assert states.count("COMPLETE") == 3 and "RUNNING" not in states
-        assert states.count("FAIL") == len(killed)  # the orphan's Optuna trial, failed on resume
-        assert not (second / "runs" / "tune").exists()  # the study was nowhere but in PostgreSQL
+        # the orphan's Optuna trial, failed on resume; a study checkpointed with the experiment has no orphan:
+        # what the driver asked for after its last checkpoint was never saved, in the study or the experiment
+        assert states.count("FAIL") == (len(killed) if study_in == "postgresql" else 0)
+        assert not (second / "runs").exists() and not (first / "runs").exists()  # nothing beside either driver
 
 
 def test_ctrl_c_of_an_ablation_says_so_and_closes_its_runs(tmp_path):

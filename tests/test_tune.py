@@ -117,6 +117,14 @@ def test_multi_objective_sweep_nests_runs_refuses_rerun_and_extends_with_history
     assert main(["tune", str(path), "--smoke-test", "--tracking-uri", uri]) == 2
     err = capsys.readouterr().err.strip()
     assert "--resume" in err and "--extend" in err and "\n" not in err
+    # ... but a sweep of the same name in another storage path and store starts afresh: nothing is shared
+    import dataclasses
+
+    from coded_resnext.orchestration.sweep import Sweep
+
+    elsewhere = load_search_space(path)
+    elsewhere.tune = dataclasses.replace(elsewhere.tune, storage_path=str(in_tmp / "elsewhere"))
+    assert Sweep(elsewhere, f"sqlite:///{in_tmp / 'other.db'}", smoke_test=True).check() == ([], None)
 
     # Extending adds trials under the same parent; the Optuna study holds the earlier ones too.
     assert main(["tune", str(path), "--smoke-test", "--tracking-uri", uri, "--extend", "1"]) == 0
@@ -126,9 +134,13 @@ def test_multi_objective_sweep_nests_runs_refuses_rerun_and_extends_with_history
     assert not [r for r in runs if r.info.status == "RUNNING"]
     import optuna
 
-    storage = f"sqlite:///{in_tmp / 'runs' / 'tune' / 'mo.optuna.db'}"
-    (summary,) = optuna.study.get_all_study_summaries(storage)
+    from coded_resnext.orchestration.searcher import carried_storage
+
+    # the study travelled with the Tune experiments (their searcher checkpoints), not beside the driver
+    assert not (in_tmp / "runs" / "tune").exists()
+    (summary,) = optuna.study.get_all_study_summaries(carried_storage(str(in_tmp / "runs" / "ray" / "mo-ext1")))
     assert summary.n_trials == 3
+    assert "searcher's study: with the Tune experiment" in capsys.readouterr().out
 
     # The finished sweep's front, measured once on the test split; its parent gets val beside test.
     capsys.readouterr()

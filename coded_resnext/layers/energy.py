@@ -25,6 +25,8 @@ tensor of the c_n, and everything else, the Gram matrices included, is unchanged
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -32,6 +34,14 @@ from torch import Tensor
 # Mean energies below this are treated as this (an all-removed or all-zero block), so the
 # normalizer never divides by zero. Far below any real activation energy.
 ENERGY_EPS = 1e-12
+
+
+def _full_precision(device_type: str):
+    """Autocast off for the energy math; on the meta device (a shape-only forward, e.g. a memory estimate)
+    there is no autocast to turn off, and ``torch.autocast`` refuses the device."""
+    if device_type == "meta":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, enabled=False)
 
 
 def _energy_dtype(x: Tensor) -> torch.dtype:
@@ -42,7 +52,7 @@ def _energy_dtype(x: Tensor) -> torch.dtype:
 def expand_gram(expand_weight: Tensor, num_branches: int) -> Tensor:
     """W_n^T W_n per branch, (N, d, d), in at least float32, from the expand weight (C_out, N*d, 1, 1)."""
     c_out = expand_weight.shape[0]
-    with torch.autocast(device_type=expand_weight.device.type, enabled=False):
+    with _full_precision(expand_weight.device.type):
         w = expand_weight.to(_energy_dtype(expand_weight)).reshape(c_out, num_branches, -1)  # (C_out, N, d)
         return torch.einsum("cnd,cne->nde", w, w)
 
@@ -54,7 +64,7 @@ def branch_energies_from_gram(h: Tensor, gram: Tensor, out_channels: int | Tenso
     folded into it (``coded_resnext.extraction.fusion``), so energies never depend on the folded weight."""
     layout = _BranchLayout(h, gram.shape[0])
     dtype = torch.promote_types(_energy_dtype(h), gram.dtype)
-    with torch.autocast(device_type=h.device.type, enabled=False):
+    with _full_precision(h.device.type):
         return _raw_energies(layout, layout.split(h).to(dtype), gram.to(dtype), out_channels)[1]
 
 
@@ -225,7 +235,7 @@ class _NormalizedBranches(torch.autograd.Function):
     def forward(ctx, h, gram, keep, drop, normalizer_branches, out_channels):
         layout = _BranchLayout(h, gram.shape[0])
         dtype = torch.promote_types(_energy_dtype(h), gram.dtype)
-        with torch.autocast(device_type=h.device.type, enabled=False):
+        with _full_precision(h.device.type):
             x = layout.split(h).to(dtype)
             moments, raw = _raw_energies(layout, x, gram.to(dtype), out_channels)
             energies, scale = _normalize(raw, keep, drop, normalizer_branches)
@@ -240,7 +250,7 @@ class _NormalizedBranches(torch.autograd.Function):
         h, gram, moments, raw, keep, drop = ctx.saved_tensors
         layout = _BranchLayout(h, gram.shape[0])
         dtype = moments.dtype
-        with torch.autocast(device_type=h.device.type, enabled=False):
+        with _full_precision(h.device.type):
             x = layout.split(h).to(dtype)
             # every elementwise op below on one dtype: CPU kernels that mix dtypes (bf16 * float32, or
             # out= in another dtype) take a scalar path, 2-3x slower than a conversion and a vectorized op

@@ -171,9 +171,9 @@ def _trained_source(args: argparse.Namespace, threshold):
     from coded_resnext.orchestration.checkpoint import load_checkpoint
     from coded_resnext.orchestration.config import config_from_dict
     from coded_resnext.orchestration.operating_point import load_run_checkpoint, operating_point, run_curve
-    from coded_resnext.orchestration.store import default_tracking_uri
+    from coded_resnext.orchestration.store import open_store
 
-    uri = args.tracking_uri or default_tracking_uri()
+    uri = open_store(args.tracking_uri)
     client = MlflowClient(uri)
     state = load_run_checkpoint(client, args.run_id, uri) if args.run_id else load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(state)

@@ -57,14 +57,14 @@ def _run(args: argparse.Namespace) -> int:
         sweep_front,
         sweep_trials,
     )
-    from coded_resnext.orchestration.store import default_tracking_uri
+    from coded_resnext.orchestration.store import open_store
     from coded_resnext.orchestration.tracking import RunTracker
 
     if args.sweep and not (args.front or args.all):
         raise UserError("--sweep NAME needs --front (the runs on its Pareto front) or --all (every finished run)")
     if (args.front or args.all) and not args.sweep:
         raise UserError(f"--{'front' if args.front else 'all'} goes with --sweep NAME")
-    uri = args.tracking_uri or default_tracking_uri()
+    uri = open_store(args.tracking_uri)
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)

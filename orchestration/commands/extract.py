@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     from coded_resnext.orchestration.build import model_from_checkpoint
     from coded_resnext.orchestration.checkpoint import load_checkpoint
     from coded_resnext.orchestration.operating_point import check_at_accuracy, load_run_checkpoint, parse_threshold
-    from coded_resnext.orchestration.store import default_tracking_uri
+    from coded_resnext.orchestration.store import open_store
     from coded_resnext.orchestration.tracking import RunTracker
 
     if not args.out.parent.exists():
@@ -91,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
     threshold = parse_threshold(args.threshold) if args.threshold is not None else None
     if args.at_accuracy is not None:
         check_at_accuracy(args.at_accuracy)
-    uri = args.tracking_uri or default_tracking_uri()
+    uri = open_store(args.tracking_uri)
     if args.run_id:
         from mlflow.tracking import MlflowClient
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from coded_resnext.orchestration.commands.options import check_option
 from coded_resnext.orchestration.errors import UserError
-from coded_resnext.orchestration.store import default_tracking_uri
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from coded_resnext.orchestration.store import open_store
     from coded_resnext.results.pareto import DEFAULT_OBJECTIVES, parse_objective
     from coded_resnext.results.report import ReportOptions, build_report
 
@@ -51,7 +51,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out}: exists and is not a directory")
     options = ReportOptions(
-        tracking_uri=args.tracking_uri or default_tracking_uri(),
+        tracking_uri=open_store(args.tracking_uri),
         parent_run_id=args.parent,
         objectives=objectives,
         top=args.top,

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from coded_resnext.orchestration.commands.options import add_overrides
-from coded_resnext.orchestration.store import default_tracking_uri
 from coded_resnext.results.schema import Tag
 
 
@@ -42,14 +41,14 @@ def _run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from coded_resnext.orchestration.config import load_config, smoke_test_config
+    from coded_resnext.orchestration.store import open_store
     from coded_resnext.orchestration.training import fit
 
     cfg = load_config(args.config, args.overrides)
     if args.smoke_test:
         cfg = smoke_test_config(cfg)
-    if args.tracking_uri:
-        cfg.tracking = dataclasses.replace(cfg.tracking, uri=args.tracking_uri)
-    uri = cfg.tracking.uri or default_tracking_uri()
+    uri = open_store(args.tracking_uri or cfg.tracking.uri)
+    cfg.tracking = dataclasses.replace(cfg.tracking, uri=uri)
     if cfg.train.num_workers > 1:
         return _run_distributed(cfg, args, uri)
     result = fit(cfg, resume=args.resume, checkpoint_root=args.checkpoint_root)
@@ -72,11 +71,12 @@ def _run_distributed(cfg, args: argparse.Namespace, uri: str) -> int:
 
     from coded_resnext.orchestration.errors import UserError
     from coded_resnext.orchestration.lineage import Lineage
-    from coded_resnext.orchestration.ray_runtime import ray_session, storage_uri
+    from coded_resnext.orchestration.ray_runtime import check_storage, ray_session, storage_uri
     from coded_resnext.orchestration.ray_train import make_trainer
 
     cfg.tracking = dataclasses.replace(cfg.tracking, uri=uri)
     storage = storage_uri(args.storage_path, Path("runs") / "ray")
+    check_storage(storage)
     name = f"train-{cfg.experiment_hash}"
     exists = "://" not in storage and (Path(storage) / name).exists()
     if exists and not args.resume:

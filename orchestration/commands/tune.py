@@ -46,8 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--searcher-storage",
         metavar="URL",
-        help="database of the Optuna study (e.g. postgresql+psycopg2://user@db/optuna), so --resume/--extend "
-        "work from any driver (default: runs/tune/NAME.optuna.db)",
+        help="keep the Optuna study in this database (e.g. postgresql+psycopg2://user@db/optuna) rather than "
+        "with the sweep's Tune experiment in --storage-path (the default; --resume/--extend find it either way)",
     )
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite file under runs/)")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
