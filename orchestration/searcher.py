@@ -128,10 +128,12 @@ def make_searcher(
     constraints=(),
     budget: tuple[str, float] | None = None,
     reference: dict | None = None,
+    in_memory: bool = False,
 ):
     """The Tune searcher of ``tune.algorithm``; Optuna's keep their study in ``tune.searcher_storage``, are
     told ``constraints`` and treat trials ending below ``budget`` as stopped (``optuna_search.py``).
-    ``reference``: one reference-control configuration handed out first and hidden from the search."""
+    ``reference``: one reference-control configuration handed out first and hidden from the search.
+    ``in_memory``: the study in Optuna's in-memory storage, nothing written (``coded-resnext simulate``)."""
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -147,10 +149,12 @@ def make_searcher(
     from coded_resnext.orchestration.reference_control import WithReferenceControl
     from coded_resnext.orchestration.samplers import make_sampler
 
-    url = storage_url(tune.searcher_storage, study)
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    storage = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    storage = None  # in memory
+    if not in_memory:
+        url = storage_url(tune.searcher_storage, study)
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        storage = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
     sampler = make_sampler(
         tune.algorithm,
         seed=tune.seed + extension,
