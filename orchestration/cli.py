@@ -11,7 +11,18 @@ import os
 import sys
 from collections.abc import Sequence
 
-from coded_resnext.orchestration.commands import ablate, bench, codes, evaluate, extract, models, report, train, tune
+from coded_resnext.orchestration.commands import (
+    ablate,
+    bench,
+    codes,
+    evaluate,
+    extract,
+    models,
+    report,
+    simulate,
+    train,
+    tune,
+)
 from coded_resnext.orchestration.errors import USER_ERRORS
 
 
@@ -24,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (train, tune, ablate, evaluate, extract, codes, models, bench, report):
+    for module in (train, tune, ablate, evaluate, extract, codes, models, bench, report, simulate):
         module.register(sub)
     return parser
 
