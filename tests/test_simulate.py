@@ -425,3 +425,23 @@ def test_simulation_speed_is_thousands_of_results_per_second(space):
     started = time.perf_counter()
     out = sim.run()
     assert out.epochs == 40 * 27 and time.perf_counter() - started < 20
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(600)
+def test_a_real_tune_run_and_its_simulation_make_the_same_decisions():
+    # Local Ray, Tune's controller, the real MO-ASHA, a trainable sleeping each recorded epoch (2 s for the
+    # median epoch: Ray's trial start-up and result delivery are small against it) against the simulation.
+    from coded_resnext.orchestration.simulation.faithfulness import compare
+
+    rng = np.random.default_rng(1)
+    n = 10
+    curves = tiny_curves(
+        acc=[sorted(rng.uniform(0.3, 0.9, 4)) for _ in range(n)],
+        size=list(rng.uniform(0.2, 0.8, n)),
+        seconds=list(rng.uniform(1, 3, n)),
+    )
+    agreement = compare(
+        curves, Arm("replay", "moasha", reduction_factor=2), OBJ, REF, workers=3, order=range(n), seconds_per_epoch=2.0
+    )
+    assert agreement.pairs >= n and agreement.share >= 0.85, agreement.describe()
