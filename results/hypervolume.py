@@ -87,8 +87,11 @@ def nondominated_ranks(points: np.ndarray) -> np.ndarray:
         return ranks
     if n > 4096:  # the (n, n, m) comparison would not fit in memory comfortably: chunked counts, peeled
         return _peeled_ranks(points)
-    no_worse = (points[:, None, :] <= points[None, :, :]).all(-1)
-    better = (points[:, None, :] < points[None, :, :]).any(-1)
+    no_worse = np.ones((n, n), dtype=bool)
+    better = np.zeros((n, n), dtype=bool)
+    for column in points.T:  # objective by objective: numpy reduces a short last axis slowly
+        no_worse &= column[:, None] <= column[None, :]
+        better |= column[:, None] < column[None, :]
     dominates = no_worse & better  # [i, j]: i dominates j
     counts = dominates.sum(0)
     remaining = np.ones(n, dtype=bool)
