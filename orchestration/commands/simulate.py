@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+from coded_resnext.orchestration.commands.options import add_overrides
 from coded_resnext.orchestration.errors import UserError
 
 DESCRIPTION = """\
@@ -40,6 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("space", type=Path, nargs="?", help="search-space YAML the curves were recorded with")
     p.add_argument("--curves", type=Path, help="recorded curves (Parquet; benchmarks/record_curves.py writes one)")
+    add_overrides(
+        p,
+        "override a value of SPACE, e.g. --set train.epochs=9: trials of 9 epochs, the recorded curves cut there "
+        "(an approximation: a 9-epoch run anneals its learning rate sooner)",
+    )
     p.add_argument("--from-sweep", metavar="NAME", help="replay a finished full-budget sweep's curves from MLflow")
     p.add_argument("--tracking-uri", help="MLflow store of --from-sweep (default: runs/mlflow.db here)")
     p.add_argument("--experiment", help="--from-sweep: the MLflow experiment (default: search them all)")
@@ -89,8 +95,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.processes < 1:
         raise UserError(f"--processes {args.processes}: needs at least 1")
     if args.from_sweep:
-        if args.curves or args.space:
-            raise UserError("--from-sweep replays a sweep's own curves: give no SPACE or --curves with it")
+        if args.curves or args.space or args.overrides:
+            raise UserError("--from-sweep replays a sweep's own curves: give no SPACE, --curves or --set with it")
         return _from_sweep(args)
     if args.space is None or args.curves is None:
         raise UserError("give SPACE and --curves FILE (a recorded benchmark), or --from-sweep NAME")
@@ -99,7 +105,7 @@ def _run(args: argparse.Namespace) -> int:
     from coded_resnext.orchestration.search_space import load_search_space
     from coded_resnext.orchestration.simulation import read_curves
 
-    space = load_search_space(args.space)
+    space = load_search_space(args.space, args.overrides)
     curves = read_curves(args.curves)
     return _simulate(args, space, curves, where=f"--curves {args.curves}")
 
