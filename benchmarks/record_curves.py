@@ -1,12 +1,12 @@
 """The recorded learning-curve benchmark: record it with the project's own sweep, export it to Parquet.
 
-    python benchmarks/record_curves.py record --workdir /tmp/curves     # ~2 hours on 2 cores; rerun to resume
+    python benchmarks/record_curves.py record --workdir /tmp/curves     # ~2 hours on 2 quiet cores; resumes
     python benchmarks/record_curves.py export --workdir /tmp/curves     # -> benchmarks/data/quickstart_curves.parquet
 
 ``record`` runs ``coded-resnext tune search_spaces/quickstart_curves.yaml`` (a grid of 72 configurations, 27
 epochs each, every objective at every epoch: ``tune.record_curves``) inside ``--workdir``, a throwaway directory
-outside the repository (its ``runs/`` holds the MLflow store and Tune's state); run again after an interruption
-and it continues with ``--resume``. ``export`` reads the finished sweep from that MLflow store and writes one
+outside the repository (its ``runs/`` holds the MLflow store and Tune's state); after a crash it resumes
+(``--resume``) by itself, up to ``--retries`` times, and run again after Ctrl-C it continues. ``export`` reads the finished sweep from that MLflow store and writes one
 row per (configuration, epoch) with the provenance in the file's metadata (``coded_resnext.orchestration
 .simulation.curves``).
 """
@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--workdir", type=Path, required=True, help="a throwaway directory outside the repository")
     rec.add_argument("--space", type=Path, default=SPACE)
     rec.add_argument("--num-cpus", type=int, default=2)
+    rec.add_argument(
+        "--retries", type=int, default=5, help="resume this many times after a crash (e.g. Ray's out-of-memory killer)"
+    )
     exp = sub.add_parser("export", help="write the finished recording's curves to Parquet")
     exp.add_argument("--workdir", type=Path, help="the directory `record` ran in (its runs/mlflow.db)")
     exp.add_argument("--tracking-uri", help="or the MLflow store directly")
@@ -52,11 +55,16 @@ def _record(args: argparse.Namespace) -> int:
         )
     work.mkdir(parents=True, exist_ok=True)
     exe = Path(sys.executable).with_name("coded-resnext")
-    command = [str(exe), "tune", str(args.space.resolve()), "--num-cpus", str(args.num_cpus)]
-    if (work / "runs" / "ray").is_dir() and any((work / "runs" / "ray").iterdir()):
-        command.append("--resume")
-    print("running:", " ".join(command), f"(in {work})", flush=True)
-    return subprocess.call(command, cwd=work)
+    code = 1
+    for attempt in range(args.retries + 1):
+        command = [str(exe), "tune", str(args.space.resolve()), "--num-cpus", str(args.num_cpus)]
+        if (work / "runs" / "ray").is_dir() and any((work / "runs" / "ray").iterdir()):
+            command.append("--resume")
+        print(f"running (attempt {attempt + 1}):", " ".join(command), f"(in {work})", flush=True)
+        code = subprocess.call(command, cwd=work)
+        if code in (0, 130):  # done, or Ctrl-C
+            return code
+    return code
 
 
 def _export(args: argparse.Namespace) -> int:
