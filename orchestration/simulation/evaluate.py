@@ -174,6 +174,8 @@ def per_seed(
         if ref is not None and ref.hypervolume > 0:
             target = ref.hypervolume
             row["hv_of_reference"] = outcome.hypervolume / target
+            row["epochs_of_reference"] = outcome.epochs / ref.epochs
+            row["seconds_of_reference"] = outcome.seconds / ref.seconds if ref.seconds else math.nan
             row["hv_at_0.4_of_reference"] = row["hv_at_0.4"] / target
             reached = outcome.first_reaching(goal_hv * target)
             row["epochs_to_goal"] = reached / budget if reached is not None else math.inf
@@ -190,6 +192,8 @@ def per_seed(
 SUMMARY = {  # column -> what the table calls it
     "hypervolume": "final hypervolume",
     "hv_of_reference": "of the full-budget search's",
+    "epochs_of_reference": "epochs used, of the full-budget search's",
+    "seconds_of_reference": "simulated wall-clock, of the full-budget search's",
     "hv_at_0.4_of_reference": "at 40% of its epochs, of its final",
     "epochs_to_goal": "epochs to 95% of its final (of its epochs)",
     "delta_hv_at_0.5": "hypervolume at half its epochs, minus its",
