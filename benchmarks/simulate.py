@@ -46,7 +46,7 @@ GOAL_HV, GOAL_EPOCHS, EQUAL_EPOCHS = 0.95, 0.40, 0.50
 GRACE_PERIODS = (1, 2, 3, 6, 9)  # --schedules: first rungs tried (epochs of 27)
 
 
-def catalogue() -> dict[str, tuple[object, str]]:
+def catalogue(epochs: int = 27) -> dict[str, tuple[object, str]]:
     """Every arm this benchmark knows: name -> (Arm, kind), the kind 'trials' (full budget) or 'epochs' (stops
     trials early: with --equal-epochs it gets the full-budget search's epochs instead of its trials)."""
     from coded_resnext.orchestration.simulation import Arm
@@ -59,6 +59,11 @@ def catalogue() -> dict[str, tuple[object, str]]:
     for rf in (2, 3, 4):
         out[f"motpe+MO-ASHA rf {rf}"] = (Arm("motpe", "moasha", reduction_factor=rf), "epochs")
     out["random+MO-ASHA rf 3"] = (Arm("random", "moasha", reduction_factor=3), "epochs")
+    # the long-trial rule: rf 3 and the first rung at a ninth of the trial (rungs at max_t/9 and max_t/3)
+    out["motpe+MO-ASHA rf 3 grace max_t/9"] = (
+        Arm("motpe", "moasha", grace_period=max(1, math.ceil(epochs / 9)), reduction_factor=3),
+        "epochs",
+    )
     for grace in GRACE_PERIODS:  # the rung schedules --schedules searches
         for rf in (2, 3, 4):
             out[f"motpe+MO-ASHA rf {rf} grace {grace}"] = (
@@ -72,8 +77,8 @@ ARMS = ["random", "motpe", "motpe+ASHA rf 3", *(f"motpe+MO-ASHA rf {rf}" for rf 
 SCHEDULES = ["motpe", *(f"motpe+MO-ASHA rf {rf} grace {g}" for g in GRACE_PERIODS for rf in (2, 3, 4))]
 
 
-def chosen_arms(args) -> list[tuple[str, object, str]]:
-    known = catalogue()
+def chosen_arms(args, epochs: int = 27) -> list[tuple[str, object, str]]:
+    known = catalogue(epochs)
     names = args.arms or (SCHEDULES if args.schedules else ARMS)
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -123,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     curves = read_curves(args.curves)
     if args.faithfulness:
         return _faithfulness(args, space, curves)
-    chosen = chosen_arms(args)
+    chosen = chosen_arms(args, space.base_config().train.epochs)
     if args.lengths:
         return _lengths(args, curves, chosen)
     for _name, arm, _kind in chosen:
@@ -325,7 +330,7 @@ def plot(figures: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _lengths(args, curves, chosen) -> int:
+def _lengths(args, curves, _chosen) -> int:
     """MO-ASHA against motpe at several trial lengths (the recorded curves cut at each): from which length on
     does stopping early pay?"""
     import pandas as pd
@@ -337,10 +342,11 @@ def _lengths(args, curves, chosen) -> int:
     rows, per_length = [], {}
     for epochs in args.lengths:
         space = load_search_space(args.space, [f"train.epochs={epochs}"])
-        for _name, arm, _kind in chosen:
+        arms_here = chosen_arms(args, epochs)
+        for _name, arm, _kind in arms_here:
             check(curves, space, arm, f"--curves {args.curves}")
         print(f"trials of {epochs} epochs:", file=sys.stderr)
-        figures = run(args, space, curves, chosen)
+        figures = run(args, space, curves, arms_here)
         per_length[epochs] = figures
         summary = summarize(pd.DataFrame(figures["per_seed"])).assign(trial_epochs=epochs)
         rows.append(summary)
