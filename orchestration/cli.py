@@ -17,7 +17,18 @@ import sys
 from collections.abc import Sequence
 
 from coded_resnext.orchestration import logs
-from coded_resnext.orchestration.commands import ablate, bench, codes, evaluate, extract, models, report, train, tune
+from coded_resnext.orchestration.commands import (
+    ablate,
+    bench,
+    codes,
+    evaluate,
+    extract,
+    models,
+    report,
+    simulate,
+    train,
+    tune,
+)
 from coded_resnext.orchestration.errors import USER_ERRORS
 
 
@@ -32,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more detail on standard error")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines; warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (train, tune, ablate, evaluate, extract, codes, models, bench, report):
+    for module in (train, tune, ablate, evaluate, extract, codes, models, bench, report, simulate):
         module.register(sub)
     return parser
 

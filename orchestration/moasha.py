@@ -164,10 +164,28 @@ class MultiObjectiveASHA(FIFOScheduler):
     def _judge(self, rung: dict[str, RungEntry], trial_id: str, costs: tuple[float, ...]) -> str:
         rung[trial_id] = RungEntry(costs, self._arrivals, TrialScheduler.CONTINUE)
         self._arrivals += 1
-        order = self.ranking(rung)
-        if order.index(trial_id) >= len(order) / self._reduction_factor:
+        if not self._in_top_share(rung, trial_id):
             rung[trial_id].decision = TrialScheduler.STOP
         return rung[trial_id].decision
+
+    def _in_top_share(self, rung: Mapping[str, RungEntry], trial_id: str) -> bool:
+        """Whether ``trial_id``'s place in ``ranking(rung)`` is within the first ``n / reduction_factor``,
+        found without ranking everyone: the hypervolume contributions (the costly part: one volume per point)
+        are computed only when the cut runs through the trial's own front."""
+        ids = list(rung)
+        points = np.array([rung[i].costs for i in ids], dtype=float)
+        fronts = nondominated_ranks(points)
+        me = ids.index(trial_id)
+        ahead = int((fronts < fronts[me]).sum())  # trials in better fronts
+        members = np.flatnonzero(fronts == fronts[me])
+        cut = len(ids) / self._reduction_factor
+        if ahead >= cut:
+            return False  # its place is at least `ahead`
+        if ahead + len(members) - 1 < cut:
+            return True  # its place is at most the last of its front
+        reference = self._reference if self._reference is not None else nadir_reference(points)
+        order = self._front_order(members, points, [rung[i].arrival for i in ids], reference)
+        return ahead + order.index(me) < cut
 
     def ranking(self, rung: Mapping[str, RungEntry]) -> list[str]:
         """Trial ids of a rung, best first: by front, then by hypervolume contribution inside the front,
@@ -176,13 +194,23 @@ class MultiObjectiveASHA(FIFOScheduler):
         points = np.array([rung[i].costs for i in ids], dtype=float)
         fronts = nondominated_ranks(points)
         reference = self._reference if self._reference is not None else nadir_reference(points)
-        share = np.zeros(len(ids))
+        arrivals = [rung[i].arrival for i in ids]
+        order: list[str] = []
         for front in np.unique(fronts):
             members = np.flatnonzero(fronts == front)
-            share[members] = contributions(points[members], reference)
+            order += [ids[k] for k in self._front_order(members, points, arrivals, reference)]
+        return order
+
+    @staticmethod
+    def _front_order(members: np.ndarray, points: np.ndarray, arrivals: Sequence[int], reference) -> list[int]:
+        """The indices ``members`` (one front) best first: larger hypervolume contribution, then earlier arrival.
+        Contributions are compared relative to the front's largest, rounded, so floating-point noise does not
+        decide a tie."""
+        share = contributions(points[members], reference)
         scale = share.max() if share.max() > 0 else 1.0
-        share = np.round(share / scale, 9)  # floating-point noise must not decide a tie
-        return sorted(ids, key=lambda i: (fronts[ids.index(i)], -share[ids.index(i)], rung[i].arrival))
+        share = np.round(share / scale, 9)
+        ranked = sorted(range(len(members)), key=lambda k: (-share[k], arrivals[members[k]]))
+        return [int(members[k]) for k in ranked]
 
     # ---- state --------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

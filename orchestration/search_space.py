@@ -146,6 +146,9 @@ class TuneSection:
     reference_point: list[float] | None = None  # hypervolume reference, one value per objective (default: see sweep)
     reference_control: bool = False  # one extra plain-control trial (base config, model.control=true) as a baseline
     max_trial_failures: int = bounded(0, ge=0)  # Tune retries of a failed trial (from its last checkpoint)
+    # every epoch's report carries every objective (the light rung evaluation after each epoch, not only at
+    # MO-ASHA's rungs): learning curves that `coded-resnext simulate` can replay under any scheduler
+    record_curves: bool = False
     seed: int = 0  # the searcher's seed
     name: str | None = None  # the sweep's name in storage and MLflow; default: the file's stem
     storage_path: str | None = None  # shared dir or object-store URI; default runs/ray

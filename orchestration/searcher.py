@@ -172,12 +172,14 @@ def make_searcher(
     budget: tuple[str, float] | None = None,
     reference: dict | None = None,
     carried: optuna.storages.BaseStorage | None = None,
+    in_memory: bool = False,
 ):
     """The Tune searcher of ``tune.algorithm``; Optuna's keep their study in ``tune.searcher_storage``
     (else in memory, checkpointed by Tune with the experiment; ``carried``: an extension's study from the
     previous experiment), are told ``constraints`` and treat trials ending below ``budget`` as stopped
     (``optuna_search.py``). ``reference``: one reference-control configuration handed out first and hidden
-    from the search."""
+    from the search. ``in_memory``: the study in Optuna's in-memory storage whatever ``searcher_storage``
+    says, nothing written (``coded-resnext simulate``)."""
     if tune.algorithm not in OPTUNA_ALGORITHMS:
         return BasicVariantGenerator(
             random_state=tune.seed + extension,
@@ -185,7 +187,7 @@ def make_searcher(
             points_to_evaluate=[reference] if reference else None,
         )
 
-    url = storage_url(tune.searcher_storage)
+    url = None if in_memory else storage_url(tune.searcher_storage)
     storage = carried
     if url is not None:
         storage = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True, **_connect_args(url)})

@@ -121,14 +121,17 @@ def trial_resources(cfg) -> dict[str, float]:
 
 def rung_epochs(space: SearchSpace, smoke_test: bool = False) -> tuple[int, ...]:
     """Epochs whose report must carry every objective: MO-ASHA's rungs (a trial is judged at its first
-    report at or past one) and its max_t when that ends trials before train.epochs."""
+    report at or past one) and its max_t when that ends trials before train.epochs; with tune.record_curves,
+    every epoch (learning curves for the simulator)."""
     t = space.tune
-    if t.scheduler != "moasha":
+    if t.scheduler != "moasha" and not t.record_curves:
         return ()
 
     epochs = space.base_config().train.epochs
     if smoke_test:
         epochs = smoke_test_config(space.base_config()).train.epochs
+    if t.record_curves:  # every epoch (the last one runs the whole suite anyway): curves for the simulator
+        return tuple(range(1, epochs))
     max_t = min(t.max_t or epochs, epochs)
     grace = min(t.grace_period, max_t - 1)
     marks = {math.ceil(m) for m in rung_milestones(grace, max_t, t.reduction_factor)} if grace >= 1 else set()

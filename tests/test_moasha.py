@@ -169,3 +169,23 @@ def test_tune_config_metric_is_refused_since_the_objectives_are_the_schedulers()
     s = scheduler()
     assert s.set_search_properties(None, None)
     assert not s.set_search_properties("acc", "max")
+
+
+def test_the_fast_decision_is_the_full_rankings_on_random_rungs():
+    # _judge finds a trial's place without ranking the whole rung (contributions only where the cut runs
+    # through its front); on random rungs with ties, duplicates and missing values it must agree with ranking().
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for case in range(200):
+        s = MultiObjectiveASHA(
+            {"a": "max", "b": "min", "c": "min"}, time_attr="epoch", max_t=8, reduction_factor=[2, 3, 4][case % 3]
+        )
+        rung = s._rungs[1.0]
+        for k in range(int(rng.integers(1, 40))):
+            values = rng.integers(0, 4, 3).astype(float) / 4
+            values[rng.random(3) < 0.03] = math.inf
+            rung[f"t{k}"] = RungEntry(tuple(values), k, CONTINUE)
+        order = s.ranking(rung)
+        for trial_id in rung:
+            assert s._in_top_share(rung, trial_id) == (order.index(trial_id) < len(order) / s._reduction_factor)
