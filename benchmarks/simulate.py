@@ -1,8 +1,8 @@
 """MO-ASHA judged with enough seeds, at cluster scale, on the recorded learning-curve benchmark (simulated).
 
-Every arm over the recorded quickstart grid (benchmarks/data/quickstart_curves.parquet: 72 configurations,
+Every arm over the recorded quickstart grid (benchmarks/data/quickstart_curves.parquet: 36 configurations,
 27 epochs) at 4, 16 and 32 workers, each for 20 searcher seeds, on the simulator's event clock
-(``coded-resnext simulate``). Every sweep starts ``--trials`` trials (default 72, the grid's size: the same
+(``coded-resnext simulate``). Every sweep starts ``--trials`` trials (default the grid's size, 36: the same
 num_samples for every arm, as a user compares them), 27 epochs each unless its scheduler stops them:
 
 * full budget: random and motpe (the reference);
@@ -10,7 +10,7 @@ num_samples for every arm, as a user compares them), 27 epochs each unless its s
   (rf 3); grace period 1.
 
 ``--equal-epochs`` gives the early-stopping arms the full-budget search's epochs instead (as many trials as fit,
-up to ``--max-trials``). On a 72-point grid the searchers then mostly re-propose configurations they have run
+up to ``--max-trials``). On a 36-point grid the searchers then mostly re-propose configurations they have run
 (Optuna's samplers do not avoid repeats), which a real sweep over this grid would train again: a test of the grid's
 size more than of the scheduler, so it is not the default.
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--space", type=Path, default=SPACE)
     parser.add_argument("--workers", type=int, nargs="+", default=[4, 16, 32])
     parser.add_argument("--seeds", default="0-19", help="searcher seeds: a range like 0-19, or a list 0,1,2")
-    parser.add_argument("--trials", type=int, default=72, help="trials of every sweep (default 72: the grid's size)")
+    parser.add_argument("--trials", type=int, default=None, help="trials of every sweep (default: the grid's size)")
     parser.add_argument(
         "--equal-epochs",
         action="store_true",
@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [f"train.epochs={args.trial_epochs}"] if args.trial_epochs else []
     space = load_search_space(args.space, overrides)
     curves = read_curves(args.curves)
+    args.trials = args.trials or curves.n  # the grid's size: every arm starts as many trials
     if args.faithfulness:
         return _faithfulness(args, space, curves)
     chosen = chosen_arms(args, space.base_config().train.epochs)
