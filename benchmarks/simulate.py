@@ -22,7 +22,7 @@ epochs (and after half the full-budget search's simulated wall-clock) minus the 
 Goals (measured at 16 workers): MO-ASHA reaches >= 95% of the full-budget search's final hypervolume using
 <= 40% of its epochs; after half its epochs its hypervolume is higher, the paired interval above 0.
 
-    python benchmarks/simulate.py --json sim.json --plot docs/images/simulated_moasha.png --table sim.md
+    python benchmarks/simulate.py --json sim.json --plot docs/images/simulated_moasha.png --table /tmp/sim.md
     python benchmarks/simulate.py --schedules --workers 16          # which MO-ASHA setting meets the goals
     python benchmarks/simulate.py --faithfulness                     # a real Ray Tune run against its simulation
 

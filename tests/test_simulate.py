@@ -221,7 +221,7 @@ def test_a_repeated_seed_repeats_the_simulation_and_seeds_pair_the_arms(space):
 # ---- the schedulers and rungs are the sweep's ------------------------------------------------------------------
 def test_the_schedulers_are_built_as_a_sweep_builds_them(tmp_path):
     from coded_resnext.orchestration.sweep import Sweep
-    from coded_resnext.orchestration.sweep import rung_epochs as sweep_rungs
+    from coded_resnext.orchestration.trial import rung_epochs as sweep_rungs
 
     text = SPACE.replace("tune: {algorithm: motpe,", "tune: {algorithm: motpe, scheduler: moasha, reduction_factor: 3,")
     path = tmp_path / "moasha.yaml"
@@ -243,7 +243,7 @@ def test_the_schedulers_are_built_as_a_sweep_builds_them(tmp_path):
 
 
 def test_record_curves_puts_every_objective_on_every_epoch(tmp_path):
-    from coded_resnext.orchestration.sweep import rung_epochs as sweep_rungs
+    from coded_resnext.orchestration.trial import rung_epochs as sweep_rungs
 
     space = load_search_space(ROOT / "search_spaces" / "quickstart_curves.yaml")
     assert space.tune.record_curves and sweep_rungs(space) == tuple(range(1, 27))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,12 +28,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+from mlflow.tracking import MlflowClient
 
+from coded_resnext.orchestration.constraints import ARCHITECTURE_METRICS, INFEASIBLE_KEY
 from coded_resnext.orchestration.errors import UserError
+from coded_resnext.orchestration.redaction import redact_uri
+from coded_resnext.orchestration.search_space import encode, space_from_document
+from coded_resnext.results.schema import Role, Tag
 
 META_KEY = b"coded_resnext.curves"
 CONFIG_ID = "config_id"
-TRIAL_ID = "trial_id"
+TRIAL_ID = Tag.TRIAL_ID
 EPOCH = "epoch"
 EPOCH_SECONDS = "time/epoch_seconds"
 RUNG_SECONDS = "time/rung_eval_seconds"
@@ -151,8 +160,6 @@ def _plain(value: Any) -> Any:
 # ---- files -------------------------------------------------------------------------------------------
 def write_curves(frame: pd.DataFrame, path: Path, provenance: Mapping[str, Any]) -> Path:
     """The curves as one Parquet file (zstd), sorted by configuration and epoch, provenance in its metadata."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     frame = frame.sort_values([CONFIG_ID, EPOCH]).reset_index(drop=True)
     table = pa.Table.from_pandas(frame, preserve_index=False)
@@ -165,7 +172,6 @@ def write_curves(frame: pd.DataFrame, path: Path, provenance: Mapping[str, Any])
 
 def read_curves(path: Path) -> Curves:
     """A curves file written by ``write_curves`` (``benchmarks/record_curves.py export``)."""
-    import pyarrow.parquet as pq
 
     path = Path(path)
     if not path.is_file():
@@ -187,7 +193,6 @@ def read_curves(path: Path) -> Curves:
 # ---- from MLflow --------------------------------------------------------------------------------------
 def find_sweep(uri: str, name: str, experiment: str | None = None):
     """The newest parent run of the sweep ``name`` (tag ``role=sweep``) in the store at ``uri``."""
-    from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
     if experiment:
@@ -198,11 +203,9 @@ def find_sweep(uri: str, name: str, experiment: str | None = None):
     ids = [e.experiment_id for e in experiments]
     runs = []
     if ids:
-        where = f"tags.role = 'sweep' and tags.sweep = '{name}'"
+        where = f"tags.{Tag.ROLE} = '{Role.SWEEP}' and tags.{Tag.SWEEP} = '{name}'"
         runs = client.search_runs(ids, where, order_by=["attributes.start_time DESC"], max_results=1)
     if not runs:
-        from coded_resnext.orchestration.redaction import redact_uri
-
         raise CurvesError(f"--from-sweep {name}: no sweep of that name in {redact_uri(uri)} (see coded-resnext report)")
     return client, runs[0]
 
@@ -210,11 +213,6 @@ def find_sweep(uri: str, name: str, experiment: str | None = None):
 def sweep_space(client, parent):
     """The search space a sweep ran, from its parent run's artifacts: ``search_space.yaml`` with the resolved
     ``base_config.yaml`` in place of its base (the base file may have moved or changed since)."""
-    import tempfile
-
-    import yaml
-
-    from coded_resnext.orchestration.search_space import space_from_document
 
     texts = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -240,7 +238,6 @@ def export_sweep_curves(space, uri: str, name: str, *, experiment: str | None = 
     not logged (a sweep without ``tune.record_curves``); ``Curves.require_per_epoch`` says so when a
     scheduler needs them.
     """
-    from coded_resnext.orchestration.constraints import ARCHITECTURE_METRICS, INFEASIBLE_KEY
 
     client, parent = find_sweep(uri, name, experiment)
     status = parent.info.status
@@ -250,24 +247,24 @@ def export_sweep_curves(space, uri: str, name: str, *, experiment: str | None = 
         )
     children = client.search_runs(
         [parent.info.experiment_id],
-        f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+        f"tags.{Tag.PARENT_RUN} = '{parent.info.run_id}'",
         order_by=["attributes.start_time ASC"],
         max_results=50000,
     )
-    trials, skipped = [], {"reference": 0, "infeasible": 0, "failed": 0}
+    trials, skipped = [], {"reference": 0, Tag.INFEASIBLE: 0, "failed": 0}
     for run in children:
         tags = run.data.tags
-        if tags.get("role") != "trial":
+        if tags.get(Tag.ROLE) != Role.TRIAL:
             continue
-        if "reference_control" in tags:
+        if Tag.REFERENCE_CONTROL in tags:
             skipped["reference"] += 1
         elif tags.get(INFEASIBLE_KEY) == "true":
-            skipped["infeasible"] += 1
+            skipped[Tag.INFEASIBLE] += 1
         elif run.info.status != "FINISHED":
             skipped["failed"] += 1
         else:
             trials.append(run)
-    stopped = [r for r in trials if r.data.tags.get("early_stopped") == "true"]
+    stopped = [r for r in trials if r.data.tags.get(Tag.EARLY_STOPPED) == "true"]
     if stopped:
         raise CurvesError(
             f"sweep {name!r}: {len(stopped)} of its trials were stopped early (scheduler {space.tune.scheduler}); "
@@ -286,13 +283,13 @@ def export_sweep_curves(space, uri: str, name: str, *, experiment: str | None = 
         logged = times[EPOCH_SECONDS]
         if len(logged) < epochs:
             raise CurvesError(
-                f"sweep {name!r}: trial {run.data.tags.get('trial_id', run.info.run_id)} has {len(logged)} of "
+                f"sweep {name!r}: trial {run.data.tags.get(Tag.TRIAL_ID, run.info.run_id)} has {len(logged)} of "
                 f"{epochs} epochs: no per-epoch curves to replay"
             )
         stamps = {e: stamp for e, (_v, stamp) in logged.items()}
         previous = run.info.start_time
         for epoch in range(1, epochs + 1):
-            row: dict[str, Any] = {CONFIG_ID: config_id, TRIAL_ID: run.data.tags.get("trial_id", run.info.run_id)}
+            row: dict[str, Any] = {CONFIG_ID: config_id, TRIAL_ID: run.data.tags.get(Tag.TRIAL_ID, run.info.run_id)}
             row[EPOCH] = epoch
             row.update(values)
             for m in metrics:
@@ -324,7 +321,6 @@ def _by_epoch(history) -> dict[int, tuple[float, int]]:
 
 def _param_value(space, key: str, text: str | None) -> Any:
     """The Tune value of searched ``key`` from the trial run's MLflow param (the flattened config's string)."""
-    from coded_resnext.orchestration.search_space import encode
 
     domain = space.domains[key]
     if text is None:
@@ -350,7 +346,6 @@ def _same_number(a: Any, text: str) -> bool:
 
 
 def _provenance(space, parent, trials, skipped, uri, frame, metrics) -> dict[str, Any]:
-    from coded_resnext.orchestration.redaction import redact_uri
 
     cfg = space.base_config()
     info = parent.info
@@ -359,10 +354,10 @@ def _provenance(space, parent, trials, skipped, uri, frame, metrics) -> dict[str
     ]
     dirty = sorted({r.data.tags.get("git_dirty", "unknown") for r in trials})
     return {
-        "sweep": space.name,
+        Tag.SWEEP: space.name,
         "parent_run_id": info.run_id,
         "tracking_uri": redact_uri(uri),
-        "git_commit": parent.data.tags.get("git_commit", "unknown"),
+        Tag.GIT_COMMIT: parent.data.tags.get(Tag.GIT_COMMIT, "unknown"),
         "git_dirty": ",".join(dirty),
         "command": f"coded-resnext tune {space.path.name}",
         "search_space": space.text,

@@ -39,9 +39,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from ray import tune
+from ray.tune.experiment import Experiment, Trial
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher, SearchGenerator
+from ray.tune.search.basic_variant import BasicVariantGenerator
+from ray.tune.search.util import _set_search_properties_backwards_compatible
 
-from coded_resnext.orchestration.simulation.curves import RUNG_SECONDS, SECONDS, Curves, CurvesError
-from coded_resnext.results.hypervolume import costs, hypervolume, reference_costs
+from coded_resnext.orchestration.moasha import MultiObjectiveASHA, rung_milestones
+from coded_resnext.orchestration.search_space import TuneSection
+from coded_resnext.orchestration.searcher import make_searcher
+from coded_resnext.orchestration.simulation.curves import RUNG_SECONDS, SECONDS, TRIAL_ID, Curves, CurvesError
+from coded_resnext.results.hypervolume import costs, hypervolume, nondominated_ranks, reference_costs
+from coded_resnext.results.schema import Tag
 
 REPLAY_KEY = "config_id"  # the replay searcher's one key: a recorded configuration's index
 ALGORITHMS = ("random", "motpe", "nsga2", "replay")
@@ -169,7 +179,6 @@ class SimController:
         return self.trials
 
     def get_live_trials(self) -> set:
-        from ray.tune.experiment import Trial
 
         return {t for t in self.trials if t.status not in (Trial.TERMINATED, Trial.ERROR)}
 
@@ -179,7 +188,6 @@ def rung_epochs(arm: Arm, epochs: int) -> tuple[int, ...]:
     rungs and its max_t below the recorded epochs, as ``sweep.rung_epochs`` gives them for a sweep."""
     if arm.scheduler != "moasha":
         return ()
-    from coded_resnext.orchestration.moasha import rung_milestones
 
     max_t = min(arm.max_t or epochs, epochs)
     grace = min(arm.grace_period, max_t - 1)
@@ -191,11 +199,8 @@ def rung_epochs(arm: Arm, epochs: int) -> tuple[int, ...]:
 
 def make_scheduler(arm: Arm, objectives: Mapping[str, str], epochs: int, reference_point: Sequence[float] | None):
     """The scheduler a sweep builds for ``arm`` (``Sweep._scheduler``'s settings; tests compare the two)."""
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if arm.scheduler == "moasha":
-        from coded_resnext.orchestration.moasha import MultiObjectiveASHA
-
         max_t = min(arm.max_t or epochs, epochs)
         grace = min(arm.grace_period, max_t - 1)
         if grace < 1:
@@ -207,7 +212,7 @@ def make_scheduler(arm: Arm, objectives: Mapping[str, str], epochs: int, referen
             grace_period=grace,
             reduction_factor=arm.reduction_factor,
             reference_point=reference_point,
-            exempt_key="reference_control",
+            exempt_key=Tag.REFERENCE_CONTROL,
             stop_last_trials=max_t < epochs,
         )
     if arm.scheduler == "asha":
@@ -242,14 +247,6 @@ def make_search_algorithm(
     """Tune's search algorithm for ``arm`` as a sweep builds it (``make_searcher``), its study in memory, wrapped
     and given the search space the way ``tune.run`` does; ``trials`` is ``num_samples``, ``nominal_trials`` what
     the samplers are configured with (TPE's start-up trials: the same for every arm)."""
-    from ray import tune
-    from ray.tune.experiment import Experiment
-    from ray.tune.search import Searcher, SearchGenerator
-    from ray.tune.search.basic_variant import BasicVariantGenerator
-    from ray.tune.search.util import _set_search_properties_backwards_compatible
-
-    from coded_resnext.orchestration.search_space import TuneSection
-    from coded_resnext.orchestration.searcher import make_searcher
 
     if arm.algorithm == "replay":
         param_space = {REPLAY_KEY: tune.choice(list(order))}
@@ -323,8 +320,6 @@ class Simulation:
 
     # ---- the event loop ------------------------------------------------------------------------------
     def run(self) -> Outcome:
-        from ray.tune.experiment import Trial
-        from ray.tune.schedulers import TrialScheduler
 
         started = time.perf_counter()
         order = list(self.order) if self.order is not None else list(range(self.curves.n))
@@ -367,8 +362,8 @@ class Simulation:
                         break
                     config_id = self._config_id(trial)
                     by_trial[trial.trial_id] = len(records)
-                    records.append({"trial_id": trial.trial_id, "config_id": config_id, "start": None, "end": None,
-                                    "epochs": 0, "stopped": False, "trial": trial})  # fmt: skip
+                    records.append({TRIAL_ID: trial.trial_id, "config_id": config_id, "start": None, "end": None,
+                                    "epochs": 0, "stopped": False, "tune_trial": trial})  # fmt: skip
                     controller.trials.append(trial)
                     scheduler.on_trial_add(controller, trial)
                 while len(running) < self.workers:
@@ -390,7 +385,7 @@ class Simulation:
                     break
                 clock = when
                 record = records[number]
-                trial = record["trial"]
+                trial = record["tune_trial"]
                 config_id = record["config_id"]
                 result = self._result(config_id, epoch, clock - record["start"], trial.trial_id)
                 decision = scheduler.on_trial_result(controller, trial, result)
@@ -426,7 +421,7 @@ class Simulation:
                 history.append((clock, float(epochs_used), current_hv, ended))
         front = _front(points, front_ids)
         for record in records:
-            record.pop("trial", None)
+            record.pop("tune_trial", None)
         return Outcome(
             self.arm, self.workers, self.seed, history, records, decisions, front, time.perf_counter() - started, cut
         )
@@ -469,7 +464,6 @@ class Simulation:
 
 
 def _front(points: list[np.ndarray], ids: list[int]) -> list[int]:
-    from coded_resnext.results.hypervolume import nondominated_ranks
 
     if not points:
         return []

@@ -7,17 +7,23 @@ the two share (random search with the same seed proposes the same configurations
 
 from __future__ import annotations
 
+import concurrent.futures
+import logging
 import math
+import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import optuna
 import pandas as pd
 
+from coded_resnext.orchestration.search_space import default_reference_point
 from coded_resnext.orchestration.simulation.curves import Curves
 from coded_resnext.orchestration.simulation.engine import Arm, Budget, Outcome, Simulation
+from coded_resnext.results.ablation import t_interval
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,6 @@ class Scenario:
 
     @property
     def reference_point(self) -> list[float]:
-        from coded_resnext.orchestration.search_space import default_reference_point
 
         return list(self.space.tune.reference_point or default_reference_point(self.objectives))
 
@@ -82,10 +87,8 @@ _SCENARIO: Scenario | None = None
 def _init(scenario: Scenario) -> None:
     global _SCENARIO
     _SCENARIO = scenario
-    import logging
 
     logging.getLogger("ray.tune").setLevel(logging.ERROR)  # Optuna/Tune chatter about each of thousands of trials
-    import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -113,8 +116,6 @@ def simulate_many(
             if progress:
                 progress(*out[-1])
         return out
-    import concurrent.futures
-    import multiprocessing
 
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(
@@ -136,7 +137,6 @@ def default_processes() -> int:
 # ---- figures ---------------------------------------------------------------------------------------------
 def interval(values: Iterable[float]) -> tuple[float, float, float, int]:
     """(mean, low, high, n) of a 95% t interval over the finite values."""
-    from coded_resnext.results.ablation import t_interval
 
     array = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     mean, _std, low, high = t_interval(array)

@@ -23,7 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import ray.tune
+from ray import tune
+from ray.tune.search.basic_variant import BasicVariantGenerator
 
+from coded_resnext.orchestration.ray_runtime import ray_session
 from coded_resnext.orchestration.simulation.curves import Curves
 from coded_resnext.orchestration.simulation.engine import Arm, Budget, Simulation, make_scheduler, rung_epochs
 from coded_resnext.orchestration.simulation.scenario import judged_epochs
@@ -121,7 +125,6 @@ def _scaled(curves: Curves, scale: float) -> Curves:
 
 def _replay(config: dict[str, Any], table: dict[str, Any]) -> None:
     """The real run's trainable: one recorded configuration's curve, epoch by epoch, in (scaled) real time."""
-    import ray.tune
 
     cid = int(config["config_id"])
     for epoch in range(1, table["epochs"] + 1):
@@ -141,10 +144,6 @@ def real_run(
     reference: Sequence[float] | None = None,
 ) -> dict[int, int]:
     """Tune for real (local Ray) over ``order``; configuration -> epochs it trained."""
-    from ray import tune
-    from ray.tune.search.basic_variant import BasicVariantGenerator
-
-    from coded_resnext.orchestration.ray_runtime import ray_session
 
     rungs = set(rung_epochs(arm, epochs))
     seconds = curves.metric("seconds")

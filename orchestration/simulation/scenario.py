@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 
+from coded_resnext.orchestration.search_space import encode
 from coded_resnext.orchestration.simulation.curves import Curves, CurvesError
 from coded_resnext.orchestration.simulation.engine import Arm, rung_epochs
 
@@ -51,7 +52,6 @@ def check(curves: Curves, space, arm: Arm, where: str) -> None:
 
 
 def _check_recorded_space(curves: Curves, space, where: str) -> None:
-    from coded_resnext.orchestration.search_space import encode
 
     values = {}
     for key, domain in space.domains.items():
