@@ -262,6 +262,7 @@ def goals(summary) -> list[str]:
     """The goals' verdicts at 16 workers (or the middle worker count run), per MO-ASHA arm."""
     if summary.empty:
         return []
+    summary = summary.drop_duplicates(["workers", "arm"])  # --schedules repeats the default arms' settings
     workers = 16 if 16 in set(summary.workers) else sorted(set(summary.workers))[len(set(summary.workers)) // 2]
     out = [f"Goals at {workers} workers:"]
     for _, row in summary[(summary.workers == workers) & summary.arm.str.contains("MO-ASHA")].iterrows():
