@@ -63,6 +63,18 @@ def rung_milestones(grace_period: float, max_t: float, reduction_factor: float) 
     return out
 
 
+def judged_epochs(grace_period: int, max_t: int | None, reduction_factor: float, epochs: int) -> tuple[int, ...]:
+    """The epochs at which MO-ASHA judges a trial of ``epochs`` epochs: its rungs (a trial is judged at its
+    first report at or past one) and its ``max_t`` when that ends trials early. A sweep's trials report every
+    objective there (``trial.rung_epochs``), and the simulator charges the rung evaluation there."""
+    max_t = min(max_t or epochs, epochs)
+    grace = min(grace_period, max_t - 1)
+    marks = {math.ceil(m) for m in rung_milestones(grace, max_t, reduction_factor)} if grace >= 1 else set()
+    if max_t < epochs:
+        marks.add(max_t)
+    return tuple(sorted(marks))
+
+
 class MultiObjectiveASHA(FIFOScheduler):
     """Asynchronous successive halving ranking by non-dominated sorting (see the module docstring).
 

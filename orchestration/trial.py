@@ -12,7 +12,6 @@ The driver side (the Tuner, the searcher, the parent run, resume and extend) is 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +26,7 @@ from coded_resnext.orchestration.build import build_model, data_spec
 from coded_resnext.orchestration.config import smoke_test_config
 from coded_resnext.orchestration.constraints import INFEASIBLE_KEY, parse_constraints, violated
 from coded_resnext.orchestration.lineage import Lineage
-from coded_resnext.orchestration.moasha import rung_milestones
+from coded_resnext.orchestration.moasha import judged_epochs
 from coded_resnext.orchestration.ray_train import make_trainer
 from coded_resnext.orchestration.resources import ResourceError
 from coded_resnext.orchestration.search_space import CELL_KEY, SearchSpace
@@ -132,12 +131,7 @@ def rung_epochs(space: SearchSpace, smoke_test: bool = False) -> tuple[int, ...]
         epochs = smoke_test_config(space.base_config()).train.epochs
     if t.record_curves:  # every epoch (the last one runs the whole suite anyway): curves for the simulator
         return tuple(range(1, epochs))
-    max_t = min(t.max_t or epochs, epochs)
-    grace = min(t.grace_period, max_t - 1)
-    marks = {math.ceil(m) for m in rung_milestones(grace, max_t, t.reduction_factor)} if grace >= 1 else set()
-    if max_t < epochs:
-        marks.add(max_t)
-    return tuple(sorted(marks))
+    return judged_epochs(t.grace_period, t.max_t, t.reduction_factor, epochs)
 
 
 def reference_control_config(space: SearchSpace):

@@ -46,7 +46,7 @@ from ray.tune.search import Searcher, SearchGenerator
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.util import _set_search_properties_backwards_compatible
 
-from coded_resnext.orchestration.moasha import MultiObjectiveASHA, rung_milestones
+from coded_resnext.orchestration.moasha import MultiObjectiveASHA, judged_epochs
 from coded_resnext.orchestration.search_space import TuneSection
 from coded_resnext.orchestration.searcher import make_searcher
 from coded_resnext.orchestration.simulation.curves import RUNG_SECONDS, SECONDS, TRIAL_ID, Curves, CurvesError
@@ -185,16 +185,10 @@ class SimController:
 
 def rung_epochs(arm: Arm, epochs: int) -> tuple[int, ...]:
     """Epochs whose report carries every objective under ``arm`` (and so pays the light rung evaluation): MO-ASHA's
-    rungs and its max_t below the recorded epochs, as ``sweep.rung_epochs`` gives them for a sweep."""
+    rungs and its max_t below the recorded epochs, as ``trial.rung_epochs`` gives them for a sweep."""
     if arm.scheduler != "moasha":
         return ()
-
-    max_t = min(arm.max_t or epochs, epochs)
-    grace = min(arm.grace_period, max_t - 1)
-    marks = {math.ceil(m) for m in rung_milestones(grace, max_t, arm.reduction_factor)} if grace >= 1 else set()
-    if max_t < epochs:
-        marks.add(max_t)
-    return tuple(sorted(marks))
+    return judged_epochs(arm.grace_period, arm.max_t, arm.reduction_factor, epochs)
 
 
 def make_scheduler(arm: Arm, objectives: Mapping[str, str], epochs: int, reference_point: Sequence[float] | None):
