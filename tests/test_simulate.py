@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -414,17 +413,17 @@ def test_sweeps_that_cannot_be_replayed_are_one_line_errors(space, tmp_path, cap
     assert len(lines) == 1 and message in lines[0], out
 
 
-def test_simulation_speed_is_thousands_of_results_per_second(space):
+def test_without_a_scheduler_every_trial_trains_its_whole_budget(space):
+    """FIFO over 40 trials at 4 workers: every trial's 27 epochs are spent (the simulator's speed is the
+    benchmark's business, benchmarks/simulate.py, not a test's)."""
     curves = grid_curves(space, epochs=27)
     scenario = Scenario(curves, space)
-    scenario.space.base_config  # noqa: B018
     task = Task(Arm("random", "none"), 4, 0, Budget(trials=40), 40)
     sim = Simulation(
         curves, task.arm, OBJ, REF, workers=4, seed=0, budget=task.budget, param_space=scenario.param_space(), epochs=27
     )
-    started = time.perf_counter()
     out = sim.run()
-    assert out.epochs == 40 * 27 and time.perf_counter() - started < 20
+    assert out.epochs == 40 * 27
 
 
 @pytest.mark.ray
