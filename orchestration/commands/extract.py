@@ -91,7 +91,9 @@ def _run(args: argparse.Namespace) -> int:
     threshold = parse_threshold(args.threshold) if args.threshold is not None else None
     if args.at_accuracy is not None:
         check_at_accuracy(args.at_accuracy)
-    uri = open_store(args.tracking_uri)
+    # the store only where the command reads or writes it: a checkpoint extracted to a file needs none
+    # (opening one would create the default store in the working directory)
+    uri = open_store(args.tracking_uri) if args.run_id or args.register or args.early_exit else None
     if args.run_id:
         from mlflow.tracking import MlflowClient
 
