@@ -82,11 +82,15 @@ def test_a_sweep_submitted_as_a_ray_job_runs_on_the_cluster_from_the_uploaded_wo
                 break
             assert head.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
             time.sleep(1)
-        submitted = subprocess.run(
-            [*RAY, "job", "submit", "--address", f"http://127.0.0.1:{dashboard}", "--working-dir", ".", "--",
-             "coded-resnext", "tune", "space.yaml", "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray")],
-            cwd=work, env=env, capture_output=True, text=True, timeout=900,
-        )  # fmt: skip
+        for _ in range(60):  # the dashboard answers before the head's agent that runs jobs is up: Ray says retry
+            submitted = subprocess.run(
+                [*RAY, "job", "submit", "--address", f"http://127.0.0.1:{dashboard}", "--working-dir", ".", "--",
+                 "coded-resnext", "tune", "space.yaml", "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray")],
+                cwd=work, env=env, capture_output=True, text=True, timeout=900,
+            )  # fmt: skip
+            if "No available agent to submit job" not in submitted.stderr + submitted.stdout:
+                break
+            time.sleep(2)
     finally:
         _stop_group(head)
     log = submitted.stdout + submitted.stderr
