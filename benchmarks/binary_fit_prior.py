@@ -4,6 +4,7 @@ before this release (every negative of 5,000 clean training images: 1:99) and as
 
     python benchmarks/binary_fit_prior.py --work /tmp/fit-prior                 # writes data, trains, measures
     python benchmarks/binary_fit_prior.py --work /tmp/fit-prior --checkpoint CKPT  # measures a trained run
+    python benchmarks/binary_fit_prior.py --work /tmp/fit-prior --checkpoint CKPT --classes 20  # a seeded sample
 
 The data are real images in CIFAR-100's on-disk format: each Fashion-MNIST image (Debian's
 ``dataset-fashion-mnist``) padded to 32x32 and tinted with one of 10 colours, the class being (garment,
@@ -108,14 +109,14 @@ def train(work: Path, epochs: int, limit_train: int) -> Path:
     return max((p for d in checkpoints.iterdir() for p in list_checkpoints(d)), key=lambda p: p.stat().st_mtime)
 
 
-def measure(checkpoint: Path, out_csv: Path) -> None:
+def measure(checkpoint: Path, out_csv: Path, classes: int | None = None) -> None:
     import pandas as pd
     import torch
     import yaml
 
     from coded_resnext.datasets import build_dataset
     from coded_resnext.evaluation import collect
-    from coded_resnext.evaluation.binary import fit_binary_classifiers, measure_binary_classifiers
+    from coded_resnext.evaluation.binary import choose_classes, fit_binary_classifiers, measure_binary_classifiers
     from coded_resnext.evaluation.suite import binary_fit_set
     from coded_resnext.orchestration.build import data_spec, eval_loader, model_from_checkpoint, suite_data
     from coded_resnext.orchestration.checkpoint import load_checkpoint
@@ -134,12 +135,13 @@ def measure(checkpoint: Path, out_csv: Path) -> None:
         "before": dataclasses.replace(cfg.eval, binary_fit_augmented=False, binary_fit_negatives_per_positive=None),
         "after": cfg.eval,
     }
+    chosen = choose_classes(model.num_classes, classes or model.num_classes, cfg.seed)  # the suite's seeded sample
     tables = {}
     for name, settings in fits.items():
         fit_set = binary_fit_set(data, settings, cfg.seed)
         fitted = fit_binary_classifiers(
             model,
-            range(model.num_classes),
+            chosen,
             fit_set,
             loader,
             collect(model, loader(fit_set), cpu),
@@ -174,6 +176,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", type=Path, help="measure this trained checkpoint instead of training one")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--limit-train", type=int, default=30000)
+    parser.add_argument(
+        "--classes", type=int, default=None, help="measure a seeded sample of this many classes (default: all 100)"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import torchvision.datasets.cifar as tv_cifar
@@ -185,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     if not (work / "data" / "cifar-100-python" / "meta").is_file():
         write_tinted_fashion(work / "data")
     checkpoint = args.checkpoint or train(work, args.epochs, args.limit_train)
-    measure(checkpoint, work / "binary_fit_prior.csv")
+    measure(checkpoint, work / "binary_fit_prior.csv", args.classes)
 
 
 if __name__ == "__main__":
